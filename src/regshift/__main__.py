@@ -1,0 +1,5 @@
+"""``python -m regshift``."""
+
+from .cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Registry authentication: credential lookup and the HTTP auth flow."""

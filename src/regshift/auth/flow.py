@@ -1,0 +1,321 @@
+"""Registry authentication as an ``httpx.Auth`` flow: Basic, Bearer tokens, identity tokens.
+
+One :class:`RegistryAuth` holds the state for one registry (the challenge it sent, the
+credential, the tokens it issued) and is shared by every request and thread. Each request
+gets a light :class:`ScopedAuth` naming the scopes its *operation* needs, so one token
+request covers, say, both the GET and the PUTs of a ``tag``.
+
+The flow (Docker token spec, distribution ``auth/token``):
+
+1. If a fresh token covering the scopes is cached, send it; if we already know the registry
+   wants Bearer or Basic, obtain the credential first, so no 401 round trip is wasted.
+2. On 401, parse ``WWW-Authenticate``, merge any scope it names (distribution answers 401,
+   not 403, on insufficient scope), fetch one token for the whole scope set and replay once.
+
+Token requests are yielded like any other request, so they go through the same client,
+TLS settings and retries. Credentials are never sent over plain HTTP unless the registry is
+loopback or named insecure, and tokens are attached only to the registry's own host
+(httpx drops ``Authorization`` on cross-origin redirects, e.g. to S3 blob storage).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+
+import httpx
+
+from ..errors import AuthError
+from ..reference import is_loopback_host
+from .challenge import Challenge, parse_challenges, select_challenge
+from .credentials import Credential
+from .scopes import ScopeSet, covers, merge_scopes
+
+log = logging.getLogger(__name__)
+
+_MAX_TOKEN_RESPONSE = 256 * 1024
+_DEFAULT_LIFETIME = 60.0
+_CLIENT_ID = "regshift"
+
+Flow = Generator[httpx.Request, httpx.Response, None]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A bearer token and the scopes it was issued for."""
+
+    value: str
+    scopes: ScopeSet
+    expires_at: float
+
+    def fresh(self, now: float) -> bool:
+        """Whether the token is still usable, keeping a margin for clock skew and latency."""
+        return now < self.expires_at
+
+
+class RegistryAuth:
+    """Authentication state for one registry, shared across requests and threads."""
+
+    def __init__(
+        self,
+        registry: str,
+        credential: Callable[[], Credential],
+        *,
+        allow_plain_http: bool,
+        user_agent: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self._credential_source = credential
+        self._credential: Credential | None = None
+        self._allow_plain = allow_plain_http
+        self._user_agent = user_agent
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._fetch_locks: dict[ScopeSet, threading.Lock] = {}
+        self._challenge: Challenge | None = None
+        self._tokens: list[Token] = []
+        self.token_requests = 0
+
+    def scoped(self, scopes: ScopeSet) -> ScopedAuth:
+        """An ``httpx.Auth`` for one request of an operation needing ``scopes``."""
+        return ScopedAuth(self, scopes)
+
+    @property
+    def credential(self) -> Credential:
+        """The credential for this registry, resolved once."""
+        with self._lock:
+            if self._credential is None:
+                self._credential = self._credential_source()
+            return self._credential
+
+    # -- what to send before any 401 -------------------------------------------------------
+
+    def preemptive(
+        self, scopes: ScopeSet, url: httpx.URL
+    ) -> Generator[httpx.Request, httpx.Response, str | None] | None:
+        """A flow yielding token requests, or None when nothing is known to be needed."""
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        return self.authorize(challenge, scopes, url, stale=None)
+
+    def cached_header(self, scopes: ScopeSet) -> str | None:
+        """The ``Authorization`` value of a fresh cached token covering ``scopes``."""
+        now = self._clock()
+        with self._lock:
+            self._tokens = [t for t in self._tokens if t.fresh(now)]
+            for token in self._tokens:
+                if covers(token.scopes, scopes):
+                    return f"Bearer {token.value}"
+        return None
+
+    # -- answering a challenge ------------------------------------------------------------
+
+    def learn(self, response: httpx.Response) -> Challenge | None:
+        """Remember the challenge of a 401 response; return it when we can answer it."""
+        header = response.headers.get("www-authenticate", "")
+        challenge = select_challenge(parse_challenges(header)) if header else None
+        if challenge is not None:
+            with self._lock:
+                self._challenge = Challenge(challenge.scheme, dict(challenge.params, scope=""))
+        return challenge
+
+    def authorize(
+        self, challenge: Challenge, scopes: ScopeSet, url: httpx.URL, stale: str | None
+    ) -> Generator[httpx.Request, httpx.Response, str | None]:
+        """Produce an ``Authorization`` value for ``challenge``, fetching a token if needed."""
+        if challenge.scheme == "basic":
+            return self._basic_header(url)
+        cached = self.cached_header(scopes)
+        if cached is not None and cached != stale:
+            return cached
+        with self._fetch_lock(scopes):
+            cached = self.cached_header(scopes)
+            if cached is not None and cached != stale:
+                return cached
+            if stale is not None:
+                self._drop(stale)
+            token = yield from self._fetch_token(challenge, scopes)
+        with self._lock:
+            self._tokens.append(token)
+        return f"Bearer {token.value}"
+
+    def _basic_header(self, url: httpx.URL) -> str | None:
+        cred = self.credential
+        if not cred.username or not cred.password:
+            return None
+        self._require_secure(url, "Basic credentials")
+        raw = f"{cred.username}:{cred.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+    @contextlib.contextmanager
+    def _fetch_lock(self, scopes: ScopeSet) -> Iterator[None]:
+        with self._lock:
+            lock = self._fetch_locks.setdefault(scopes, threading.Lock())
+        with lock:
+            yield
+
+    def _drop(self, header: str) -> None:
+        value = header.removeprefix("Bearer ")
+        with self._lock:
+            self._tokens = [t for t in self._tokens if t.value != value]
+
+    # -- token endpoint -------------------------------------------------------------------
+
+    def _fetch_token(
+        self, challenge: Challenge, scopes: ScopeSet
+    ) -> Generator[httpx.Request, httpx.Response, Token]:
+        cred = self.credential
+        if cred.registry_token:
+            return Token(cred.registry_token, frozenset({"*:*"}), float("inf"))
+        realm = self._realm_url(challenge)
+        if cred.identity_token:
+            response = yield self._oauth_request(realm, challenge, scopes, cred)
+            if response.status_code not in (404, 405):
+                return self._token_from(response, realm, scopes, cred)
+            # Registries without OAuth2 POST support (e.g. older Docker Hub mirrors): use GET.
+        response = yield self._get_token_request(realm, challenge, scopes, cred)
+        return self._token_from(response, realm, scopes, cred)
+
+    def _realm_url(self, challenge: Challenge) -> httpx.URL:
+        try:
+            realm = httpx.URL(challenge.realm)
+        except httpx.InvalidURL:
+            realm = httpx.URL("")
+        if realm.scheme not in ("http", "https") or not realm.host:
+            raise AuthError(
+                f"{self.registry}: bearer challenge has an invalid realm {challenge.realm!r}"
+            )
+        return realm
+
+    def _get_token_request(
+        self, realm: httpx.URL, challenge: Challenge, scopes: ScopeSet, cred: Credential
+    ) -> httpx.Request:
+        params: list[tuple[str, str | int | float | bool | None]] = (
+            [("service", challenge.service)] if challenge.service else []
+        )
+        params += [("scope", s) for s in sorted(scopes)]
+        headers = {"User-Agent": self._user_agent}
+        secret = cred.password or cred.identity_token
+        if cred.username and secret:
+            self._require_secure(realm, "credentials")
+            params.append(("account", cred.username))
+            raw = f"{cred.username}:{secret}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
+        elif cred.identity_token:
+            self._require_secure(realm, "an identity token")
+            raw = f"<token>:{cred.identity_token}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
+        self.token_requests += 1
+        return httpx.Request("GET", realm.copy_merge_params(params), headers=headers)
+
+    def _oauth_request(
+        self, realm: httpx.URL, challenge: Challenge, scopes: ScopeSet, cred: Credential
+    ) -> httpx.Request:
+        self._require_secure(realm, "an identity token")
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": cred.identity_token,
+            "service": challenge.service,
+            "scope": " ".join(sorted(scopes)),
+            "client_id": _CLIENT_ID,
+        }
+        self.token_requests += 1
+        return httpx.Request("POST", realm, data=form, headers={"User-Agent": self._user_agent})
+
+    def _token_from(
+        self, response: httpx.Response, realm: httpx.URL, scopes: ScopeSet, cred: Credential
+    ) -> Token:
+        response.read()
+        who = f" (credentials from {cred.source})" if cred.source else ""
+        if response.status_code in (401, 403):
+            raise AuthError(
+                f"{self.registry}: token server {realm.host} refused the credentials{who}: "
+                f"HTTP {response.status_code}"
+            )
+        if response.status_code != 200:
+            raise AuthError(
+                f"{self.registry}: token server {realm.host} answered HTTP {response.status_code}"
+            )
+        body = self._token_body(response, realm)
+        value = body.get("token") or body.get("access_token")
+        if not isinstance(value, str) or not value:
+            raise AuthError(f"{self.registry}: token server {realm.host} returned no token")
+        refresh = body.get("refresh_token")
+        if isinstance(refresh, str) and refresh and cred.identity_token:
+            with self._lock:  # OAuth2 servers may rotate refresh tokens
+                self._credential = Credential(
+                    username=cred.username, identity_token=refresh, source=cred.source
+                )
+        return Token(value, scopes, self._clock() + _usable_lifetime(body.get("expires_in")))
+
+    def _token_body(self, response: httpx.Response, realm: httpx.URL) -> dict[str, object]:
+        if len(response.content) > _MAX_TOKEN_RESPONSE:
+            raise AuthError(f"{self.registry}: token response from {realm.host} is too large")
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise AuthError(f"{self.registry}: token server {realm.host} returned invalid JSON")
+        return body
+
+    def _require_secure(self, url: httpx.URL, what: str) -> None:
+        """Refuse to send secrets in clear text, except to loopback or insecure registries."""
+        if url.scheme == "https" or self._allow_plain or is_loopback_host(url.host):
+            return
+        raise AuthError(
+            f"{self.registry}: refusing to send {what} over plain HTTP to {url.host}; "
+            "use HTTPS or mark the registry --insecure"
+        )
+
+
+def _usable_lifetime(expires_in: object) -> float:
+    """Seconds a token may be used: its lifetime minus a margin of a fifth (at most 10 s)."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
+        lifetime = _DEFAULT_LIFETIME
+    else:
+        lifetime = float(expires_in)
+    return lifetime - min(10.0, lifetime / 5)
+
+
+class ScopedAuth(httpx.Auth):
+    """The ``httpx.Auth`` of one request: scopes of its operation + shared registry state."""
+
+    def __init__(self, state: RegistryAuth, scopes: ScopeSet) -> None:
+        self._state = state
+        self._scopes = merge_scopes(scopes)
+
+    def auth_flow(self, request: httpx.Request) -> Flow:
+        state = self._state
+        header = state.cached_header(self._scopes)
+        if header is None:
+            pending = state.preemptive(self._scopes, request.url)
+            if pending is not None:
+                header = yield from pending
+        if header:
+            request.headers["Authorization"] = header
+        response = yield request
+        if response.status_code != 401:
+            return
+        challenge = state.learn(response)
+        if challenge is None or not _replayable(request):
+            return
+        scopes = merge_scopes(self._scopes, challenge.scopes)
+        fresh = yield from state.authorize(challenge, scopes, request.url, stale=header)
+        if fresh is None or fresh == header:
+            return
+        request.headers["Authorization"] = fresh
+        yield request
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """A request whose body was a one-shot stream cannot be sent again."""
+    return isinstance(request.stream, httpx.ByteStream)

@@ -1,0 +1,95 @@
+"""Exit codes, and the one place that turns exceptions into a message and a code."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from .options import CommonOptions
+
+
+class ExitStatus(IntEnum):
+    """Documented exit codes of every command."""
+
+    OK = 0
+    ERROR = 1  # any other registry / transport / digest error
+    USAGE = 2  # bad flags or an invalid reference
+    AUTH = 3  # no usable credentials, or the registry refused them
+    NOT_FOUND = 4  # no such repository, tag, manifest
+    PRECONDITION = 5  # --expect-digest, --no-clobber, delete of a shared digest
+    INTERRUPTED = 130  # Ctrl-C
+
+    @classmethod
+    def for_error(cls, exc: BaseException) -> ExitStatus:
+        """The exit code for an exception raised by the library."""
+        from ..errors import (
+            AuthError,
+            InvalidReference,
+            NotFound,
+            PreconditionFailed,
+            Unauthorized,
+        )
+
+        for kind, status in (
+            (InvalidReference, cls.USAGE),
+            (AuthError, cls.AUTH),
+            (Unauthorized, cls.AUTH),
+            (NotFound, cls.NOT_FOUND),
+            (PreconditionFailed, cls.PRECONDITION),
+        ):
+            if isinstance(exc, kind):
+                return status
+        return cls.ERROR
+
+
+def one_line(exc: BaseException) -> str:
+    """The error and its notes on a single line."""
+    parts = [str(exc) or type(exc).__name__, *getattr(exc, "__notes__", [])]
+    return "; ".join(" ".join(p.split()) for p in parts)
+
+
+def run_guarded(opts: CommonOptions, work: Callable[[], int]) -> None:
+    """Run a command body; map every failure to one stderr line and an exit code."""
+    from ..errors import RegistryError
+
+    if opts.debug:
+        _enable_debug_logging()
+    try:
+        code = work()
+    except KeyboardInterrupt:
+        click.echo("regshift: interrupted", err=True)
+        code = ExitStatus.INTERRUPTED
+    except click.ClickException:
+        raise
+    except RegistryError as exc:
+        code = _report(opts, exc, ExitStatus.for_error(exc))
+    except Exception as exc:
+        if opts.debug:
+            traceback.print_exc()
+        code = _report(opts, exc, ExitStatus.ERROR, prefix="internal error: ")
+    sys.exit(int(code))
+
+
+def _report(opts: CommonOptions, exc: BaseException, code: ExitStatus, prefix: str = "") -> int:
+    message = prefix + one_line(exc)
+    click.echo(f"regshift: error: {message}", err=True)
+    if opts.json:
+        doc = {"error": {"type": type(exc).__name__, "message": message, "exitCode": int(code)}}
+        click.echo(json.dumps(doc, indent=2))
+    return code
+
+
+def _enable_debug_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
+    logger = logging.getLogger("regshift")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)

@@ -1,0 +1,272 @@
+"""The ``regshift`` command: flags in, library call, text or JSON out, exit code.
+
+This is the only part of regshift that prints or exits. Library modules are imported inside
+the commands so ``regshift --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from .exits import ExitStatus, run_guarded
+from .options import CommonOptions, common_options, read_password
+
+if TYPE_CHECKING:
+    from ..ops import DeleteResult
+    from ..tag import TagResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="regshift", prog_name="regshift")
+def cli() -> None:
+    """Tag, copy and promote container images directly against registries, without pulling.
+
+    \b
+    Exit codes: 0 ok, 1 registry error, 2 usage or invalid reference, 3 authentication,
+                4 not found, 5 precondition failed (--expect-digest, --no-clobber, delete
+                of a shared digest), 130 interrupted.
+    """
+
+
+@cli.command("tag")
+@click.argument("source")
+@click.argument("new_tags", nargs=-1, required=True)
+@click.option(
+    "--expect-digest", metavar="DIGEST", help="Only tag if SOURCE still resolves to DIGEST."
+)
+@click.option(
+    "--no-clobber", is_flag=True, help="Refuse if a new tag already points at another digest."
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be tagged; write nothing.")
+@common_options
+def tag_cmd(
+    opts: CommonOptions,
+    source: str,
+    new_tags: tuple[str, ...],
+    expect_digest: str | None,
+    no_clobber: bool,
+    dry_run: bool,
+) -> None:
+    """Give SOURCE one or more NEW_TAGs in the same repository, moving only the manifest.
+
+    The manifest bytes are copied exactly, so the digest (and every platform of a
+    multi-platform image) stays the same.
+    """
+    from ..tag import tag
+
+    def work() -> int:
+        with opts.client() as client:
+            result = tag(
+                client,
+                source,
+                list(new_tags),
+                expect_digest=expect_digest,
+                no_clobber=no_clobber,
+                dry_run=dry_run,
+                raise_on_error=False,
+            )
+        _render_tag(opts, result)
+        first = result.failed[0].error if result.failed else None
+        return ExitStatus.for_error(first) if first else ExitStatus.OK
+
+    run_guarded(opts, work)
+
+
+@cli.command("digest")
+@click.argument("reference")
+@common_options
+def digest_cmd(opts: CommonOptions, reference: str) -> None:
+    """Print the manifest digest REFERENCE resolves to (HEAD, GET if needed)."""
+    from ..ops import digest
+
+    def work() -> int:
+        with opts.client() as client:
+            desc = digest(client, reference)
+        opts.emit(
+            {
+                "reference": reference,
+                "digest": desc.digest,
+                "mediaType": desc.media_type,
+                "size": desc.size,
+            },
+            desc.digest,
+        )
+        return ExitStatus.OK
+
+    run_guarded(opts, work)
+
+
+@cli.command("manifest")
+@click.argument("reference")
+@common_options
+def manifest_cmd(opts: CommonOptions, reference: str) -> None:
+    """Print the manifest of REFERENCE, byte for byte as the registry stores it."""
+    from ..ops import manifest
+
+    def work() -> int:
+        with opts.client() as client:
+            found = manifest(client, reference)
+        if opts.json:
+            opts.emit(
+                {
+                    "reference": reference,
+                    "digest": found.digest,
+                    "mediaType": found.media_type,
+                    "size": found.size,
+                    "manifest": found.raw.decode("utf-8", "replace"),
+                },
+                "",
+            )
+        else:
+            sys.stdout.buffer.write(found.raw)
+            sys.stdout.buffer.flush()
+        return ExitStatus.OK
+
+    run_guarded(opts, work)
+
+
+@cli.command("ls")
+@click.argument("repository")
+@common_options
+def ls_cmd(opts: CommonOptions, repository: str) -> None:
+    """List every tag of REPOSITORY (all pages)."""
+    from ..ops import list_tags
+
+    def work() -> int:
+        with opts.client() as client:
+            tags = list_tags(client, repository)
+        opts.emit({"repository": repository, "tags": tags}, "\n".join(tags))
+        return ExitStatus.OK
+
+    run_guarded(opts, work)
+
+
+@cli.command("delete")
+@click.argument("reference")
+@click.option("--force", is_flag=True, help="Delete by digest even if other tags share it.")
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; delete nothing.")
+@common_options
+def delete_cmd(opts: CommonOptions, reference: str, force: bool, dry_run: bool) -> None:
+    """Remove the tag REFERENCE (or, by digest, a manifest).
+
+    Registries without a tag-delete API can only delete the manifest, which removes every
+    tag pointing at it: regshift does that only when no other tag shares the digest, and
+    otherwise names those tags and requires --force.
+    """
+    from ..ops import delete
+
+    def work() -> int:
+        with opts.client() as client:
+            result = delete(client, reference, force=force, dry_run=dry_run)
+        _render_delete(opts, result)
+        return ExitStatus.OK
+
+    run_guarded(opts, work)
+
+
+@cli.command("login")
+@click.argument("registry")
+@common_options
+def login_cmd(opts: CommonOptions, registry: str) -> None:
+    """Check credentials for REGISTRY and store them in Docker's config.json.
+
+    The password comes from --password-stdin or a hidden prompt, never from a flag. A
+    configured credential helper (credHelpers / credsStore) stores it instead of the file.
+    """
+    from ..ops import login
+    from ..reference import normalise_registry
+
+    def work() -> int:
+        if not opts.username:
+            opts.username = click.prompt("Username", err=True)
+        password = opts.password if opts.password is not None else read_password(opts)
+        host = normalise_registry(registry)
+        where = login(
+            host, opts.username, password, options=opts.client_options(with_keychain=False)
+        )
+        opts.emit(
+            {"registry": host, "username": opts.username, "stored": where},
+            f"Login succeeded: {host} (stored in {where})",
+        )
+        return ExitStatus.OK
+
+    run_guarded(opts, work)
+
+
+@cli.command("logout")
+@click.argument("registry")
+@common_options
+def logout_cmd(opts: CommonOptions, registry: str) -> None:
+    """Remove stored credentials for REGISTRY."""
+    from ..ops import logout
+    from ..reference import normalise_registry
+
+    def work() -> int:
+        host = normalise_registry(registry)
+        removed = logout(host)
+        text = f"Removed credentials for {host}" if removed else f"Not logged in to {host}"
+        opts.emit({"registry": host, "removed": removed}, text)
+        return ExitStatus.OK
+
+    run_guarded(opts, work)
+
+
+def _render_tag(opts: CommonOptions, result: TagResult) -> None:
+    doc = {
+        "source": str(result.source),
+        "digest": result.digest,
+        "mediaType": result.media_type,
+        "size": result.size,
+        "dryRun": result.dry_run,
+        "requests": result.requests,
+        "tags": [
+            {
+                "tag": o.tag,
+                "reference": str(result.source.repo_only().with_tag(o.tag)),
+                "action": str(o.action),
+                "method": o.method,
+                "previous": o.previous,
+                "error": str(o.error) if o.error else None,
+            }
+            for o in result.outcomes
+        ],
+    }
+    lines = [f"{result.source} {result.digest} ({result.media_type}, {result.size} bytes)"]
+    width = max(len(o.tag) for o in result.outcomes)
+    for o in result.outcomes:
+        detail = f" (was {o.previous})" if o.previous and o.previous != result.digest else ""
+        if o.error:
+            detail = f": {o.error}"
+        lines.append(f"  {o.tag:<{width}}  {o.action}{detail}")
+    opts.emit(doc, "\n".join(lines))
+
+
+def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
+    verb = "would delete" if result.dry_run else "deleted"
+    if result.method == "tag":
+        text = f"{verb} tag {result.reference} ({result.digest})"
+    else:
+        tags = ", ".join(result.removed_tags) or "no tags"
+        repo = result.reference.repo_only()
+        text = f"{verb} manifest {result.digest} of {repo} (tags removed: {tags})"
+    opts.emit(
+        {
+            "reference": str(result.reference),
+            "digest": result.digest,
+            "method": result.method,
+            "removedTags": list(result.removed_tags),
+            "dryRun": result.dry_run,
+        },
+        text,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="regshift")

@@ -1,0 +1,128 @@
+"""Flags every registry command shares, gathered into one object."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from ..client import Client, ClientOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(slots=True)
+class CommonOptions:
+    """Parsed common flags; builds the library client."""
+
+    username: str | None = None
+    password_stdin: bool = False
+    insecure: bool = False
+    ca_file: str | None = None
+    timeout: float | None = None
+    json: bool = False
+    debug: bool = False
+    registries: tuple[str, ...] = ()
+    password: str | None = field(default=None, repr=False)
+
+    def client_options(self, *, with_keychain: bool = True) -> ClientOptions:
+        """Library options from the flags."""
+        from ..auth.credentials import ChainKeychain, Credential, StaticKeychain, default_keychain
+        from ..client import ClientOptions
+        from ..transport import TransportOptions
+
+        transport = TransportOptions(
+            insecure=frozenset(self.registries) if self.insecure else frozenset(),
+            ca_file=self.ca_file,
+        )
+        if self.timeout:
+            transport = replace(transport, read_timeout=self.timeout)
+        keychain = None
+        if with_keychain and self.username:
+            password = self.password if self.password is not None else read_password(self)
+            flags = StaticKeychain(
+                Credential(username=self.username, password=password, source="flags")
+            )
+            keychain = ChainKeychain(flags, default_keychain())
+        return ClientOptions(transport=transport, keychain=keychain)
+
+    def client(self) -> Client:
+        """A client configured from the flags."""
+        from ..client import Client
+
+        return Client(self.client_options())
+
+    def emit(self, doc: object, text: str) -> None:
+        """Print the result: JSON with --json, else the text (if any)."""
+        if self.json:
+            click.echo(json.dumps(doc, indent=2))
+        elif text:
+            click.echo(text)
+
+
+def read_password(opts: CommonOptions) -> str:
+    """The password from stdin (--password-stdin) or a hidden prompt on a terminal."""
+    if opts.password_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        value = click.prompt("Password", hide_input=True, err=True)
+    else:
+        raise click.UsageError("--username needs --password-stdin when stdin is not a terminal")
+    if not value:
+        raise click.UsageError("empty password")
+    opts.password = value
+    return value
+
+
+def common_options(func: F) -> F:
+    """Add the shared flags to a command and pass them as a :class:`CommonOptions`."""
+
+    @click.option("-u", "--username", help="Registry user name (password via --password-stdin).")
+    @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+    @click.option(
+        "--insecure",
+        is_flag=True,
+        help="Allow plain HTTP and unverified TLS for the registries named here.",
+    )
+    @click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificates (PEM).")
+    @click.option("--timeout", type=float, help="Read timeout in seconds (default 60).")
+    @click.option("--json", "as_json", is_flag=True, help="Print a JSON document (for CI).")
+    @click.option("--debug", is_flag=True, help="Log HTTP requests (secrets redacted) to stderr.")
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        opts = CommonOptions(
+            username=kwargs.pop("username"),
+            password_stdin=kwargs.pop("password_stdin"),
+            insecure=kwargs.pop("insecure"),
+            ca_file=kwargs.pop("ca_file"),
+            timeout=kwargs.pop("timeout"),
+            json=kwargs.pop("as_json"),
+            debug=kwargs.pop("debug"),
+        )
+        opts.registries = _registries_of(kwargs)
+        return func(opts, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _registries_of(kwargs: dict[str, Any]) -> tuple[str, ...]:
+    """Registries named by the command's arguments (for --insecure)."""
+    from ..errors import InvalidReference
+    from ..reference import normalise_registry, parse_reference
+
+    names = []
+    for key in ("source", "reference", "repository"):
+        if isinstance(kwargs.get(key), str):
+            with contextlib.suppress(InvalidReference):
+                names.append(parse_reference(kwargs[key], default_tag=None).endpoint)
+    if isinstance(kwargs.get("registry"), str):
+        with contextlib.suppress(InvalidReference):
+            names.append(normalise_registry(kwargs["registry"]))
+    return tuple(names)

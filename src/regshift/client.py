@@ -1,0 +1,522 @@
+"""A registry client: one method per Distribution API endpoint, on one shared ``httpx.Client``.
+
+:class:`Client` is thread-safe and meant to live for a whole operation (or program): it
+keeps the connection pool, each registry's auth state and token cache, and which scheme
+(HTTPS or, for loopback / insecure registries, HTTP) each registry speaks.
+
+Every method takes ``scopes``: the token scopes the *calling operation* needs in total, so
+the first token request already carries them all (e.g. ``tag`` asks for pull+push on its GET).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+import httpx
+
+from .auth.credentials import Credential, Keychain, default_keychain
+from .auth.flow import RegistryAuth
+from .auth.scopes import ScopeSet, merge_scopes
+from .capabilities import Capabilities, default_cache_dir
+from .digest import compute_digest
+from .errors import (
+    APIError,
+    DigestMismatch,
+    ManifestError,
+    NotFound,
+    RegistryError,
+    TransportError,
+    Unauthorized,
+)
+from .links import next_link
+from .manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
+from .mediatypes import MANIFEST_ACCEPT
+from .reference import Reference
+from .transport import (
+    IDEMPOTENT_METHODS,
+    RequestStats,
+    RetryPolicy,
+    TransportOptions,
+    allows_plain_http,
+    api_error,
+    build_http_client,
+    candidate_schemes,
+    is_tls_mismatch,
+    translate,
+)
+
+log = logging.getLogger(__name__)
+
+QueryList = list[tuple[str, str | int | float | bool | None]]
+
+_ACCEPT = ", ".join(MANIFEST_ACCEPT)
+_MAX_TAG_PAGES = 10_000
+_TAG_PAGE_SIZE = 1000  # ECR rejects n > 1000 (go-containerregistry #1091)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientOptions:
+    """Everything a :class:`Client` needs to know besides the registries themselves.
+
+    Attributes:
+        transport: HTTP settings (TLS, timeouts, retries, insecure registries).
+        keychain: where credentials come from; ``None`` means Docker/podman config + env.
+        cache_dir: where learnt registry capabilities persist; ``None`` keeps them in memory.
+    """
+
+    transport: TransportOptions = field(default_factory=TransportOptions)
+    keychain: Keychain | None = None
+    cache_dir: Path | None = field(default_factory=default_cache_dir)
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What a manifest PUT achieved.
+
+    Attributes:
+        digest: the digest the registry stored (checked against ours).
+        tags: the tags the registry confirmed via ``OCI-Tag`` (multi-tag push), else empty.
+    """
+
+    digest: str
+    tags: tuple[str, ...] = ()
+
+
+class Client:
+    """A thread-safe client for any number of registries."""
+
+    def __init__(self, options: ClientOptions | None = None) -> None:
+        self.options = options or ClientOptions()
+        self.stats = RequestStats()
+        self._keychain = self.options.keychain or default_keychain()
+        self._http = build_http_client(self.options.transport, self.stats)
+        self._lock = threading.Lock()
+        self._auth: dict[str, RegistryAuth] = {}
+        self._base: dict[str, str] = {}
+        self.capabilities = Capabilities(self.options.cache_dir)
+        self._retry = RetryPolicy(
+            retries=self.options.transport.retries,
+            backoff=self.options.transport.backoff,
+            max_retry_after=self.options.transport.max_retry_after,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far (token requests included)."""
+        return self.stats.total
+
+    def token_requests(self, registry: str) -> int:
+        """Token requests sent for ``registry`` so far."""
+        auth = self._auth.get(registry)
+        return auth.token_requests if auth else 0
+
+    # -- manifests ------------------------------------------------------------------------
+
+    def head_manifest(self, ref: Reference, *, scopes: Iterable[str] = ()) -> Descriptor | None:
+        """HEAD a manifest; ``None`` when the registry has no such tag or digest.
+
+        The digest is the ``Docker-Content-Digest`` header; callers that must be sure use
+        :meth:`resolve_digest`, which falls back to GET when the header is missing.
+        """
+        response = self._request(
+            "HEAD",
+            ref,
+            f"/manifests/{ref.identifier}",
+            scopes=scopes,
+            headers={"Accept": _ACCEPT},
+            missing_ok=True,
+        )
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("docker-content-digest", "")
+        size = _content_length(response)
+        media_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
+        return Descriptor(media_type=media_type, digest=digest, size=size)
+
+    def resolve_digest(self, ref: Reference, *, scopes: Iterable[str] = ()) -> Descriptor:
+        """The manifest descriptor of ``ref``: HEAD, or GET + sha256 when HEAD is not trustworthy.
+
+        Raises:
+            NotFound: no such manifest.
+        """
+        head = self.head_manifest(ref, scopes=scopes)
+        if head is None:
+            raise NotFound(status=404, method="HEAD", url=_display(ref), text="manifest unknown")
+        if _trustworthy(head, ref):
+            return head
+        return self.get_manifest(ref, scopes=scopes).descriptor()
+
+    def get_manifest(self, ref: Reference, *, scopes: Iterable[str] = ()) -> Manifest:
+        """GET a manifest, keeping its exact bytes; verify them when ``ref`` has a digest.
+
+        Raises:
+            NotFound: no such manifest.
+            DigestMismatch: the bytes do not hash to the digest in ``ref``.
+            ManifestError: too large or not a manifest we can handle.
+        """
+        response = self._request(
+            "GET",
+            ref,
+            f"/manifests/{ref.identifier}",
+            scopes=scopes,
+            headers={"Accept": _ACCEPT},
+            stream=True,
+        )
+        raw = _read_limited(response, MAX_MANIFEST_BYTES, what=f"manifest {_display(ref)}")
+        content_type = response.headers.get("content-type", "")
+        if ref.digest and compute_digest(raw, ref.digest.split(":", 1)[0]) != ref.digest:
+            raise DigestMismatch(f"manifest {_display(ref)}", ref.digest, compute_digest(raw))
+        try:
+            return parse_manifest(raw, content_type)
+        except ManifestError as exc:
+            raise type(exc)(f"{_display(ref)}: {exc}") from None
+
+    def put_manifest(
+        self,
+        ref: Reference,
+        manifest: Manifest,
+        *,
+        tags: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+    ) -> PutResult:
+        """PUT the manifest's exact bytes under ``ref`` (a tag or its digest).
+
+        With ``tags`` (only when ``ref`` is by digest), asks the registry to apply them all at
+        once (OCI distribution-spec multi-tag push); the result lists those it confirmed.
+
+        Raises:
+            DigestMismatch: the registry reports another digest than ours.
+        """
+        tag_list = list(tags)
+        params: QueryList = [("tag", t) for t in tag_list]
+        response = self._request(
+            "PUT",
+            ref,
+            f"/manifests/{ref.identifier}",
+            scopes=[ref.scope("pull,push"), *scopes],
+            headers={"Content-Type": manifest.media_type},
+            content=manifest.raw,
+            params=params,
+        )
+        stored = response.headers.get("docker-content-digest", "")
+        if stored and stored != manifest.digest:
+            raise DigestMismatch(f"manifest {_display(ref)}", manifest.digest, stored)
+        confirmed = _oci_tags(response.headers.get_list("oci-tag"))
+        return PutResult(digest=manifest.digest, tags=tuple(t for t in tag_list if t in confirmed))
+
+    def delete_manifest(self, ref: Reference, *, scopes: Iterable[str] = ()) -> None:
+        """DELETE a manifest by digest, or a tag where the registry supports tag deletion."""
+        self._request(
+            "DELETE", ref, f"/manifests/{ref.identifier}", scopes=[ref.scope("delete"), *scopes]
+        )
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    def blob_exists(self, ref: Reference, digest: str, *, scopes: Iterable[str] = ()) -> bool:
+        """HEAD a blob in ``ref``'s repository."""
+        response = self._request("HEAD", ref, f"/blobs/{digest}", scopes=scopes, missing_ok=True)
+        return response.status_code != 404
+
+    def put_blob(self, ref: Reference, data: bytes, *, scopes: Iterable[str] = ()) -> str:
+        """Upload a small blob monolithically (POST, then PUT with the bytes); return its digest."""
+        digest = compute_digest(data)
+        push = [ref.scope("pull,push"), *scopes]
+        started = self._request("POST", ref, "/blobs/uploads/", scopes=push)
+        location = self._upload_location(ref, started)
+        self._request_url(
+            "PUT",
+            ref,
+            location,
+            scopes=push,
+            params=[("digest", digest)],
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return digest
+
+    def _upload_location(self, ref: Reference, response: httpx.Response) -> str:
+        """The absolute upload URL of a 202 response, refusing other hosts and schemes."""
+        location = response.headers.get("location", "")
+        if not location:
+            raise APIError(
+                status=response.status_code,
+                method=response.request.method,
+                url=_display(ref),
+                text="upload response has no Location header",
+            )
+        url = response.request.url.join(location)
+        if url.scheme not in ("http", "https") or url.netloc != response.request.url.netloc:
+            raise APIError(
+                status=response.status_code,
+                method=response.request.method,
+                url=_display(ref),
+                text=f"refusing upload Location on another host: {url.host}",
+            )
+        return str(url)
+
+    # -- tags -----------------------------------------------------------------------------
+
+    def list_tags(self, repo: Reference, *, scopes: Iterable[str] = ()) -> list[str]:
+        """All tags of a repository, following ``Link`` pagination (bounded, same host only)."""
+        tags: list[str] = []
+        path: str | None = f"/tags/list?n={_TAG_PAGE_SIZE}"
+        seen: set[str] = set()
+        while path is not None:
+            if path in seen or len(seen) >= _MAX_TAG_PAGES:
+                raise APIError(
+                    status=200,
+                    method="GET",
+                    url=_display(repo),
+                    text="tag list pagination loops or never ends",
+                )
+            seen.add(path)
+            response = self._request("GET", repo, path, scopes=scopes)
+            tags.extend(_tags_from(response, repo))
+            path = next_link(response.headers.get("link", ""), repo.repository, repo.endpoint)
+        return tags
+
+    # -- registry -------------------------------------------------------------------------
+
+    def ping(self, registry: str, *, scopes: Iterable[str] = ()) -> None:
+        """``GET /v2/``, authenticating if the registry asks; raises on failure."""
+        ref = Reference(registry=registry, repository="ping")
+        self._request("GET", ref, "", scopes=scopes, api_root=True)
+
+    def credential(self, registry: str) -> Credential:
+        """The credential used for ``registry``."""
+        return self._registry_auth(registry).credential
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _registry_auth(self, registry: str) -> RegistryAuth:
+        with self._lock:
+            auth = self._auth.get(registry)
+            if auth is None:
+                auth = RegistryAuth(
+                    registry,
+                    lambda: self._keychain.resolve(registry),
+                    allow_plain_http=allows_plain_http(registry, self.options.transport),
+                    user_agent=self.options.transport.user_agent,
+                )
+                self._auth[registry] = auth
+            return auth
+
+    def _request(
+        self,
+        method: str,
+        ref: Reference,
+        path: str,
+        *,
+        scopes: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        params: QueryList | None = None,
+        stream: bool = False,
+        missing_ok: bool = False,
+        api_root: bool = False,
+    ) -> httpx.Response:
+        """Send one API request with auth, scheme fallback and retries; raise on error status."""
+        suffix = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
+        return self._request_url(
+            method,
+            ref,
+            suffix,
+            scopes=scopes,
+            headers=headers,
+            content=content,
+            params=params,
+            stream=stream,
+            missing_ok=missing_ok,
+            api_root=api_root,
+        )
+
+    def _request_url(
+        self,
+        method: str,
+        ref: Reference,
+        target: str,
+        *,
+        scopes: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        params: QueryList | None = None,
+        stream: bool = False,
+        missing_ok: bool = False,
+        api_root: bool = False,
+    ) -> httpx.Response:
+        """Like :meth:`_request`, for a path below the host or an absolute URL on it."""
+        scope_set = merge_scopes([ref.scope("pull")] if not api_root else [], scopes)
+        response = self._send_retrying(
+            method, ref.endpoint, target, scope_set, headers, content, params, stream
+        )
+        if response.status_code < 400 or (missing_ok and response.status_code == 404):
+            return response
+        raise _error_for(response, ref, self._registry_auth(ref.endpoint).credential)
+
+    def _send_retrying(
+        self,
+        method: str,
+        endpoint: str,
+        suffix: str,
+        scopes: ScopeSet,
+        headers: Mapping[str, str] | None,
+        content: bytes | None,
+        params: QueryList | None,
+        stream: bool,
+    ) -> httpx.Response:
+        retryable = method in IDEMPOTENT_METHODS
+        delays = iter(self._retry.delays()) if retryable else iter(())
+        while True:
+            try:
+                response = self._send(
+                    method, endpoint, suffix, scopes, headers, content, params, stream
+                )
+            except TransportError:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                self._retry.wait(delay, None)
+                continue
+            if response.status_code in _RETRY_STATUSES:
+                delay = next(delays, None)
+                if delay is not None:
+                    error = api_error(response)
+                    log.info("retrying %s after HTTP %s", method, response.status_code)
+                    self._retry.wait(delay, error.retry_after)
+                    continue
+            return response
+
+    def _send(
+        self,
+        method: str,
+        endpoint: str,
+        suffix: str,
+        scopes: ScopeSet,
+        headers: Mapping[str, str] | None,
+        content: bytes | None,
+        params: QueryList | None,
+        stream: bool,
+    ) -> httpx.Response:
+        auth = self._registry_auth(endpoint)
+        absolute = suffix.startswith(("http://", "https://"))
+        for scheme in (suffix.split(":", 1)[0],) if absolute else self._schemes(endpoint):
+            url = httpx.URL(suffix if absolute else f"{scheme}://{endpoint}{suffix}")
+            if params:  # merge: build_request(params=...) would drop the URL's own query
+                url = url.copy_merge_params(params)
+            request = self._http.build_request(method, url, headers=headers, content=content)
+            try:
+                response = self._http.send(request, auth=auth.scoped(scopes), stream=stream)
+            except httpx.TransportError as exc:
+                if scheme == "https" and is_tls_mismatch(exc) and endpoint not in self._base:
+                    continue  # a plain-HTTP loopback / insecure registry: try http next
+                raise translate(exc, f"{method} {endpoint}") from None
+            with self._lock:
+                self._base[endpoint] = scheme
+            return response
+        raise TransportError(f"{method} {endpoint}: no usable scheme")
+
+    def _schemes(self, endpoint: str) -> tuple[str, ...]:
+        known = self._base.get(endpoint)
+        return (known,) if known else candidate_schemes(endpoint, self.options.transport)
+
+
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@contextmanager
+def _closing(response: httpx.Response) -> Iterator[httpx.Response]:
+    try:
+        yield response
+    finally:
+        response.close()
+
+
+def _read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
+    with _closing(response):
+        declared = _content_length(response)
+        if declared > limit:
+            raise ManifestError(f"{what} is {declared} bytes, above the {limit} limit")
+        data = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > limit:
+                    raise ManifestError(f"{what} is larger than the {limit} byte limit")
+        except httpx.TransportError as exc:
+            raise translate(exc, what) from None
+        return bytes(data)
+
+
+def _content_length(response: httpx.Response) -> int:
+    try:
+        return max(0, int(response.headers.get("content-length", "0")))
+    except ValueError:
+        return 0
+
+
+def _trustworthy(head: Descriptor, ref: Reference) -> bool:
+    """Whether a HEAD's ``Docker-Content-Digest`` can stand for the manifest digest."""
+    if not head.digest.startswith("sha256:") or len(head.digest) != 71:
+        return False
+    return not ref.digest or head.digest == ref.digest
+
+
+def _oci_tags(values: list[str]) -> set[str]:
+    return {t.strip() for v in values for t in v.split(",") if t.strip()}
+
+
+def _tags_from(response: httpx.Response, repo: Reference) -> list[str]:
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    tags = doc.get("tags") if isinstance(doc, dict) else None
+    if tags is None and isinstance(doc, dict):
+        return []  # distribution answers {"name": ..., "tags": null} for an empty repository
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise APIError(
+            status=response.status_code,
+            method="GET",
+            url=_display(repo),
+            text="tag list is not a JSON list of strings",
+        )
+    return tags
+
+
+def _display(ref: Reference) -> str:
+    return str(ref)
+
+
+def _error_for(response: httpx.Response, ref: Reference, cred: Credential) -> RegistryError:
+    error = api_error(response, context=_display(ref))
+    if isinstance(error, Unauthorized) and response.status_code == 401:
+        hint = (
+            "no credentials found; use regshift login or --username"
+            if cred.is_anonymous
+            else f"credentials from {cred.source or 'configuration'} were refused or lack access"
+        )
+        return Unauthorized(
+            status=error.status,
+            method=error.method,
+            url=error.url,
+            errors=error.errors,
+            text=error.text,
+            context=f"{_display(ref)}: {hint}",
+        )
+    return error

@@ -1,0 +1,155 @@
+"""Every exception regshift raises, in one small tree.
+
+Catch :class:`RegistryError` to catch everything the library raises on purpose::
+
+    RegistryError
+    ├── InvalidReference (also a ValueError)      a reference that does not parse
+    ├── ManifestError                             a manifest we cannot read or accept
+    │   └── UnsupportedMediaType
+    ├── DigestMismatch                            bytes whose sha256 is not what was promised
+    ├── AuthError                                 no usable credentials, token endpoint refused
+    ├── PreconditionFailed                        --expect-digest / --no-clobber refused the write
+    ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
+    └── APIError                                  the registry answered with an error status
+        ├── NotFound                              404 (MANIFEST_UNKNOWN, NAME_UNKNOWN, ...)
+        ├── Unauthorized                          401 / 403 (UNAUTHORIZED, DENIED)
+        ├── RateLimited                           429 (TOOMANYREQUESTS)
+        └── Unsupported                           405 / UNSUPPORTED (e.g. deletes disabled)
+
+Lower-level exceptions (httpx, json, OSError) are translated at the boundary with
+``raise ... from exc``, so callers never need to import httpx to handle failures.
+Messages never contain credentials or tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RegistryError(Exception):
+    """Base class of every error regshift raises."""
+
+
+class InvalidReference(RegistryError, ValueError):
+    """A string is not a valid image reference (or repository / tag / digest)."""
+
+
+class ManifestError(RegistryError):
+    """A manifest is malformed, too large, or otherwise unusable."""
+
+
+class UnsupportedMediaType(ManifestError):
+    """A manifest or descriptor has a media type regshift does not handle."""
+
+
+class DigestMismatch(RegistryError):
+    """Content does not hash to the digest it was announced with."""
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        self.what = what
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
+
+
+class AuthError(RegistryError):
+    """Authentication could not be performed (missing credentials, token refused, ...)."""
+
+
+class PreconditionFailed(RegistryError):
+    """A guard such as ``expect_digest`` or ``no_clobber`` refused an operation."""
+
+
+class TransportError(RegistryError):
+    """The registry could not be reached or the connection failed (connect, TLS, timeout)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One entry of an OCI error body: ``{"code": ..., "message": ..., "detail": ...}``."""
+
+    code: str
+    message: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.message else self.code
+
+
+class APIError(RegistryError):
+    """The registry answered with an error status.
+
+    Attributes:
+        status: HTTP status code.
+        method: HTTP method of the failed request.
+        url: the request URL with any query string removed (never carries secrets).
+        errors: the parsed OCI error entries, possibly empty.
+        retry_after: seconds the registry asked us to wait, when it said so.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        method: str,
+        url: str,
+        errors: list[Diagnostic] | None = None,
+        text: str = "",
+        retry_after: float | None = None,
+        context: str = "",
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.url = url
+        self.errors = list(errors or [])
+        self.text = text
+        self.retry_after = retry_after
+        self.context = context
+        super().__init__(self._message())
+
+    @property
+    def codes(self) -> list[str]:
+        """The OCI error codes of the body (``MANIFEST_UNKNOWN``, ``DENIED``, ...)."""
+        return [e.code for e in self.errors]
+
+    @property
+    def retryable(self) -> bool:
+        """Whether repeating an idempotent request may succeed."""
+        return self.status in RETRYABLE_STATUSES
+
+    def _message(self) -> str:
+        detail = "; ".join(str(e) for e in self.errors) or self.text or "no error body"
+        prefix = f"{self.context}: " if self.context else ""
+        return f"{prefix}{self.method} {self.url}: HTTP {self.status}: {detail}"
+
+
+class NotFound(APIError):
+    """The registry has no such repository, manifest, blob or upload (404)."""
+
+
+class Unauthorized(APIError):
+    """The registry refused our credentials or they lack a scope (401 / 403)."""
+
+
+class RateLimited(APIError):
+    """The registry asked us to slow down (429)."""
+
+
+class Unsupported(APIError):
+    """The registry does not support this operation (405, or ``UNSUPPORTED``)."""
+
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def api_error_class(status: int, codes: list[str]) -> type[APIError]:
+    """Pick the most specific :class:`APIError` subclass for a status and error codes."""
+    if status == 404:
+        return NotFound
+    if status in (401, 403) or "DENIED" in codes or "UNAUTHORIZED" in codes:
+        return Unauthorized
+    if status == 429 or "TOOMANYREQUESTS" in codes:
+        return RateLimited
+    if status == 405 or "UNSUPPORTED" in codes:
+        return Unsupported
+    return APIError

@@ -1,0 +1,58 @@
+"""Parse RFC 8288 ``Link`` headers, as registries use them for tag-list pagination."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import APIError
+
+_LINK = re.compile(r"\s*<([^>]*)>\s*((?:;\s*[^;,]*)*)")
+_PARAM = re.compile(r';\s*([^=;,\s]+)\s*=\s*(?:"([^"]*)"|([^;,\s]*))')
+_MAX_HEADER = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One link: its target and its ``rel`` values."""
+
+    target: str
+    rels: tuple[str, ...]
+
+
+def parse_link_header(header: str) -> list[Link]:
+    """Parse a ``Link`` header into links; malformed parts are skipped, never raised on."""
+    links: list[Link] = []
+    for match in _LINK.finditer(header[:_MAX_HEADER]):
+        rels: tuple[str, ...] = ()
+        for param in _PARAM.finditer(match.group(2)):
+            if param.group(1).lower() == "rel":
+                rels = tuple((param.group(2) or param.group(3) or "").lower().split())
+        links.append(Link(target=match.group(1).strip(), rels=rels))
+    return links
+
+
+def next_link(header: str, repository: str, endpoint: str) -> str | None:
+    """The next tag-list page as a path below ``/v2/<repository>``, or None on the last page.
+
+    Relative links (distribution) and absolute links to the same host are followed.
+
+    Raises:
+        APIError: the link points at another host, scheme or repository (we never follow it).
+    """
+    for link in parse_link_header(header):
+        if "next" not in link.rels:
+            continue
+        parts = urlsplit(link.target)
+        prefix = f"/v2/{repository}/tags/list"
+        foreign = parts.netloc not in ("", endpoint) or parts.scheme not in ("", "http", "https")
+        if foreign or not parts.path.startswith(prefix):
+            raise APIError(
+                status=200,
+                method="GET",
+                url=f"/v2/{repository}/tags/list",
+                text=f"refusing to follow pagination link {link.target[:200]!r}",
+            )
+        return parts.path[len(f"/v2/{repository}") :] + (f"?{parts.query}" if parts.query else "")
+    return None

@@ -1,0 +1,223 @@
+"""Give an image more tags without pulling it: GET the manifest once, PUT the same bytes.
+
+Requests on an open registry: 1 GET + 1 PUT per tag. With two or more tags, a registry that
+supports the OCI multi-tag push (``PUT /manifests/<digest>?tag=a&tag=b``) takes them all in
+one PUT; support is probed once per registry and remembered (see :mod:`capabilities`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .capabilities import MULTI_TAG_PUSH
+from .client import Client
+from .errors import APIError, PreconditionFailed, RegistryError
+from .manifest import Manifest
+from .reference import Reference, parse_reference, validate_tag
+
+log = logging.getLogger(__name__)
+
+
+class TagAction(StrEnum):
+    """What happened to one tag."""
+
+    TAGGED = "tagged"  # written (previous target not looked up)
+    CREATED = "created"  # written; the tag did not exist
+    MOVED = "moved"  # written; the tag pointed at another digest
+    UNCHANGED = "unchanged"  # already at the digest, nothing written
+    WOULD_TAG = "would-tag"  # dry run: would be written
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TagOutcome:
+    """The result for one new tag.
+
+    Attributes:
+        tag: the tag name.
+        action: what happened.
+        method: ``multi-tag`` (one PUT for several tags), ``put`` (PUT per tag) or ``none``.
+        previous: the digest the tag pointed at before, when it was looked up.
+        error: the error, for ``failed``.
+    """
+
+    tag: str
+    action: TagAction
+    method: str = "none"
+    previous: str | None = None
+    error: RegistryError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TagResult:
+    """The outcome of :func:`tag`."""
+
+    source: Reference
+    digest: str
+    media_type: str
+    size: int
+    outcomes: tuple[TagOutcome, ...]
+    dry_run: bool = False
+    requests: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def failed(self) -> tuple[TagOutcome, ...]:
+        """The tags that could not be written."""
+        return tuple(o for o in self.outcomes if o.action is TagAction.FAILED)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every tag is in place (or would be, in a dry run)."""
+        return not self.failed
+
+
+def tag(
+    client: Client,
+    source: str | Reference,
+    new_tags: Sequence[str],
+    *,
+    expect_digest: str | None = None,
+    no_clobber: bool = False,
+    dry_run: bool = False,
+    raise_on_error: bool = True,
+) -> TagResult:
+    """Add ``new_tags`` (in the same repository) to the manifest ``source`` names, byte for byte.
+
+    Args:
+        client: the client to use.
+        source: the image, by tag or digest.
+        new_tags: tags to point at the same manifest.
+        expect_digest: promote only if ``source`` still resolves to this digest.
+        no_clobber: refuse (before writing anything) if a tag exists at another digest.
+        dry_run: look everything up, write nothing.
+        raise_on_error: raise the first per-tag error after trying every tag.
+
+    Raises:
+        InvalidReference: a malformed source or tag (nothing is sent).
+        PreconditionFailed: ``expect_digest`` or ``no_clobber`` refused (nothing is written).
+        RegistryError: the source cannot be read, or (``raise_on_error``) a tag failed.
+    """
+    src = parse_reference(source) if isinstance(source, str) else source
+    tags = _unique([validate_tag(t) for t in new_tags])
+    start = client.requests
+    scopes = [src.scope("pull" if dry_run else "pull,push")]
+    manifest = client.get_manifest(src, scopes=scopes)
+    if expect_digest is not None and manifest.digest != expect_digest:
+        raise PreconditionFailed(
+            f"{src}: resolves to {manifest.digest}, not the expected {expect_digest}; "
+            "nothing tagged"
+        )
+    previous = _lookup_previous(client, src, tags, scopes) if (no_clobber or dry_run) else {}
+    if no_clobber:
+        _refuse_clobber(src, manifest.digest, previous)
+    if dry_run:
+        outcomes = [_planned(t, manifest.digest, previous.get(t)) for t in tags]
+    else:
+        outcomes = _write_tags(client, src, manifest, tags, previous, scopes)
+    result = TagResult(
+        source=src,
+        digest=manifest.digest,
+        media_type=manifest.media_type,
+        size=manifest.size,
+        outcomes=tuple(outcomes),
+        dry_run=dry_run,
+        requests=client.requests - start,
+    )
+    if raise_on_error and result.failed:
+        _raise_first(result)
+    return result
+
+
+def _unique(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+def _lookup_previous(
+    client: Client, src: Reference, tags: list[str], scopes: list[str]
+) -> dict[str, str | None]:
+    previous: dict[str, str | None] = {}
+    for name in tags:
+        head = client.head_manifest(src.with_tag(name), scopes=scopes)
+        previous[name] = head.digest if head else None
+    return previous
+
+
+def _refuse_clobber(src: Reference, digest: str, previous: dict[str, str | None]) -> None:
+    taken = {t: d for t, d in previous.items() if d is not None and d != digest}
+    if taken:
+        listing = ", ".join(f"{t} -> {d}" for t, d in taken.items())
+        raise PreconditionFailed(
+            f"{src.repo_only()}: --no-clobber: tag(s) already point elsewhere ({listing}); "
+            "nothing tagged"
+        )
+
+
+def _planned(name: str, digest: str, before: str | None) -> TagOutcome:
+    if before == digest:
+        return TagOutcome(name, TagAction.UNCHANGED, previous=before)
+    return TagOutcome(name, TagAction.WOULD_TAG, previous=before)
+
+
+def _write_tags(
+    client: Client,
+    src: Reference,
+    manifest: Manifest,
+    tags: list[str],
+    previous: dict[str, str | None],
+    scopes: list[str],
+) -> list[TagOutcome]:
+    done = {
+        t: TagOutcome(t, TagAction.UNCHANGED, previous=manifest.digest)
+        for t in tags
+        if previous.get(t) == manifest.digest
+    }
+    pending = [t for t in tags if t not in done]
+    if len(pending) >= 2 and client.capabilities.get(src.endpoint, MULTI_TAG_PUSH) is not False:
+        for name in _multi_tag(client, src, manifest, pending, scopes):
+            done[name] = _written(name, "multi-tag", previous)
+    for name in (t for t in pending if t not in done):
+        try:
+            client.put_manifest(src.with_tag(name), manifest, scopes=scopes)
+            done[name] = _written(name, "put", previous)
+        except RegistryError as exc:
+            log.debug("tag %s failed: %s", name, exc)
+            done[name] = TagOutcome(name, TagAction.FAILED, "put", previous.get(name), exc)
+    return [done[t] for t in tags]
+
+
+def _multi_tag(
+    client: Client, src: Reference, manifest: Manifest, tags: list[str], scopes: list[str]
+) -> tuple[str, ...]:
+    """Try one multi-tag PUT; return the tags the registry confirmed, learning its support."""
+    try:
+        result = client.put_manifest(
+            src.with_digest(manifest.digest), manifest, tags=tags, scopes=scopes
+        )
+    except APIError as exc:
+        # A registry may refuse the query (400 / 414 / 431): fall back to a PUT per tag.
+        log.debug("multi-tag push refused by %s: %s", src.endpoint, exc)
+        client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, False)
+        return ()
+    client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, bool(result.tags))
+    return result.tags
+
+
+def _written(name: str, method: str, previous: dict[str, str | None]) -> TagOutcome:
+    if name not in previous:
+        return TagOutcome(name, TagAction.TAGGED, method)
+    before = previous[name]
+    action = TagAction.CREATED if before is None else TagAction.MOVED
+    return TagOutcome(name, action, method, before)
+
+
+def _raise_first(result: TagResult) -> None:
+    first = result.failed[0]
+    assert first.error is not None
+    ok = [o.tag for o in result.outcomes if o.action is not TagAction.FAILED]
+    if ok:
+        first.error.add_note(f"tags written: {', '.join(ok)}")
+    raise first.error

@@ -1,0 +1,263 @@
+"""The HTTP layer: one shared ``httpx.Client``, scheme choice, TLS, errors, retries.
+
+Everything that touches sockets is configured here, and httpx exceptions are translated
+into :mod:`regshift.errors` at this boundary.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import json
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import httpx
+
+from ._version import __version__
+from .errors import APIError, Diagnostic, TransportError, api_error_class
+from .reference import is_loopback_host
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_BODY = 64 * 1024
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransportOptions:
+    """How regshift talks HTTP.
+
+    Attributes:
+        insecure: registries (``host[:port]``) that may use plain HTTP or unverified TLS.
+        ca_file: a PEM bundle of extra CAs to trust (in addition to the system's).
+        connect_timeout: seconds to establish a connection.
+        read_timeout: seconds to wait for the next bytes of a response.
+        retries: attempts after the first for idempotent requests that failed transiently.
+        backoff: first retry delay in seconds; doubles each attempt, with jitter.
+        max_retry_after: the longest ``Retry-After`` we honour, in seconds.
+        max_connections: size of the shared connection pool.
+        user_agent: the ``User-Agent`` header.
+    """
+
+    insecure: frozenset[str] = frozenset()
+    ca_file: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_retry_after: float = 60.0
+    max_connections: int = 16
+    user_agent: str = f"regshift/{__version__}"
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """Counts of HTTP requests sent, thread-safe."""
+
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+    _last: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self) -> None:
+        """Count one request."""
+        with self._lock:
+            self._last = next(self._counter) + 1
+
+    @property
+    def total(self) -> int:
+        """Requests sent so far."""
+        return self._last
+
+
+def ssl_context(ca_file: str | None, *, verify: bool = True) -> ssl.SSLContext:
+    """A client TLS context trusting the system CAs plus ``ca_file``.
+
+    Raises:
+        TransportError: ``ca_file`` cannot be read.
+    """
+    if not verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx = ssl.create_default_context()
+    if ca_file:
+        try:
+            ctx.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise TransportError(f"cannot load CA file {ca_file}: {exc}") from None
+    return ctx
+
+
+def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.Client:
+    """Create the shared ``httpx.Client``; insecure registries get an unverified TLS mount."""
+    limits = httpx.Limits(
+        max_connections=options.max_connections,
+        max_keepalive_connections=options.max_connections,
+    )
+    timeout = httpx.Timeout(options.read_timeout, connect=options.connect_timeout)
+    mounts: dict[str, httpx.BaseTransport | None] = {
+        f"https://{host}": httpx.HTTPTransport(
+            verify=ssl_context(None, verify=False), limits=limits
+        )
+        for host in options.insecure
+    }
+
+    def count(_: httpx.Request) -> None:
+        stats.add()
+
+    return httpx.Client(
+        verify=ssl_context(options.ca_file),
+        timeout=timeout,
+        limits=limits,
+        mounts=mounts,
+        headers={"User-Agent": options.user_agent},
+        follow_redirects=False,
+        trust_env=False,
+        event_hooks={"request": [count], "response": [_log_response]},
+    )
+
+
+def _log_response(response: httpx.Response) -> None:
+    if log.isEnabledFor(logging.DEBUG):
+        request = response.request
+        log.debug("%s %s -> %s", request.method, redact_url(request.url), response.status_code)
+
+
+def redact_url(url: httpx.URL | str) -> str:
+    """The URL without its query values (upload state, tokens) and without user info."""
+    url = httpx.URL(str(url))
+    query = "&".join(f"{k}=..." for k in url.params)
+    base = str(url.copy_with(query=None, username=None, password=None, fragment=None))
+    return f"{base}?{query}" if query else base
+
+
+def allows_plain_http(registry: str, options: TransportOptions) -> bool:
+    """Plain HTTP only for loopback registries or those the user named insecure."""
+    return is_loopback_host(registry) or registry in options.insecure
+
+
+def candidate_schemes(registry: str, options: TransportOptions) -> tuple[str, ...]:
+    """Schemes to try, in order: HTTPS first, then HTTP where plain HTTP is allowed."""
+    return ("https", "http") if allows_plain_http(registry, options) else ("https",)
+
+
+def is_tls_mismatch(exc: httpx.TransportError) -> bool:
+    """A TLS handshake that failed because the peer speaks plain HTTP (not a bad certificate)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return False
+        if isinstance(cause, ssl.SSLError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def translate(exc: httpx.TransportError, what: str) -> TransportError:
+    """Turn an httpx transport failure into a one-line :class:`TransportError`."""
+    if isinstance(exc, httpx.TimeoutException):
+        kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
+        return TransportError(f"{what}: {kind} timed out (see --timeout)")
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return TransportError(
+                f"{what}: TLS certificate verification failed ({cause.verify_message}); "
+                "pass the registry's CA with --ca-file, or --insecure to skip verification"
+            )
+        cause = cause.__cause__ or cause.__context__
+    reason = str(exc) or type(exc).__name__
+    return TransportError(f"{what}: {reason}")
+
+
+def api_error(response: httpx.Response, context: str = "") -> APIError:
+    """Build the :class:`APIError` for an error response, reading at most 64 KiB of its body."""
+    body = _read_capped(response, MAX_ERROR_BODY)
+    diagnostics, text = _parse_error_body(body)
+    cls = api_error_class(response.status_code, [d.code for d in diagnostics])
+    return cls(
+        status=response.status_code,
+        method=response.request.method,
+        url=redact_url(response.request.url).split("?", 1)[0],
+        errors=diagnostics,
+        text=text,
+        retry_after=retry_after_seconds(response.headers.get("retry-after")),
+        context=context,
+    )
+
+
+def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    if response.is_stream_consumed or hasattr(response, "_content"):
+        return response.content[:limit]
+    data = bytearray()
+    try:
+        for chunk in response.iter_raw():
+            data += chunk
+            if len(data) >= limit:
+                break
+    except httpx.HTTPError:
+        pass
+    finally:
+        response.close()
+    return bytes(data[:limit])
+
+
+def _parse_error_body(body: bytes) -> tuple[list[Diagnostic], str]:
+    try:
+        doc = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        doc = None
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if isinstance(errors, list):
+        out = [
+            Diagnostic(code=str(e.get("code", "")), message=str(e.get("message", "")))
+            for e in errors[:20]
+            if isinstance(e, dict)
+        ]
+        if out:
+            return out, ""
+    text = body.decode("utf-8", "replace").strip().splitlines()
+    return [], (text[0][:200] if text else "")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse ``Retry-After`` in either form: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass(slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, honouring ``Retry-After`` up to a cap."""
+
+    retries: int
+    backoff: float
+    max_retry_after: float
+    sleep: Callable[[float], None] = time.sleep
+
+    def delays(self) -> Iterable[float]:
+        """The default delays before each retry."""
+        for attempt in range(self.retries):
+            base = self.backoff * (2**attempt)
+            yield base * (0.5 + random.random())
+
+    def wait(self, default: float, retry_after: float | None) -> float:
+        """Sleep before a retry; return how long we slept."""
+        delay = default if retry_after is None else min(retry_after, self.max_retry_after)
+        self.sleep(delay)
+        return delay
