@@ -87,12 +87,12 @@ def _skip(header: str, pos: int) -> int:
 def _parse_params(header: str, pos: int) -> tuple[dict[str, str], int]:
     """Parse ``name=value`` pairs up to the next challenge; return them and the new offset."""
     params: dict[str, str] = {}
+    token68 = _BARE.match(header, pos)
+    if token68 and _at_list_end(header, token68.end()) and "=" in token68.group():
+        return params, token68.end()  # token68 form (e.g. Negotiate): not used by registries
     while pos < len(header):
         param = _PARAM.match(header, pos)
         if not param:
-            token68 = _BARE.match(header, pos)
-            if token68 and not params and _at_list_end(header, token68.end()):
-                return params, token68.end()  # token68 credentials form: not used by registries
             return params, pos  # the next challenge begins here
         value, pos = _parse_value(header, param.end())
         params[param.group(1).lower()] = value
