@@ -58,7 +58,7 @@ class TransportOptions:
 
 @dataclass(slots=True)
 class RequestStats:
-    """Counts of HTTP requests sent, thread-safe."""
+    """Counts of HTTP requests answered (token requests included), thread-safe."""
 
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     _last: int = 0
@@ -109,8 +109,8 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
         for host in options.insecure
     }
 
-    def count(_: httpx.Request) -> None:
-        stats.add()
+    def count(_: httpx.Response) -> None:
+        stats.add()  # counted on response: a failed TLS probe of a plain-HTTP port is no request
 
     return httpx.Client(
         verify=ssl_context(options.ca_file),
@@ -120,7 +120,7 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
         headers={"User-Agent": options.user_agent},
         follow_redirects=False,
         trust_env=False,
-        event_hooks={"request": [count], "response": [_log_response]},
+        event_hooks={"response": [count, _log_response]},
     )
 
 
