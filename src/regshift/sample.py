@@ -13,7 +13,7 @@ import io
 import json
 import random
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .client import Client
@@ -41,7 +41,7 @@ class SampleIndex:
     images: tuple[SampleImage, ...]
 
 
-def _encode(doc: dict[str, object], pretty: bool) -> bytes:
+def _encode(doc: Mapping[str, object], pretty: bool) -> bytes:
     if pretty:
         return (json.dumps(doc, indent=2) + "\n").encode()
     return json.dumps(doc, separators=(",", ":")).encode()

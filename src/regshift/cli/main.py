@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .exits import ExitStatus, run_guarded
+from .exits import ExitStatus, one_line, run_guarded
 from .options import CommonOptions, common_options, read_password
 
 if TYPE_CHECKING:
@@ -72,6 +72,9 @@ def tag_cmd(
                 raise_on_error=False,
             )
         _render_tag(opts, result)
+        for failed in result.failed:
+            if failed.error is not None:
+                click.echo(f"regshift: error: tag {failed.tag}: {one_line(failed.error)}", err=True)
         first = result.failed[0].error if result.failed else None
         return ExitStatus.for_error(first) if first else ExitStatus.OK
 
@@ -242,7 +245,7 @@ def _render_tag(opts: CommonOptions, result: TagResult) -> None:
     for o in result.outcomes:
         detail = f" (was {o.previous})" if o.previous and o.previous != result.digest else ""
         if o.error:
-            detail = f": {o.error}"
+            detail = " (see error below)"
         lines.append(f"  {o.tag:<{width}}  {o.action}{detail}")
     opts.emit(doc, "\n".join(lines))
 

@@ -1,0 +1,290 @@
+"""Every way of authenticating, against the real registry and token server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from harness.registry import RegistryServer
+from support import SECRETS, run_cli, seed, write_docker_config
+
+from regshift.sample import random_image
+
+
+@pytest.fixture(autouse=True)
+def _remember_secrets(token_registry: RegistryServer, basic_registry: RegistryServer) -> None:
+    for server in (token_registry, basic_registry):
+        assert server.password
+        SECRETS.add(server.password)
+
+
+def _creds(server: RegistryServer) -> tuple[str, str]:
+    assert server.username and server.password
+    return server.username, server.password
+
+
+def _seed_token(registry: RegistryServer, repo: str, seed_: int = 1) -> str:
+    user, password = _creds(registry)
+    return str(
+        seed(registry.host, repo, "v1", random_image(seed=seed_), username=user, password=password)
+    )
+
+
+def _tags(registry: RegistryServer, repo: str, *extra: str) -> list[str]:
+    user, password = _creds(registry)
+    out = run_cli(
+        "ls",
+        "--json",
+        "-u",
+        user,
+        "--password-stdin",
+        *extra,
+        f"{registry.host}/{repo}",
+        input=password,
+    )
+    assert out.code == 0, out.stderr
+    return sorted(out.json()["tags"])
+
+
+def test_anonymous_pull_from_token_registry(
+    token_registry: RegistryServer, public_repo_name: str
+) -> None:
+    src = _seed_token(token_registry, public_repo_name)
+    server = token_registry.token_server
+    server.reset()
+    digest = run_cli("digest", src)
+    assert digest.code == 0, digest.stderr
+    assert digest.stdout.strip() == random_image(seed=1).manifest.digest
+    assert run_cli("ls", f"{token_registry.host}/{public_repo_name}").stdout.split() == ["v1"]
+    assert run_cli("manifest", src).stdout_bytes == random_image(seed=1).manifest.raw
+    assert server.requests and all(r.user is None for r in server.requests)
+
+    # Anonymous users may not push: exit 3, and nothing was written.
+    denied = run_cli("tag", src, "anon")
+    assert denied.code == 3, denied.stderr
+    assert "no credentials found" in denied.stderr
+    assert _tags(token_registry, public_repo_name) == ["v1"]
+
+
+def test_token_auth_denied_without_credentials(
+    token_registry: RegistryServer, repo_name: str
+) -> None:
+    src = _seed_token(token_registry, repo_name)
+    result = run_cli("digest", src)
+    assert result.code == 3
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert src in result.stderr and "401" in result.stderr
+
+
+def test_basic_auth_flags_and_env(basic_registry: RegistryServer, repo_name: str) -> None:
+    user, password = _creds(basic_registry)
+    src = str(
+        seed(
+            basic_registry.host,
+            repo_name,
+            "v1",
+            random_image(seed=2),
+            username=user,
+            password=password,
+        )
+    )
+    assert run_cli("digest", src).code == 3
+    ok = run_cli("tag", "-u", user, "--password-stdin", src, "flags", input=password + "\n")
+    assert ok.code == 0, ok.stderr
+    env = {"REGSHIFT_USERNAME": user, "REGSHIFT_PASSWORD": password}
+    assert run_cli("tag", src, "env", env=env).code == 0
+    assert _tags(basic_registry, repo_name) == ["env", "flags", "v1"]
+
+
+def test_basic_auth_wrong_password(basic_registry: RegistryServer, repo_name: str) -> None:
+    user, password = _creds(basic_registry)
+    src = str(
+        seed(
+            basic_registry.host,
+            repo_name,
+            "v1",
+            random_image(seed=3),
+            username=user,
+            password=password,
+        )
+    )
+    basic_registry.mark()
+    wrong = run_cli("tag", "-u", user, "--password-stdin", src, "x", input="not-the-password")
+    assert wrong.code == 3
+    assert "refused" in wrong.stderr and "not-the-password" not in wrong.stderr
+    assert not [r for r in basic_registry.requests() if r.method == "PUT"]
+
+
+def test_token_with_config_json_auth(token_registry: RegistryServer, repo_name: str) -> None:
+    src = _seed_token(token_registry, repo_name)
+    user, password = _creds(token_registry)
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    write_docker_config({"auths": {token_registry.host: {"auth": auth}}})
+    result = run_cli("tag", "--json", src, "from-config")
+    assert result.code == 0, result.stderr
+    assert _tags(token_registry, repo_name) == ["from-config", "v1"]
+
+
+def test_expired_credentials_in_config(token_registry: RegistryServer, repo_name: str) -> None:
+    src = _seed_token(token_registry, repo_name)
+    user, _ = _creds(token_registry)
+    auth = base64.b64encode(f"{user}:an-expired-password".encode()).decode()
+    SECRETS.add("an-expired-password")
+    write_docker_config({"auths": {token_registry.host: {"auth": auth}}})
+    token_registry.mark()
+    result = run_cli("tag", src, "never")
+    assert result.code == 3
+    assert "token server" in result.stderr and "refused the credentials" in result.stderr
+    assert str(Path(os.environ["DOCKER_CONFIG"]) / "config.json") in result.stderr
+    assert not [r for r in token_registry.requests() if r.method == "PUT"]
+
+
+def _install_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, store: dict[str, object]
+) -> Path:
+    """A real docker-credential-<name> program on PATH, keeping its secrets in a JSON file."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    db = bindir / f"{name}.json"
+    db.write_text(json.dumps(store))
+    script = bindir / f"docker-credential-{name}"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"db = {str(db)!r}\n"
+        "data = json.load(open(db))\n"
+        "op = sys.argv[1]\n"
+        "if op == 'get':\n"
+        "    url = sys.stdin.read().strip()\n"
+        "    if url not in data:\n"
+        "        print('credentials not found in native keychain'); sys.exit(1)\n"
+        "    json.dump(data[url], sys.stdout)\n"
+        "elif op == 'store':\n"
+        "    entry = json.load(sys.stdin); data[entry['ServerURL']] = entry\n"
+        "    json.dump(data, open(db, 'w'))\n"
+        "elif op == 'erase':\n"
+        "    data.pop(sys.stdin.read().strip(), None); json.dump(data, open(db, 'w'))\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return db
+
+
+def test_credential_helper(
+    token_registry: RegistryServer, repo_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _seed_token(token_registry, repo_name)
+    user, password = _creds(token_registry)
+    entry = {"ServerURL": token_registry.host, "Username": user, "Secret": password}
+    _install_helper(tmp_path, monkeypatch, "regtest", {token_registry.host: entry})
+    write_docker_config({"credHelpers": {token_registry.host: "regtest"}})
+    result = run_cli("tag", src, "via-helper")
+    assert result.code == 0, result.stderr
+    assert _tags(token_registry, repo_name) == ["v1", "via-helper"]
+
+
+def test_identity_token(token_registry: RegistryServer, repo_name: str) -> None:
+    src = _seed_token(token_registry, repo_name)
+    user, _ = _creds(token_registry)
+    server = token_registry.token_server
+    refresh = server.issue_refresh_token(user)
+    SECRETS.add(refresh)
+    write_docker_config(
+        {
+            "auths": {
+                token_registry.host: {
+                    "auth": base64.b64encode(b"<token>:").decode(),
+                    "identitytoken": refresh,
+                }
+            }
+        }
+    )
+    server.reset()
+    result = run_cli("tag", src, "via-identity-token")
+    assert result.code == 0, result.stderr
+    grants = [(r.method, r.grant_type) for r in server.requests]
+    assert grants == [("POST", "refresh_token")]
+    assert _tags(token_registry, repo_name) == ["v1", "via-identity-token"]
+
+
+def test_revoked_identity_token(token_registry: RegistryServer, repo_name: str) -> None:
+    src = _seed_token(token_registry, repo_name)
+    SECRETS.add("revoked-refresh-token")
+    write_docker_config(
+        {"auths": {token_registry.host: {"identitytoken": "revoked-refresh-token"}}}
+    )
+    result = run_cli("tag", src, "never")
+    assert result.code == 3
+    assert "refused" in result.stderr
+
+
+def test_login_tag_logout(token_registry: RegistryServer, repo_name: str) -> None:
+    src = _seed_token(token_registry, repo_name)
+    user, password = _creds(token_registry)
+    bad = run_cli(
+        "login", token_registry.host, "-u", user, "--password-stdin", input="wrong-password\n"
+    )
+    assert bad.code == 3
+    config = Path(os.environ["DOCKER_CONFIG"]) / "config.json"
+    assert not config.exists(), "a failed login must not store anything"
+
+    login = run_cli(
+        "login", token_registry.host, "-u", user, "--password-stdin", input=password + "\n"
+    )
+    assert login.code == 0, login.stderr
+    assert "Login succeeded" in login.stdout
+    stored = json.loads(config.read_text())["auths"][token_registry.host]["auth"]
+    assert base64.b64decode(stored).decode() == f"{user}:{password}"
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
+
+    assert run_cli("tag", src, "after-login").code == 0
+    logout = run_cli("logout", token_registry.host)
+    assert logout.code == 0 and "Removed" in logout.stdout
+    assert token_registry.host not in json.loads(config.read_text()).get("auths", {})
+    assert run_cli("tag", src, "after-logout").code == 3
+    assert _tags(token_registry, repo_name) == ["after-login", "v1"]
+
+
+def test_login_with_credential_store(
+    basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, password = _creds(basic_registry)
+    db = _install_helper(tmp_path, monkeypatch, "regstore", {})
+    config = write_docker_config({"credsStore": "regstore"})
+    assert (
+        run_cli("login", basic_registry.host, "-u", user, "--password-stdin", input=password).code
+        == 0
+    )
+    assert password not in config.read_text(), "with a credential store the file holds no secret"
+    assert json.loads(db.read_text())[basic_registry.host]["Secret"] == password
+    assert run_cli("ls", f"{basic_registry.host}/nothing-here").code == 4  # authenticated, then 404
+    assert run_cli("logout", basic_registry.host).code == 0
+    assert basic_registry.host not in json.loads(db.read_text())
+
+
+def test_tls_registry(tls_registry: RegistryServer, repo_name: str) -> None:
+    assert tls_registry.ca_file is not None
+    ca = str(tls_registry.ca_file)
+    from support import client_for
+
+    from regshift.reference import parse_reference
+    from regshift.sample import push_sample
+
+    ref = parse_reference(f"{tls_registry.host}/{repo_name}:v1")
+    with client_for(ca_file=ca) as client:
+        push_sample(client, ref, random_image(seed=5))
+    ok = run_cli("tag", "--ca-file", ca, "--json", str(ref), "tls-tagged")
+    assert ok.code == 0, ok.stderr
+    assert ok.json()["digest"] == random_image(seed=5).manifest.digest
+    unverified = run_cli("digest", str(ref))
+    assert unverified.code == 1
+    assert (
+        "certificate verification failed" in unverified.stderr and "--ca-file" in unverified.stderr
+    )
+    insecure = run_cli("digest", "--insecure", str(ref))
+    assert insecure.code == 0 and insecure.stdout.strip() == random_image(seed=5).manifest.digest
