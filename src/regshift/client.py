@@ -272,10 +272,12 @@ class Client:
 
     # -- tags -----------------------------------------------------------------------------
 
-    def list_tags(self, repo: Reference, *, scopes: Iterable[str] = ()) -> list[str]:
+    def list_tags(
+        self, repo: Reference, *, scopes: Iterable[str] = (), page_size: int = _TAG_PAGE_SIZE
+    ) -> list[str]:
         """All tags of a repository, following ``Link`` pagination (bounded, same host only)."""
         tags: list[str] = []
-        path: str | None = f"/tags/list?n={_TAG_PAGE_SIZE}"
+        path: str | None = f"/tags/list?n={page_size}"
         seen: set[str] = set()
         while path is not None:
             if path in seen or len(seen) >= _MAX_TAG_PAGES:
