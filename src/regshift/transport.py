@@ -118,7 +118,8 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
         limits=limits,
         mounts=mounts,
         headers={"User-Agent": options.user_agent},
-        follow_redirects=False,
+        follow_redirects=True,  # httpx drops Authorization when a redirect leaves the origin
+        max_redirects=5,
         trust_env=False,
         event_hooks={"response": [count, _log_response]},
     )

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness.registry import RegistryServer
-from support import SECRETS, run_cli, seed, write_docker_config
 
 from regshift.sample import random_image
+
+from harness.registry import RegistryServer
+from support import SECRETS, run_cli, seed, write_docker_config
 
 
 @pytest.fixture(autouse=True)
@@ -270,10 +271,10 @@ def test_login_with_credential_store(
 def test_tls_registry(tls_registry: RegistryServer, repo_name: str) -> None:
     assert tls_registry.ca_file is not None
     ca = str(tls_registry.ca_file)
-    from support import client_for
-
     from regshift.reference import parse_reference
     from regshift.sample import push_sample
+
+    from support import client_for
 
     ref = parse_reference(f"{tls_registry.host}/{repo_name}:v1")
     with client_for(ca_file=ca) as client:
@@ -288,3 +289,59 @@ def test_tls_registry(tls_registry: RegistryServer, repo_name: str) -> None:
     )
     insecure = run_cli("digest", "--insecure", str(ref))
     assert insecure.code == 0 and insecure.stdout.strip() == random_image(seed=5).manifest.digest
+
+
+def test_redirect_to_other_host_drops_authorization(
+    basic_registry: RegistryServer, repo_name: str
+) -> None:
+    """A GET redirected to another host (as S3-backed registries do) carries no credentials."""
+    from harness.proxy import FaultProxy, HeaderRecorder, Rule
+
+    user, password = _creds(basic_registry)
+    image = random_image(seed=6)
+    seed(basic_registry.host, repo_name, "v1", image, username=user, password=password)
+    with FaultProxy(basic_registry.host) as proxy, HeaderRecorder() as storage:
+        storage.serve(
+            "/storage/manifest", image.manifest.raw, {"Content-Type": image.manifest.media_type}
+        )
+        # The first GET learns the Basic challenge (401); the authenticated retry is redirected.
+        redirect = storage.redirect("/storage/manifest")
+        proxy.add_rule(Rule(method="GET", path="/manifests/v1", skip=1, action=redirect))
+        result = run_cli(
+            "manifest",
+            "--debug",
+            "-u",
+            user,
+            "--password-stdin",
+            f"{proxy.host}/{repo_name}:v1",
+            input=password,
+        )
+        assert result.code == 0, result.stderr
+        assert result.stdout_bytes == image.manifest.raw
+        sent = [r for r in proxy.requests if "/manifests/v1" in r.path]
+        assert sent[-1].headers.get("authorization", "").startswith("Basic ")
+        assert storage.requests, "the redirect was followed"
+        assert all("authorization" not in r.headers for r in storage.requests)
+
+
+@pytest.mark.parametrize("flow", ["basic", "token", "identity"])
+def test_debug_output_has_no_secrets(
+    flow: str, basic_registry: RegistryServer, token_registry: RegistryServer, repo_name: str
+) -> None:
+    """--debug logs every request, and never a password, token or Authorization value."""
+    registry = basic_registry if flow == "basic" else token_registry
+    user, password = _creds(registry)
+    src = str(
+        seed(registry.host, repo_name, "v1", random_image(seed=7), username=user, password=password)
+    )
+    args = ["-u", user, "--password-stdin"]
+    if flow == "identity":
+        refresh = token_registry.token_server.issue_refresh_token(user)
+        SECRETS.add(refresh)
+        write_docker_config({"auths": {registry.host: {"identitytoken": refresh, "auth": ""}}})
+        args = []
+    result = run_cli("tag", "--debug", *args, src, "debugged", input=password)
+    assert result.code == 0, result.stderr
+    assert "debug: " in result.stderr and "PUT" in result.stderr
+    for secret in (password, "Bearer ", "Basic ", "eyJ"):  # eyJ: the start of every JWT
+        assert secret not in result.stderr + result.stdout
