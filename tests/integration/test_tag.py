@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from harness.registry import RegistryServer
-from support import client_for, run_cli, seed
 
 import regshift
 from regshift.capabilities import MULTI_TAG_PUSH, Capabilities
@@ -13,6 +11,9 @@ from regshift.digest import compute_digest
 from regshift.manifest import parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.sample import SampleImage, SampleIndex, random_image, random_index
+
+from harness.registry import RegistryServer
+from support import client_for, run_cli, seed
 
 SAMPLES = {
     "docker-v2-compact": lambda: random_image(seed=11, docker=True),
