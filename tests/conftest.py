@@ -2,7 +2,7 @@
 
 Session-scoped servers start lazily, on first use, and stop at the end of the session:
 
-* ``open_registry``: no auth, plain HTTP.
+* ``open_registry``: no auth, plain HTTP; ``other_registry``: a second one.
 * ``basic_registry``: htpasswd basic auth; ``.username``/``.password`` are alice's.
 * ``token_server`` + ``token_registry``: token auth; ``.username``/``.password`` are bob's,
   ``token_registry.token_server`` is the token server.
@@ -94,6 +94,16 @@ def open_registry(
     binaries: Binaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RegistryServer]:
     server = _start_registry(binaries, tmp_path_factory, "open-registry")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def other_registry(
+    binaries: Binaries, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RegistryServer]:
+    """A second open registry, for cross-registry copies."""
+    server = _start_registry(binaries, tmp_path_factory, "other-registry")
     yield server
     server.stop()
 

@@ -88,6 +88,22 @@ class PutResult:
     tags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class UploadStart:
+    """The answer to starting an upload: mounted, or a session location to upload to."""
+
+    mounted: bool
+    location: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    """Where an upload session stands: bytes received so far and where to send the next."""
+
+    location: str | None
+    offset: int
+
+
 class Client:
     """A thread-safe client for any number of registries."""
 
@@ -236,19 +252,121 @@ class Client:
     def put_blob(self, ref: Reference, data: bytes, *, scopes: Iterable[str] = ()) -> str:
         """Upload a small blob monolithically (POST, then PUT with the bytes); return its digest."""
         digest = compute_digest(data)
+        upload = self.start_upload(ref, scopes=scopes)
+        assert upload.location is not None
+        self.finish_upload(ref, upload.location, digest, data, scopes=scopes)
+        return digest
+
+    def start_upload(
+        self,
+        ref: Reference,
+        *,
+        mount: str | None = None,
+        from_repository: str | None = None,
+        scopes: Iterable[str] = (),
+    ) -> UploadStart:
+        """POST an upload session; with ``mount``, ask for a cross-repository mount first.
+
+        Returns ``mounted=True`` on 201 (the blob is now in ``ref``'s repository), else the
+        session ``location`` (a 202 to a mount request means: mount refused, upload here).
+        """
+        params: QueryList = []
+        if mount:
+            params.append(("mount", mount))
+            if from_repository:
+                params.append(("from", from_repository))
         push = [ref.scope("pull,push"), *scopes]
-        started = self._request("POST", ref, "/blobs/uploads/", scopes=push)
-        location = self._upload_location(ref, started)
+        response = self._request("POST", ref, "/blobs/uploads/", scopes=push, params=params)
+        if response.status_code == 201 and mount:
+            return UploadStart(mounted=True, location=None)
+        return UploadStart(mounted=False, location=self._upload_location(ref, response))
+
+    def finish_upload(
+        self,
+        ref: Reference,
+        location: str,
+        digest: str,
+        content: bytes | Iterable[bytes] = b"",
+        *,
+        size: int | None = None,
+        scopes: Iterable[str] = (),
+    ) -> None:
+        """PUT the (rest of the) blob to the session and commit it under ``digest``.
+
+        ``content`` may be an iterator of chunks (streamed, never buffered); give ``size``
+        then, so it goes out with a ``Content-Length``. A one-shot stream is never retried.
+        """
+        length = len(content) if isinstance(content, bytes) else size
+        headers = {"Content-Type": "application/octet-stream"}
+        if length is not None:
+            headers["Content-Length"] = str(length)
         self._request_url(
             "PUT",
             ref,
             location,
-            scopes=push,
+            scopes=[ref.scope("pull,push"), *scopes],
             params=[("digest", digest)],
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
+            content=content,
+            headers=headers,
         )
-        return digest
+
+    def patch_upload(
+        self, ref: Reference, location: str, chunk: bytes, start: int, *, scopes: Iterable[str] = ()
+    ) -> UploadStatus:
+        """PATCH one chunk at offset ``start``; returns the next location and offset."""
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{start}-{start + len(chunk) - 1}",  # distribution: no "bytes " unit
+            "Content-Length": str(len(chunk)),
+        }
+        response = self._request_url(
+            "PATCH",
+            ref,
+            location,
+            scopes=[ref.scope("pull,push"), *scopes],
+            content=chunk,
+            headers=headers,
+        )
+        return self._upload_status(ref, response, default=start + len(chunk))
+
+    def upload_status(
+        self, ref: Reference, location: str, *, scopes: Iterable[str] = ()
+    ) -> UploadStatus:
+        """GET an upload session: how many bytes the registry holds, and where to continue."""
+        response = self._request_url("GET", ref, location, scopes=[ref.scope("pull,push"), *scopes])
+        return self._upload_status(ref, response, default=None)
+
+    def cancel_upload(self, ref: Reference, location: str, *, scopes: Iterable[str] = ()) -> None:
+        """DELETE an upload session, best effort (cleanup after a failed copy)."""
+        try:
+            self._request_url("DELETE", ref, location, scopes=[ref.scope("pull,push"), *scopes])
+        except RegistryError as exc:
+            log.debug("cancelling upload failed: %s", exc)
+
+    def _upload_status(
+        self, ref: Reference, response: httpx.Response, default: int | None
+    ) -> UploadStatus:
+        location = self._upload_location(ref, response) if "location" in response.headers else None
+        offset = _range_end(response.headers.get("range", ""))
+        if offset is None:
+            if default is None:
+                raise APIError(
+                    status=response.status_code,
+                    method=response.request.method,
+                    url=_display(ref),
+                    text="upload status has no Range header",
+                )
+            offset = default
+        return UploadStatus(location=location, offset=offset)
+
+    @contextmanager
+    def open_blob(
+        self, ref: Reference, digest: str, *, scopes: Iterable[str] = ()
+    ) -> Iterator[httpx.Response]:
+        """GET a blob as a streamed response (redirects to storage hosts followed without auth)."""
+        response = self._request("GET", ref, f"/blobs/{digest}", scopes=scopes, stream=True)
+        with _closing(response):
+            yield response
 
     def _upload_location(self, ref: Reference, response: httpx.Response) -> str:
         """The absolute upload URL of a 202 response, refusing other hosts and schemes."""
@@ -327,7 +445,7 @@ class Client:
         *,
         scopes: Iterable[str] = (),
         headers: Mapping[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | Iterable[bytes] | None = None,
         params: QueryList | None = None,
         stream: bool = False,
         missing_ok: bool = False,
@@ -356,7 +474,7 @@ class Client:
         *,
         scopes: Iterable[str] = (),
         headers: Mapping[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | Iterable[bytes] | None = None,
         params: QueryList | None = None,
         stream: bool = False,
         missing_ok: bool = False,
@@ -378,11 +496,12 @@ class Client:
         suffix: str,
         scopes: ScopeSet,
         headers: Mapping[str, str] | None,
-        content: bytes | None,
+        content: bytes | Iterable[bytes] | None,
         params: QueryList | None,
         stream: bool,
     ) -> httpx.Response:
-        retryable = method in IDEMPOTENT_METHODS
+        # One-shot streamed bodies cannot be replayed: the caller restarts such uploads.
+        retryable = method in IDEMPOTENT_METHODS and (content is None or isinstance(content, bytes))
         delays = iter(self._retry.delays()) if retryable else iter(())
         while True:
             try:
@@ -411,7 +530,7 @@ class Client:
         suffix: str,
         scopes: ScopeSet,
         headers: Mapping[str, str] | None,
-        content: bytes | None,
+        content: bytes | Iterable[bytes] | None,
         params: QueryList | None,
         stream: bool,
     ) -> httpx.Response:
@@ -463,6 +582,18 @@ def _read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
         except httpx.TransportError as exc:
             raise translate(exc, what) from None
         return bytes(data)
+
+
+def _range_end(value: str) -> int | None:
+    """The offset after a ``Range: 0-<last>`` upload-status header.
+
+    distribution clamps the end to 0, so ``0-0`` means an empty session (a one-byte one
+    cannot be told apart; regshift never sends chunks that small).
+    """
+    start, sep, last = value.removeprefix("bytes=").partition("-")
+    if not sep or not start.isdigit() or not last.isdigit():
+        return None
+    return int(last) + 1 if int(last) > 0 else 0
 
 
 def _content_length(response: httpx.Response) -> int:

@@ -349,6 +349,9 @@ class RegistryServer:
             },
             "http": http_section,
             "health": {"storagedriver": {"enabled": False}},
+            # Accept foreign (non-distributable) layers by URL, as registries serving
+            # Windows images do; distribution then does not require their blobs.
+            "validation": {"manifests": {"urls": {"allow": ["^https?://"]}}},
         }
         if self.htpasswd is not None:
             config["auth"] = {

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -60,10 +61,9 @@ def run_guarded(opts: CommonOptions, work: Callable[[], int]) -> None:
     """Run a command body; map every failure to one stderr line and an exit code."""
     from ..errors import RegistryError
 
-    if opts.debug:
-        _enable_debug_logging()
     try:
-        code = work()
+        with _debug_logging(opts.debug):
+            code = work()
     except KeyboardInterrupt:
         click.echo("regshift: interrupted", err=True)
         code = ExitStatus.INTERRUPTED
@@ -94,10 +94,20 @@ class _StderrHandler(logging.Handler):
         sys.stderr.write(self.format(record) + "\n")
 
 
-def _enable_debug_logging() -> None:
+@contextlib.contextmanager
+def _debug_logging(enabled: bool) -> Iterator[None]:
+    """Send the library's log to stderr for the duration of one command."""
+    if not enabled:
+        yield
+        return
     logger = logging.getLogger("regshift")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
-        logger.addHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -81,6 +81,93 @@ def tag_cmd(
     run_guarded(opts, work)
 
 
+@cli.command("copy")
+@click.argument("source")
+@click.argument("destinations", nargs=-1)
+@click.option("--to", "to", multiple=True, metavar="DST", help="Another destination (repeatable).")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Copy only this platform (repeatable); the digest then differs from the source's.",
+)
+@click.option("--all-tags", is_flag=True, help="Copy every tag of the SOURCE repository.")
+@click.option("--include", metavar="REGEX", help="With --all-tags: only tags matching REGEX.")
+@click.option("--exclude", metavar="REGEX", help="With --all-tags: skip tags matching REGEX.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Blobs transferred at once.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan blob by blob; write nothing.")
+@click.option(
+    "--include-foreign", is_flag=True, help="Also copy non-distributable (foreign) layers."
+)
+@click.option("--force", is_flag=True, help="Copy even if the destination already has the digest.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Report each blob on stderr (also without a TTY)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@common_options
+def copy_cmd(
+    opts: CommonOptions,
+    source: str,
+    destinations: tuple[str, ...],
+    to: tuple[str, ...],
+    platforms: tuple[str, ...],
+    all_tags: bool,
+    include: str | None,
+    exclude: str | None,
+    jobs: int,
+    dry_run: bool,
+    include_foreign: bool,
+    force: bool,
+    verbose: bool,
+    quiet: bool,
+) -> None:
+    """Copy SOURCE to one or more DESTINATIONs, keeping every digest.
+
+    \b
+    Same repository: only the manifest moves (as `tag`).
+    Same registry:   blobs are mounted across repositories; no layer bytes move.
+    Other registry:  each missing blob is streamed once, verified, never via disk.
+
+    A DESTINATION without a tag takes the source's tag. With --all-tags, SOURCE and
+    DESTINATION are repositories.
+    """
+    from .copying import run_copy
+
+    targets = destinations + to
+    if not targets:
+        raise click.UsageError("give at least one DESTINATION (or --to)")
+    if (include or exclude) and not all_tags:
+        raise click.UsageError("--include/--exclude need --all-tags")
+    if all_tags and len(targets) != 1:
+        raise click.UsageError("--all-tags takes exactly one destination repository")
+    run_guarded(
+        opts,
+        lambda: run_copy(
+            opts,
+            source,
+            targets,
+            platforms=platforms,
+            all_tags=all_tags,
+            include=include,
+            exclude=exclude,
+            jobs=jobs,
+            dry_run=dry_run,
+            include_foreign=include_foreign,
+            force=force,
+            verbose=verbose,
+            quiet=quiet,
+        ),
+    )
+
+
 @cli.command("digest")
 @click.argument("reference")
 @common_options

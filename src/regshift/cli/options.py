@@ -118,10 +118,11 @@ def _registries_of(kwargs: dict[str, Any]) -> tuple[str, ...]:
     from ..reference import normalise_registry, parse_reference
 
     names = []
-    for key in ("source", "reference", "repository"):
-        if isinstance(kwargs.get(key), str):
+    for key in ("source", "reference", "repository", "destinations", "to"):
+        values = kwargs.get(key)
+        for value in (values,) if isinstance(values, str) else values or ():
             with contextlib.suppress(InvalidReference):
-                names.append(parse_reference(kwargs[key], default_tag=None).endpoint)
+                names.append(parse_reference(value, default_tag=None).endpoint)
     if isinstance(kwargs.get("registry"), str):
         with contextlib.suppress(InvalidReference):
             names.append(normalise_registry(kwargs["registry"]))

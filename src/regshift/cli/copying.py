@@ -1,0 +1,151 @@
+"""The body of ``regshift copy``: options in, library copy, text or JSON out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .exits import ExitStatus
+from .progress import make_display
+
+if TYPE_CHECKING:
+    from ..copy import CopyResult, RepositoryCopyResult
+    from .options import CommonOptions
+
+
+def run_copy(
+    opts: CommonOptions,
+    source: str,
+    targets: Sequence[str],
+    *,
+    platforms: Sequence[str],
+    all_tags: bool,
+    include: str | None,
+    exclude: str | None,
+    jobs: int,
+    dry_run: bool,
+    include_foreign: bool,
+    force: bool,
+    verbose: bool,
+    quiet: bool,
+) -> int:
+    """Run a copy and print its result; returns the exit status."""
+    from ..copy import CopyOptions, copy, copy_repository
+    from ..manifest import Platform
+
+    for pattern in (include, exclude):
+        _check_regex(pattern)
+    try:
+        wanted = tuple(Platform.parse(p) for p in platforms)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    with make_display(verbose, quiet or opts.json) as display, opts.client() as client:
+        options = CopyOptions(
+            platforms=wanted,
+            jobs=jobs,
+            dry_run=dry_run,
+            include_foreign=include_foreign,
+            force=force,
+            progress=display,
+        )
+        if all_tags:
+            repo = copy_repository(
+                client, source, targets[0], include=include, exclude=exclude, options=options
+            )
+            _render_repository(opts, repo)
+        else:
+            _render(opts, copy(client, source, targets, options=options))
+    return ExitStatus.OK
+
+
+def _check_regex(pattern: str | None) -> None:
+    if pattern is None:
+        return
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise click.UsageError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+def result_doc(result: CopyResult) -> dict[str, Any]:
+    """The JSON document of one copy."""
+    return {
+        "source": str(result.source),
+        "destination": str(result.destination),
+        "digest": result.digest,
+        "mediaType": result.media_type,
+        "tags": list(result.tags),
+        "previous": result.previous,
+        "upToDate": result.up_to_date,
+        "dryRun": result.dry_run,
+        "blobs": result.blobs,
+        "bytes": result.bytes,
+        "resentBytes": result.resent_bytes,
+        "manifests": result.manifests,
+        "requests": result.requests,
+        "seconds": round(result.seconds, 3),
+        "plan": [
+            {
+                "digest": s.descriptor.digest,
+                "size": s.descriptor.size,
+                "mediaType": s.descriptor.media_type,
+                "action": str(s.action),
+                "outcome": s.outcome or None,
+            }
+            for s in result.steps
+        ],
+        "notes": list(result.notes),
+    }
+
+
+def _summary(result: CopyResult) -> list[str]:
+    head = f"{result.source} -> {result.destination} {result.digest}"
+    if result.up_to_date:
+        return [f"{head}: up to date (nothing copied)"]
+    if result.dry_run:
+        lines = [f"{head}: plan (dry run)"]
+        for step in result.steps:
+            lines.append(
+                f"  {step.action:<7} {step.descriptor.digest} {step.descriptor.size:>12,} bytes"
+            )
+        moves = f"{result.previous or 'absent'} -> {result.digest}"
+        lines.extend(f"  tag     {t}: {moves}" for t in result.tags)
+        return lines + [f"  note: {n}" for n in result.notes]
+    b, n = result.bytes, result.blobs
+    return [
+        f"{head}",
+        f"  blobs: {n['mounted']} mounted ({b['mounted']:,} bytes), {n['streamed']} streamed "
+        f"({b['streamed']:,} bytes), {n['skipped']} skipped ({b['skipped']:,} bytes); "
+        f"{result.manifests} manifest(s) written; "
+        f"{result.requests} requests in {result.seconds:.2f}s",
+        *(f"  note: {note}" for note in result.notes),
+    ]
+
+
+def _render(opts: CommonOptions, results: list[CopyResult]) -> None:
+    if opts.json:
+        docs = [result_doc(r) for r in results]
+        opts.emit(docs[0] if len(docs) == 1 else docs, "")
+        return
+    opts.emit(None, "\n".join(line for r in results for line in _summary(r)))
+
+
+def _render_repository(opts: CommonOptions, repo: RepositoryCopyResult) -> None:
+    doc = {
+        "source": str(repo.source),
+        "destination": str(repo.destination),
+        "tags": [result_doc(r) for r in repo.results],
+        "excluded": list(repo.excluded),
+        "requests": repo.requests,
+        "seconds": round(repo.seconds, 3),
+    }
+    copied = sum(1 for r in repo.results if not r.up_to_date)
+    lines = [line for r in repo.results for line in _summary(r)]
+    lines.append(
+        f"{len(repo.results)} tag(s): {copied} copied, {len(repo.results) - copied} up to date, "
+        f"{len(repo.excluded)} excluded; {repo.requests} requests in {repo.seconds:.2f}s"
+    )
+    opts.emit(doc, "\n".join(lines))
