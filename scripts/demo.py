@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the real registry
 
-from tests.harness.registry import RegistryServer  # noqa: E402
+from harness.registry import RegistryServer  # noqa: E402
 
 from regshift import Client, ClientOptions  # noqa: E402
 from regshift.reference import parse_reference  # noqa: E402
@@ -56,13 +56,20 @@ def run(registry: RegistryServer) -> None:
     print("requests the registry saw during `regshift tag`:")
     for req in during:
         print(f"  {req.method:<4} {req.path[:90]}  -> {req.status} ({req.bytes_sent} bytes sent)")
+    if any("?tag=" in r.path for r in during):
+        print("  (the PUT by digest with ?tag= is the one-time probe for the OCI multi-tag push;")
+        print(
+            "   this registry ignored it, so each tag got its own PUT; later runs skip the probe)"
+        )
     blob_requests = [r for r in during if "/blobs/" in r.path]
     moved = sum(r.bytes_sent for r in during)
     print()
     print(f"digest before: {before}")
     print(f"digest after:  {after}  ({'unchanged' if before == after else 'CHANGED'})")
-    print(f"blob requests: {len(blob_requests)}; bytes the registry sent: {moved:,} "
-          f"of {layer_bytes:,} blob bytes in the image")
+    print(
+        f"blob requests: {len(blob_requests)}; bytes the registry sent: {moved:,} "
+        f"of {layer_bytes:,} blob bytes in the image"
+    )
     if before != after or blob_requests:
         sys.exit("demo failed: the digest changed or blobs moved")
 
