@@ -12,11 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test harness starts the real registry
 
-from harness.registry import RegistryServer  # noqa: E402
-
 from regshift import Client, ClientOptions  # noqa: E402
 from regshift.reference import parse_reference  # noqa: E402
 from regshift.sample import push_sample, random_index  # noqa: E402
+
+from harness.registry import RegistryServer  # noqa: E402
 
 
 def regshift(*args: str) -> str:
