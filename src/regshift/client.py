@@ -48,6 +48,8 @@ from .transport import (
     build_http_client,
     candidate_schemes,
     is_tls_mismatch,
+    redact_url,
+    retry_after_seconds,
     translate,
 )
 
@@ -221,20 +223,44 @@ class Client:
         """
         tag_list = list(tags)
         params: QueryList = [("tag", t) for t in tag_list]
-        response = self._request(
-            "PUT",
-            ref,
-            f"/manifests/{ref.identifier}",
-            scopes=[ref.scope("pull,push"), *scopes],
-            headers={"Content-Type": manifest.media_type},
-            content=manifest.raw,
-            params=params,
-        )
+        scope_list = [ref.scope("pull,push"), *scopes]
+        delays = iter(self._retry.delays())
+        while True:
+            try:
+                response = self._request(
+                    "PUT",
+                    ref,
+                    f"/manifests/{ref.identifier}",
+                    scopes=scope_list,
+                    headers={"Content-Type": manifest.media_type},
+                    content=manifest.raw,
+                    params=params,
+                    retry=False,
+                )
+                break
+            except (TransportError, APIError) as exc:
+                delay = next(delays, None)
+                if delay is None or (isinstance(exc, APIError) and not exc.retryable):
+                    raise
+                # The PUT may have landed before the failure: look before writing again.
+                if not tag_list and self._manifest_is(ref, manifest.digest, scope_list):
+                    return PutResult(digest=manifest.digest)
+                retry_after = exc.retry_after if isinstance(exc, APIError) else None
+                self._wait_before_retry(
+                    "PUT", f"/manifests/{ref.identifier}", str(exc), delay, retry_after
+                )
         stored = response.headers.get("docker-content-digest", "")
         if stored and stored != manifest.digest:
             raise DigestMismatch(f"manifest {_display(ref)}", manifest.digest, stored)
         confirmed = _oci_tags(response.headers.get_list("oci-tag"))
         return PutResult(digest=manifest.digest, tags=tuple(t for t in tag_list if t in confirmed))
+
+    def _manifest_is(self, ref: Reference, digest: str, scopes: Iterable[str]) -> bool:
+        try:
+            head = self.head_manifest(ref, scopes=scopes)
+        except RegistryError:
+            return False
+        return head is not None and head.digest == digest
 
     def delete_manifest(self, ref: Reference, *, scopes: Iterable[str] = ()) -> None:
         """DELETE a manifest by digest, or a tag where the registry supports tag deletion."""
@@ -308,6 +334,7 @@ class Client:
             params=[("digest", digest)],
             content=content,
             headers=headers,
+            retry=False,  # a lost response may hide a commit: callers check the blob first
         )
 
     def patch_upload(
@@ -450,6 +477,7 @@ class Client:
         stream: bool = False,
         missing_ok: bool = False,
         api_root: bool = False,
+        retry: bool = True,
     ) -> httpx.Response:
         """Send one API request with auth, scheme fallback and retries; raise on error status."""
         suffix = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
@@ -464,6 +492,7 @@ class Client:
             stream=stream,
             missing_ok=missing_ok,
             api_root=api_root,
+            retry=retry,
         )
 
     def _request_url(
@@ -479,11 +508,12 @@ class Client:
         stream: bool = False,
         missing_ok: bool = False,
         api_root: bool = False,
+        retry: bool = True,
     ) -> httpx.Response:
         """Like :meth:`_request`, for a path below the host or an absolute URL on it."""
         scope_set = merge_scopes([ref.scope("pull")] if not api_root else [], scopes)
         response = self._send_retrying(
-            method, ref.endpoint, target, scope_set, headers, content, params, stream
+            method, ref.endpoint, target, scope_set, headers, content, params, stream, retry
         )
         if response.status_code < 400 or (missing_ok and response.status_code == 404):
             return response
@@ -499,29 +529,55 @@ class Client:
         content: bytes | Iterable[bytes] | None,
         params: QueryList | None,
         stream: bool,
+        retry: bool = True,
     ) -> httpx.Response:
-        # One-shot streamed bodies cannot be replayed: the caller restarts such uploads.
-        retryable = method in IDEMPOTENT_METHODS and (content is None or isinstance(content, bytes))
-        delays = iter(self._retry.delays()) if retryable else iter(())
+        """Send, retrying transient failures of requests that are safe to repeat.
+
+        Idempotent methods and body-less POSTs (starting an upload: a replay at worst leaves
+        an abandoned session, which registries expire) are retried with exponential backoff
+        and jitter, waiting ``Retry-After`` instead when the registry sends one (capped).
+        One-shot streamed bodies and PATCHes are never replayed here: their callers resume
+        or restart the upload.
+        """
+        replayable = content is None or isinstance(content, bytes)
+        safe = method in IDEMPOTENT_METHODS or (method == "POST" and not content)
+        delays = iter(self._retry.delays()) if retry and replayable and safe else iter(())
         while True:
             try:
                 response = self._send(
                     method, endpoint, suffix, scopes, headers, content, params, stream
                 )
-            except TransportError:
+            except TransportError as exc:
                 delay = next(delays, None)
                 if delay is None:
                     raise
-                self._retry.wait(delay, None)
+                self._wait_before_retry(method, suffix, str(exc), delay, None)
                 continue
             if response.status_code in _RETRY_STATUSES:
                 delay = next(delays, None)
                 if delay is not None:
-                    error = api_error(response)
-                    log.info("retrying %s after HTTP %s", method, response.status_code)
-                    self._retry.wait(delay, error.retry_after)
+                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                    response.close()
+                    self._wait_before_retry(
+                        method, suffix, f"HTTP {response.status_code}", delay, retry_after
+                    )
                     continue
             return response
+
+    def _wait_before_retry(
+        self, method: str, target: str, why: str, delay: float, retry_after: float | None
+    ) -> None:
+        waited = self._retry.wait(delay, retry_after)
+        capped = retry_after is not None and retry_after > waited
+        self.stats.retried(waited)
+        log.warning(
+            "%s %s: %s; retrying in %.1fs%s",
+            method,
+            redact_url(target).split("?", 1)[0],
+            why,
+            waited,
+            f" (Retry-After {retry_after:.0f}s capped)" if capped else "",
+        )
 
     def _send(
         self,

@@ -15,6 +15,7 @@ from the offset the registry reports, so at most one chunk is sent twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -27,7 +28,7 @@ from enum import StrEnum
 
 from .client import Client
 from .digest import DigestVerifier
-from .errors import APIError, DigestMismatch, RegistryError, TransportError
+from .errors import APIError, DigestMismatch, RegistryError, TransportError, Unauthorized
 from .manifest import Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import is_foreign
 from .progress import ProgressCallback, ProgressEvent, ProgressState, ignore
@@ -161,6 +162,38 @@ class _Restart(Exception):
     """The upload session is gone; the blob must be sent again from the start."""
 
 
+class _Cancelled(Exception):
+    """The copy was interrupted (Ctrl-C): workers stop at their next chunk."""
+
+
+class _Cancel:
+    """A flag the main thread raises and workers check between chunks."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise _Cancelled
+
+
+@contextlib.contextmanager
+def _workers(jobs: int) -> Iterator[tuple[ThreadPoolExecutor, _Cancel]]:
+    """A thread pool that, on Ctrl-C or any error, tells its workers to stop, then waits."""
+    cancel = _Cancel()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="regshift")
+    try:
+        yield pool, cancel
+    except BaseException:
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 # -- resolving the source ----------------------------------------------------------------
 
 
@@ -256,8 +289,8 @@ def copy(
     src = parse_reference(source) if isinstance(source, str) else source
     dsts = [_destination(d, src) for d in destinations]
     graph = resolve(client, src, opts.platforms, scopes=operation_scopes(src, dsts)[src.endpoint])
-    with ThreadPoolExecutor(max_workers=max(1, opts.jobs), thread_name_prefix="regshift") as pool:
-        return [_copy_one(client, graph, dst, opts, pool) for dst in dsts]
+    with _workers(opts.jobs) as (pool, cancel):
+        return [_copy_one(client, graph, dst, opts, pool, cancel) for dst in dsts]
 
 
 def operation_scopes(src: Reference, dsts: Sequence[Reference]) -> dict[str, list[str]]:
@@ -285,11 +318,12 @@ def _copy_one(
     dst: Reference,
     opts: CopyOptions,
     pool: ThreadPoolExecutor,
+    cancel: _Cancel,
     previous: tuple[str | None] | None = None,
 ) -> CopyResult:
     """Copy a resolved graph to one destination; ``previous`` is its tag's digest if known."""
     start_time, start_requests = time.monotonic(), client.requests
-    ctx = _Context(client, graph.source, dst, opts, pool)
+    ctx = _Context(client, graph.source, dst, opts, pool, cancel)
     before = previous[0] if previous is not None else ctx.current_digest()
     if before == graph.top.digest and not opts.force:
         return ctx.result(graph, before, start_time, start_requests, up_to_date=True, steps=())
@@ -313,8 +347,10 @@ class _Context:
         dst: Reference,
         opts: CopyOptions,
         pool: ThreadPoolExecutor,
+        cancel: _Cancel,
     ) -> None:
         self.client, self.src, self.dst, self.opts, self.pool = client, src, dst, opts, pool
+        self._cancel = cancel
         self.same_registry = src.endpoint == dst.endpoint
         self.same_repository = self.same_registry and src.repository == dst.repository
         self.tally = _Tally()
@@ -368,6 +404,7 @@ class _Context:
         return tuple(self.pool.map(self._run_step, steps))
 
     def _run_step(self, step: BlobStep) -> BlobStep:
+        self._cancel.check()
         desc = step.descriptor
         if step.action is BlobAction.FOREIGN:
             return step
@@ -404,6 +441,7 @@ class _Context:
         return start.mounted, start.location
 
     def _stream_with_retries(self, desc: Descriptor, location: str | None) -> None:
+        """Stream one blob; on a transient failure restart it (a fresh session, a fresh GET)."""
         for attempt in range(1, self.opts.attempts + 1):
             try:
                 if location is None:
@@ -411,25 +449,33 @@ class _Context:
                 assert location is not None
                 self._stream(desc, location)
                 return
-            except (TransportError, _Restart, APIError) as exc:
-                if isinstance(exc, APIError) and exc.status == 413 and not self.chunked:
-                    # The registry (or a proxy before it) caps request bodies: use chunks.
-                    log.info("blob %s too large for one request; switching to chunks", desc.digest)
-                    self.chunked = True
-                    self._abandon(location)
-                    location = None
-                    continue
-                final = isinstance(exc, APIError) and not exc.retryable
-                if final or attempt == self.opts.attempts:
-                    self._abandon(location)
-                    raise
-                log.info("blob %s: attempt %d failed (%s); restarting", desc.digest, attempt, exc)
-                self.emit(desc, ProgressState.RETRYING)
-                self._abandon(location)
-                location = None
             except DigestMismatch:
                 self._abandon(location)
                 raise
+            except (TransportError, _Restart, APIError) as exc:
+                self._abandon(location)
+                location = None
+                if not self._may_restart(exc, attempt):
+                    raise
+                if self._exists(desc):  # the commit landed; only its answer was lost
+                    return
+                log.info("blob %s: attempt %d failed (%s); restarting", desc.digest, attempt, exc)
+                self.emit(desc, ProgressState.RETRYING)
+                self._cancel.check()
+                if isinstance(exc, APIError) and exc.retry_after:
+                    time.sleep(min(exc.retry_after, self.client.options.transport.max_retry_after))
+
+    def _may_restart(self, exc: Exception, attempt: int) -> bool:
+        if isinstance(exc, APIError) and exc.status == 413 and not self.chunked:
+            # The registry (or a proxy in front of it) caps request bodies: use chunks.
+            log.info("monolithic upload refused (413); switching to chunked uploads")
+            self.chunked = True
+            return True
+        if attempt >= self.opts.attempts:
+            return False
+        # 401 mid-stream: the token expired while a body that cannot be replayed was in
+        # flight; the restart's first request re-authenticates.
+        return not isinstance(exc, APIError) or exc.retryable or isinstance(exc, Unauthorized)
 
     def _abandon(self, location: str | None) -> None:
         if location is not None:
@@ -438,7 +484,7 @@ class _Context:
     def _stream(self, desc: Descriptor, location: str) -> None:
         self.emit(desc, ProgressState.STARTED)
         with self.client.open_blob(self.src, desc.digest, scopes=self.src_scopes) as response:
-            chunks = _source_chunks(response.iter_bytes(), self._progress_for(desc))
+            chunks = _source_chunks(response.iter_bytes(), self._progress_for(desc), self._cancel)
             verified = _verified(
                 chunks, DigestVerifier(desc.digest, desc.size, what=f"blob {desc.digest}")
             )
@@ -568,11 +614,14 @@ def _notes(graph: ImageGraph, opts: CopyOptions, steps: tuple[BlobStep, ...]) ->
 # -- streaming helpers -------------------------------------------------------------------
 
 
-def _source_chunks(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
-    """Pass chunks through, reporting bytes read (at most every 4 MiB)."""
+def _source_chunks(
+    chunks: Iterable[bytes], progress: Callable[[int], None], cancel: _Cancel
+) -> Iterator[bytes]:
+    """Pass chunks through, reporting bytes read (at most every 4 MiB), stopping on cancel."""
     done = reported = 0
     try:
         for chunk in chunks:
+            cancel.check()
             done += len(chunk)
             if done - reported >= 4 * MiB:
                 progress(done)
@@ -655,9 +704,11 @@ def copy_repository(
     start_time, start_requests = time.monotonic(), client.requests
     chosen, excluded = _filter_tags(client.list_tags(src), include, exclude)
     results = []
-    with ThreadPoolExecutor(max_workers=max(1, opts.jobs), thread_name_prefix="regshift") as pool:
+    with _workers(opts.jobs) as (pool, cancel):
         for tag in chosen:
-            results.append(_copy_tag(client, src.with_tag(tag), dst.with_tag(tag), opts, pool))
+            results.append(
+                _copy_tag(client, src.with_tag(tag), dst.with_tag(tag), opts, pool, cancel)
+            )
     return RepositoryCopyResult(
         source=src,
         destination=dst,
@@ -678,11 +729,16 @@ def _filter_tags(
 
 
 def _copy_tag(
-    client: Client, src: Reference, dst: Reference, opts: CopyOptions, pool: ThreadPoolExecutor
+    client: Client,
+    src: Reference,
+    dst: Reference,
+    opts: CopyOptions,
+    pool: ThreadPoolExecutor,
+    cancel: _Cancel,
 ) -> CopyResult:
     """Copy one tag, checking the cheap way first: HEAD both sides, compare digests."""
     start_time, start_requests = time.monotonic(), client.requests
-    ctx = _Context(client, src, dst, opts, pool)
+    ctx = _Context(client, src, dst, opts, pool, cancel)
     previous = ctx.current_digest()
     if not opts.force and not opts.platforms and previous is not None:
         src_head = client.head_manifest(src, scopes=ctx.src_scopes)
@@ -693,4 +749,4 @@ def _copy_tag(
                 graph, previous, start_time, start_requests, steps=(), up_to_date=True
             )
     graph = resolve(client, src, opts.platforms, scopes=ctx.src_scopes)
-    return _copy_one(client, graph, dst, opts, pool, previous=(previous,))
+    return _copy_one(client, graph, dst, opts, pool, cancel, previous=(previous,))

@@ -63,11 +63,19 @@ class RequestStats:
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     _last: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    retries: int = 0
+    retry_wait: float = 0.0
 
     def add(self) -> None:
         """Count one request."""
         with self._lock:
             self._last = next(self._counter) + 1
+
+    def retried(self, waited: float) -> None:
+        """Count one retry and the time waited before it."""
+        with self._lock:
+            self.retries += 1
+            self.retry_wait += waited
 
     @property
     def total(self) -> int:

@@ -430,8 +430,9 @@ def test_monolithic_refused_switches_to_chunks(
     with FaultProxy(other_registry.host) as dst_proxy:
         # A front end that refuses request bodies above 1 MiB, as some proxies do.
         too_big = Respond(413, {"Content-Type": "text/plain"}, b"request entity too large")
+        layer_hex = image.manifest.layers[0].digest.split(":")[1]
         dst_proxy.add_rule(
-            Rule(method="PUT", path=r"/blobs/uploads/.*digest=", times=1, action=too_big)
+            Rule(method="PUT", path=f"digest=sha256.*{layer_hex}", times=1, action=too_big)
         )
         with client_for() as client:
             (result,) = copy(
