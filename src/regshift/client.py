@@ -36,7 +36,7 @@ from .errors import (
 )
 from .links import next_link
 from .manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
-from .mediatypes import MANIFEST_ACCEPT
+from .mediatypes import MANIFEST_ACCEPT, MediaType
 from .reference import Reference
 from .transport import (
     IDEMPOTENT_METHODS,
@@ -88,6 +88,20 @@ class PutResult:
 
     digest: str
     tags: tuple[str, ...] = ()
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Referrers:
+    """The answer of the OCI referrers API for one subject digest.
+
+    Attributes:
+        descriptors: the referrer descriptors (all pages).
+        filtered: the registry applied the ``artifactType`` filter (``OCI-Filters-Applied``).
+    """
+
+    descriptors: tuple[Descriptor, ...]
+    filtered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +267,11 @@ class Client:
         if stored and stored != manifest.digest:
             raise DigestMismatch(f"manifest {_display(ref)}", manifest.digest, stored)
         confirmed = _oci_tags(response.headers.get_list("oci-tag"))
-        return PutResult(digest=manifest.digest, tags=tuple(t for t in tag_list if t in confirmed))
+        return PutResult(
+            digest=manifest.digest,
+            tags=tuple(t for t in tag_list if t in confirmed),
+            subject=response.headers.get("oci-subject"),
+        )
 
     def _manifest_is(self, ref: Reference, digest: str, scopes: Iterable[str]) -> bool:
         try:
@@ -414,6 +432,59 @@ class Client:
                 text=f"refusing upload Location on another host: {url.host}",
             )
         return str(url)
+
+    # -- referrers ------------------------------------------------------------------------
+
+    def get_referrers(
+        self,
+        repo: Reference,
+        digest: str,
+        *,
+        artifact_type: str | None = None,
+        scopes: Iterable[str] = (),
+    ) -> Referrers | None:
+        """``GET /v2/<name>/referrers/<digest>``, all pages; None when there is no such API.
+
+        distribution 2.8 answers a plain-text 404 (no referrers API); a registry may also answer
+        with something that is not an image index. Both mean: use the fallback tag schema.
+        """
+        params: QueryList = [("artifactType", artifact_type)] if artifact_type else []
+        path: str | None = f"/referrers/{digest}"
+        found: list[Descriptor] = []
+        filtered = False
+        seen: set[str] = set()
+        while path is not None:
+            if path in seen or len(seen) >= _MAX_TAG_PAGES:
+                raise APIError(
+                    status=200, method="GET", url=_display(repo), text="referrers pagination loops"
+                )
+            seen.add(path)
+            response = self._request(
+                "GET",
+                repo,
+                path,
+                scopes=scopes,
+                params=params if len(seen) == 1 else None,
+                headers={"Accept": MediaType.OCI_INDEX},
+                missing_ok=True,
+                stream=True,
+            )
+            if response.status_code == 404:
+                response.close()
+                return None
+            raw = _read_limited(response, MAX_MANIFEST_BYTES, what=f"referrers of {digest}")
+            try:
+                index = parse_manifest(raw, response.headers.get("content-type", ""))
+            except ManifestError:
+                return None
+            if not index.is_index:
+                return None
+            found.extend(index.manifests)
+            filtered = filtered or "artifactType" in response.headers.get("oci-filters-applied", "")
+            path = next_link(
+                response.headers.get("link", ""), repo.repository, repo.endpoint, kind="referrers"
+            )
+        return Referrers(tuple(found), filtered)
 
     # -- tags -----------------------------------------------------------------------------
 

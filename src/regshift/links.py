@@ -33,8 +33,12 @@ def parse_link_header(header: str) -> list[Link]:
     return links
 
 
-def next_link(header: str, repository: str, endpoint: str) -> str | None:
-    """The next tag-list page as a path below ``/v2/<repository>``, or None on the last page.
+def next_link(
+    header: str, repository: str, endpoint: str, *, kind: str = "tags/list"
+) -> str | None:
+    """The next page as a path below ``/v2/<repository>``, or None on the last page.
+
+    ``kind`` is the endpoint being paged: ``tags/list``, or ``referrers`` (any digest).
 
     Relative links (distribution) and absolute links to the same host are followed.
 
@@ -45,13 +49,13 @@ def next_link(header: str, repository: str, endpoint: str) -> str | None:
         if "next" not in link.rels:
             continue
         parts = urlsplit(link.target)
-        prefix = f"/v2/{repository}/tags/list"
+        prefix = f"/v2/{repository}/{kind}"
         foreign = parts.netloc not in ("", endpoint) or parts.scheme not in ("", "http", "https")
         if foreign or not parts.path.startswith(prefix):
             raise APIError(
                 status=200,
                 method="GET",
-                url=f"/v2/{repository}/tags/list",
+                url=f"/v2/{repository}/{kind}",
                 text=f"refusing to follow pagination link {link.target[:200]!r}",
             )
         return parts.path[len(f"/v2/{repository}") :] + (f"?{parts.query}" if parts.query else "")
