@@ -132,6 +132,8 @@ class Client:
         self._auth: dict[str, RegistryAuth] = {}
         self._base: dict[str, str] = {}
         self.capabilities = Capabilities(self.options.cache_dir)
+        #: What this run learnt and must not outlive it (e.g. referrers API support).
+        self.run_capabilities = Capabilities(None)
         self._retry = RetryPolicy(
             retries=self.options.transport.retries,
             backoff=self.options.transport.backoff,
