@@ -27,6 +27,8 @@ class CommonOptions:
     insecure: bool = False
     ca_file: str | None = None
     timeout: float | None = None
+    connect_timeout: float | None = None
+    retries: int | None = None
     json: bool = False
     debug: bool = False
     registries: tuple[str, ...] = ()
@@ -44,6 +46,10 @@ class CommonOptions:
         )
         if self.timeout:
             transport = replace(transport, read_timeout=self.timeout)
+        if self.connect_timeout:
+            transport = replace(transport, connect_timeout=self.connect_timeout)
+        if self.retries is not None:
+            transport = replace(transport, retries=self.retries)
         keychain = None
         if with_keychain and self.username:
             password = self.password if self.password is not None else read_password(self)
@@ -92,7 +98,19 @@ def common_options(func: F) -> F:
         help="Allow plain HTTP and unverified TLS for the registries named here.",
     )
     @click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificates (PEM).")
-    @click.option("--timeout", type=float, help="Read timeout in seconds (default 60).")
+    @click.option(
+        "--timeout", type=click.FloatRange(min=0.1), help="Read timeout in seconds (default 60)."
+    )
+    @click.option(
+        "--connect-timeout",
+        type=click.FloatRange(min=0.1),
+        help="Connect timeout in seconds (default 10).",
+    )
+    @click.option(
+        "--retries",
+        type=click.IntRange(0, 20),
+        help="Retries of a failed idempotent request (default 3).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON document (for CI).")
     @click.option("--debug", is_flag=True, help="Log HTTP requests (secrets redacted) to stderr.")
     @functools.wraps(func)
@@ -103,6 +121,8 @@ def common_options(func: F) -> F:
             insecure=kwargs.pop("insecure"),
             ca_file=kwargs.pop("ca_file"),
             timeout=kwargs.pop("timeout"),
+            connect_timeout=kwargs.pop("connect_timeout"),
+            retries=kwargs.pop("retries"),
             json=kwargs.pop("as_json"),
             debug=kwargs.pop("debug"),
         )
