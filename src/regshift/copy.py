@@ -11,6 +11,9 @@ destination then gets, in dependency order:
 
 Blobs above ``chunked_threshold`` go up in ``chunk_size`` PATCHes; a dropped PATCH is resumed
 from the offset the registry reports, so at most one chunk is sent twice.
+
+Either side may be an OCI image layout (``oci:PATH[:TAG]``, see :mod:`regshift.store`): the
+same plan, verification and ordering apply, with files instead of requests.
 """
 
 from __future__ import annotations
@@ -28,11 +31,20 @@ from enum import StrEnum
 
 from .client import Client
 from .digest import DigestVerifier
-from .errors import APIError, DigestMismatch, RegistryError, TransportError, Unauthorized
+from .errors import (
+    APIError,
+    DigestMismatch,
+    NotFound,
+    RegistryError,
+    TransportError,
+    Unauthorized,
+)
+from .layout import is_layout_reference
 from .manifest import Descriptor, Manifest, Platform, parse_manifest
-from .mediatypes import is_foreign
+from .mediatypes import is_foreign, is_manifest
 from .progress import ProgressCallback, ProgressEvent, ProgressState, ignore
 from .reference import Reference, parse_reference, parse_repository
+from .store import LayoutTarget, RegistrySource, Source, open_layout_target, open_source
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +100,7 @@ class BlobStep:
 class ImageGraph:
     """A resolved source: the top manifest and every image manifest below it, as raw bytes."""
 
-    source: Reference
+    source: Source
     top: Manifest
     images: tuple[Manifest, ...]
     derived: bool = False  # the top manifest was built by regshift (platform filter)
@@ -118,8 +130,8 @@ class CopyResult:
     ``blobs`` and ``bytes`` count by outcome: ``mounted``, ``streamed``, ``skipped``.
     """
 
-    source: Reference
-    destination: Reference
+    source: str
+    destination: str
     digest: str
     media_type: str
     tags: tuple[str, ...]
@@ -197,13 +209,7 @@ def _workers(jobs: int) -> Iterator[tuple[ThreadPoolExecutor, _Cancel]]:
 # -- resolving the source ----------------------------------------------------------------
 
 
-def resolve(
-    client: Client,
-    source: Reference,
-    platforms: Sequence[Platform] = (),
-    *,
-    scopes: Sequence[str] = (),
-) -> ImageGraph:
+def resolve(source: Source, identifier: str, platforms: Sequence[Platform] = ()) -> ImageGraph:
     """Fetch the source manifest and, for an index, every child manifest (exact bytes).
 
     With ``platforms``: one match makes that image the top manifest; several make a new
@@ -212,11 +218,11 @@ def resolve(
     Raises:
         NotFound: the source, or a platform asked for, does not exist.
     """
-    top = client.get_manifest(source, scopes=scopes)
+    top = source.get_manifest(identifier)
     if not top.is_index:
         return ImageGraph(source, top, (top,))
-    entries = _select(top, platforms, source)
-    images = tuple(_child(client, source, d, scopes) for d in entries)
+    entries = _select(top, platforms, f"{source.name}:{identifier}")
+    images = tuple(_child(source, d) for d in entries)
     if not platforms:
         return ImageGraph(source, top, images)
     if len(images) == 1:
@@ -224,39 +230,31 @@ def resolve(
     return ImageGraph(source, _sub_index(top, entries), images, derived=True)
 
 
-def _select(index: Manifest, platforms: Sequence[Platform], source: Reference) -> list[Descriptor]:
-    entries = [d for d in index.manifests if d.media_type != "" and _is_image_entry(d)]
+def _select(index: Manifest, platforms: Sequence[Platform], where: str) -> list[Descriptor]:
+    entries = [d for d in index.manifests if is_manifest(d.media_type)]
     if not platforms:
         return entries
     chosen = [d for d in entries if d.platform and any(d.platform.matches(p) for p in platforms)]
     if not chosen:
-        from .errors import NotFound
-
         have = ", ".join(str(d.platform) for d in entries if d.platform) or "none"
         raise NotFound(
             status=404,
             method="GET",
-            url=str(source),
+            url=where,
             text=f"no platform matches {', '.join(map(str, platforms))} (has: {have})",
         )
     return chosen
 
 
-def _is_image_entry(desc: Descriptor) -> bool:
-    from .mediatypes import is_manifest
-
-    return is_manifest(desc.media_type)
-
-
-def _child(client: Client, source: Reference, desc: Descriptor, scopes: Sequence[str]) -> Manifest:
-    child = client.get_manifest(source.repo_only().with_digest(desc.digest), scopes=scopes)
+def _child(source: Source, desc: Descriptor) -> Manifest:
+    child = source.get_manifest(desc.digest)
     if child.is_index:
-        raise RegistryError(f"{source}: nested index {desc.digest} is not supported")
+        raise RegistryError(f"{source.name}: nested index {desc.digest} is not supported")
     return child
 
 
 def _sub_index(index: Manifest, entries: list[Descriptor]) -> Manifest:
-    """A new index holding ``entries``, raw JSON copied from the source entries' fields."""
+    """A new index holding ``entries``, each entry's JSON copied from the source index."""
     original = json.loads(index.raw)
     by_digest = {m["digest"]: m for m in original.get("manifests", []) if isinstance(m, dict)}
     doc = {
@@ -264,8 +262,7 @@ def _sub_index(index: Manifest, entries: list[Descriptor]) -> Manifest:
         "mediaType": index.media_type,
         "manifests": [by_digest[d.digest] for d in entries],
     }
-    raw = (json.dumps(doc, indent=2) + "\n").encode()
-    return parse_manifest(raw)
+    return parse_manifest((json.dumps(doc, indent=2) + "\n").encode())
 
 
 # -- copying -----------------------------------------------------------------------------
@@ -280,158 +277,341 @@ def copy(
 ) -> list[CopyResult]:
     """Copy ``source`` to every destination, resolving the source only once.
 
-    A destination without tag or digest takes the source's tag (or digest).
+    Either side may be an OCI image layout (``oci:PATH[:TAG]``). A destination without tag
+    or digest takes the source's tag (or digest).
 
     Raises:
         RegistryError: the copy failed; no tag was written for a failed destination.
     """
     opts = options or CopyOptions()
-    src = parse_reference(source) if isinstance(source, str) else source
-    dsts = [_destination(d, src) for d in destinations]
-    graph = resolve(client, src, opts.platforms, scopes=operation_scopes(src, dsts)[src.endpoint])
+    src = open_source(client, source)
+    identifier = src.identifier or "latest"
+    writers = [_writer_for(client, d, src, identifier) for d in destinations]
+    src = _with_scopes(src, writers)
+    graph = resolve(src, identifier, opts.platforms)
     with _workers(opts.jobs) as (pool, cancel):
-        return [_copy_one(client, graph, dst, opts, pool, cancel) for dst in dsts]
+        return [_copy_one(graph, w, opts, pool, cancel) for w in writers]
 
 
-def operation_scopes(src: Reference, dsts: Sequence[Reference]) -> dict[str, list[str]]:
-    """Token scopes per registry for a whole copy, so each registry issues one token.
-
-    The source gets pull; each destination pull,push. On a shared registry the token also
-    carries the source pull scope, which a cross-repository mount needs.
-    """
-    scopes: dict[str, list[str]] = {src.endpoint: [src.scope("pull")]}
-    for dst in dsts:
-        scopes.setdefault(dst.endpoint, []).append(dst.scope("pull,push"))
-    return scopes
-
-
-def _destination(text: str | Reference, src: Reference) -> Reference:
+def _writer_for(client: Client, text: str | Reference, src: Source, identifier: str) -> _Writer:
+    """The writer for one destination; one without a tag takes the source's identifier."""
+    tag = identifier if ":" not in identifier else None
+    if isinstance(text, str) and is_layout_reference(text):
+        target = open_layout_target(text)
+        if target.ref.tag is None and target.ref.digest is None and tag:
+            target = target.at(tag)
+        return _LayoutWriter(target)
     dst = parse_reference(text, default_tag=None) if isinstance(text, str) else text
     if dst.tag is None and dst.digest is None:
-        return replace(dst, tag=src.tag) if src.tag else dst.with_digest(src.digest or "")
-    return dst
+        dst = dst.with_tag(tag) if tag else dst.with_digest(identifier)
+    source_ref = src.ref if isinstance(src, RegistrySource) else None
+    return _RegistryWriter(client, dst, source_ref)
+
+
+def _with_scopes(src: Source, writers: Sequence[_Writer]) -> Source:
+    """Give a registry source the scopes of the whole operation: one token per registry."""
+    if not isinstance(src, RegistrySource):
+        return src
+    scopes = [src.ref.scope("pull")]
+    for w in writers:
+        if isinstance(w, _RegistryWriter) and w.dst.endpoint == src.ref.endpoint:
+            scopes.append(w.dst.scope("pull,push"))
+    return replace(src, scopes=scopes)
 
 
 def _copy_one(
-    client: Client,
     graph: ImageGraph,
-    dst: Reference,
+    writer: _Writer,
     opts: CopyOptions,
     pool: ThreadPoolExecutor,
     cancel: _Cancel,
     previous: tuple[str | None] | None = None,
 ) -> CopyResult:
     """Copy a resolved graph to one destination; ``previous`` is its tag's digest if known."""
-    start_time, start_requests = time.monotonic(), client.requests
-    ctx = _Context(client, graph.source, dst, opts, pool, cancel)
-    before = previous[0] if previous is not None else ctx.current_digest()
+    run = _Run(graph.source, writer, opts, pool, cancel)
+    before = previous[0] if previous is not None else writer.current_digest()
     if before == graph.top.digest and not opts.force:
-        return ctx.result(graph, before, start_time, start_requests, up_to_date=True, steps=())
-    if dst.digest and dst.digest != graph.top.digest:
-        raise DigestMismatch(f"destination {dst}", dst.digest, graph.top.digest)
-    steps = ctx.plan(graph)
+        return run.result(graph, before, steps=(), up_to_date=True)
+    if writer.digest and writer.digest != graph.top.digest:
+        raise DigestMismatch(f"destination {writer.name}", writer.digest, graph.top.digest)
+    steps = run.plan(graph)
     if opts.dry_run:
-        return ctx.result(graph, before, start_time, start_requests, steps=steps)
-    done = ctx.copy_blobs(steps)
-    written = ctx.put_manifests(graph)
-    return ctx.result(graph, before, start_time, start_requests, steps=done, manifests=written)
+        return run.result(graph, before, steps=steps)
+    done = run.copy_blobs(steps)
+    written = run.put_manifests(graph)
+    return run.result(graph, before, steps=done, manifests=written)
 
 
-class _Context:
-    """Everything one source -> destination copy needs; methods are the copy's steps."""
+class _Writer:
+    """A destination: what a copy needs to ask it and write into it."""
+
+    name: str
+    tag: str | None
+    digest: str | None
+    move: BlobAction  # what a missing blob costs: MOUNT (same registry) or STREAM
+
+    def current_digest(self) -> str | None:
+        """What the destination tag points at now, or None."""
+        raise NotImplementedError
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        raise NotImplementedError
+
+    def has_manifest(self, digest: str) -> bool:
+        raise NotImplementedError
+
+    def transfer(self, run: _Run, desc: Descriptor, action: BlobAction) -> str:
+        """Bring one missing blob over; return the outcome (``mounted`` or ``streamed``)."""
+        raise NotImplementedError
+
+    def put_child(self, manifest: Manifest) -> None:
+        raise NotImplementedError
+
+    def put_top(self, manifest: Manifest) -> None:
+        raise NotImplementedError
+
+    def requests(self) -> int:
+        """HTTP requests sent so far through this writer's client (0 for a layout)."""
+        return 0
+
+
+class _Run:
+    """One source -> destination copy: plan, blobs, manifests, result."""
 
     def __init__(
         self,
-        client: Client,
-        src: Reference,
-        dst: Reference,
+        source: Source,
+        writer: _Writer,
         opts: CopyOptions,
         pool: ThreadPoolExecutor,
         cancel: _Cancel,
     ) -> None:
-        self.client, self.src, self.dst, self.opts, self.pool = client, src, dst, opts, pool
-        self._cancel = cancel
-        self.same_registry = src.endpoint == dst.endpoint
-        self.same_repository = self.same_registry and src.repository == dst.repository
+        self.source, self.writer, self.opts, self.pool, self.cancel = (
+            source,
+            writer,
+            opts,
+            pool,
+            cancel,
+        )
         self.tally = _Tally()
-        self.chunked = False  # set once the destination refused a monolithic upload (413)
-        scopes = operation_scopes(src, [dst])
-        self.dst_scopes = scopes[dst.endpoint]
-        self.src_scopes = scopes[src.endpoint]
+        self.started = time.monotonic()
+        self.start_requests = self._requests()
+
+    def _requests(self) -> int:
+        own = self.writer.requests()
+        if isinstance(self.source, RegistrySource) and not isinstance(self.writer, _RegistryWriter):
+            return own + self.source.client.requests
+        return own
 
     def emit(
         self, desc: Descriptor, state: ProgressState, done: int = 0, kind: str = "blob"
     ) -> None:
         self.opts.progress(
-            ProgressEvent(kind, desc.digest, state, done, desc.size, destination=self.dst.name)
+            ProgressEvent(kind, desc.digest, state, done, desc.size, self.writer.name)
         )
-
-    def current_digest(self) -> str | None:
-        """What the destination tag points at now (one HEAD), or None."""
-        if self.dst.tag is None:
-            return None
-        head = self.client.head_manifest(
-            self.dst.repo_only().with_tag(self.dst.tag), scopes=self.dst_scopes
-        )
-        return head.digest if head else None
-
-    # -- plan -----------------------------------------------------------------------------
 
     def plan(self, graph: ImageGraph) -> tuple[BlobStep, ...]:
-        """Decide skip / mount / stream per blob (HEADs run concurrently)."""
+        """Decide skip / mount / stream per blob (existence checks run concurrently)."""
         blobs = graph.blobs(self.opts.include_foreign)
-        foreign = [
+        foreign = tuple(
             BlobStep(d, BlobAction.FOREIGN)
             for d in graph.foreign()
             if not self.opts.include_foreign
-        ]
-        if self.same_repository:
-            return tuple(BlobStep(d, BlobAction.SKIP) for d in blobs) + tuple(foreign)
-        present = list(self.pool.map(self._exists, blobs))
-        move = BlobAction.MOUNT if self.same_registry else BlobAction.STREAM
+        )
+        if self._same_repository():
+            return tuple(BlobStep(d, BlobAction.SKIP) for d in blobs) + foreign
+        present = list(self.pool.map(self.writer.has_blob, blobs))
         steps = [
-            BlobStep(d, BlobAction.SKIP if p else move) for d, p in zip(blobs, present, strict=True)
+            BlobStep(d, BlobAction.SKIP if p else self.writer.move)
+            for d, p in zip(blobs, present, strict=True)
         ]
-        return tuple(steps) + tuple(foreign)
+        return tuple(steps) + foreign
 
-    def _exists(self, desc: Descriptor) -> bool:
-        return self.client.blob_exists(self.dst, desc.digest, scopes=self.dst_scopes)
-
-    # -- blobs ----------------------------------------------------------------------------
+    def _same_repository(self) -> bool:
+        w, s = self.writer, self.source
+        return (
+            isinstance(w, _RegistryWriter)
+            and isinstance(s, RegistrySource)
+            and (w.dst.endpoint == s.ref.endpoint and w.dst.repository == s.ref.repository)
+        )
 
     def copy_blobs(self, steps: tuple[BlobStep, ...]) -> tuple[BlobStep, ...]:
         """Run the plan; return the steps with their outcomes."""
         return tuple(self.pool.map(self._run_step, steps))
 
     def _run_step(self, step: BlobStep) -> BlobStep:
-        self._cancel.check()
+        self.cancel.check()
         desc = step.descriptor
         if step.action is BlobAction.FOREIGN:
             return step
         if step.action is BlobAction.SKIP:
-            self.tally.add("skipped", desc.size)
-            self.emit(desc, ProgressState.SKIPPED, desc.size)
-            return replace(step, outcome="skipped")
+            outcome = "skipped"
+        else:
+            outcome = self.writer.transfer(self, desc, step.action)
+        self.tally.add(outcome, desc.size)
+        state = {"skipped": ProgressState.SKIPPED, "mounted": ProgressState.MOUNTED}
+        self.emit(desc, state.get(outcome, ProgressState.DONE), desc.size)
+        return replace(step, outcome=outcome)
+
+    def chunks(self, desc: Descriptor) -> contextlib.AbstractContextManager[Iterator[bytes]]:
+        """The source blob as verified chunks, with progress and Ctrl-C checks."""
+        return self._verified_source(desc)
+
+    @contextlib.contextmanager
+    def _verified_source(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
+        self.emit(desc, ProgressState.STARTED)
+        with self.source.open_blob(desc) as raw:
+            progress = lambda done: self.emit(desc, ProgressState.PROGRESS, done)  # noqa: E731
+            counted = _source_chunks(raw, progress, self.cancel)
+            yield _verified(
+                counted, DigestVerifier(desc.digest, desc.size, what=f"blob {desc.digest}")
+            )
+
+    def put_manifests(self, graph: ImageGraph) -> int:
+        """Children by digest (skipping present ones), then the top manifest, last."""
+        children = [] if self._same_repository() else graph.children()
+        missing = [m for m in children if not self.writer.has_manifest(m.digest)]
+        for manifest in missing:
+            self.writer.put_child(manifest)
+            self.emit(manifest.descriptor(), ProgressState.WRITTEN, kind="manifest")
+        self.writer.put_top(graph.top)
+        self.emit(graph.top.descriptor(), ProgressState.WRITTEN, kind="manifest")
+        return len(missing) + 1
+
+    def result(
+        self,
+        graph: ImageGraph,
+        previous: str | None,
+        *,
+        steps: tuple[BlobStep, ...],
+        up_to_date: bool = False,
+        manifests: int = 0,
+    ) -> CopyResult:
+        tag = self.writer.tag
+        return CopyResult(
+            source=f"{graph.source.name}{_suffix(graph.source.identifier)}",
+            destination=f"{self.writer.name}{_suffix(tag or self.writer.digest)}",
+            digest=graph.top.digest,
+            media_type=graph.top.media_type,
+            tags=(tag,) if tag else (),
+            previous=previous,
+            blobs=dict(self.tally.blobs),
+            bytes=dict(self.tally.bytes),
+            manifests=manifests,
+            requests=self._requests() - self.start_requests,
+            seconds=time.monotonic() - self.started,
+            dry_run=self.opts.dry_run,
+            up_to_date=up_to_date,
+            steps=steps,
+            notes=_notes(graph, steps),
+            resent_bytes=self.tally.resent,
+        )
+
+
+def _suffix(identifier: str | None) -> str:
+    if not identifier:
+        return ""
+    return f"@{identifier}" if ":" in identifier else f":{identifier}"
+
+
+class _LayoutWriter(_Writer):
+    """Writes into an OCI image layout: blobs as verified files, index.json last."""
+
+    move = BlobAction.STREAM
+
+    def __init__(self, target: LayoutTarget) -> None:
+        self.target = target
+        self.name = target.name
+        self.tag = target.ref.tag
+        self.digest = target.ref.digest
+
+    def current_digest(self) -> str | None:
+        return self.target.current_digest()
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self.target.has_blob(desc)
+
+    def has_manifest(self, digest: str) -> bool:
+        return self.target.has_manifest(digest)
+
+    def transfer(self, run: _Run, desc: Descriptor, action: BlobAction) -> str:
+        with run.chunks(desc) as chunks:
+            self.target.write_blob(desc, chunks)
+        return "streamed"
+
+    def put_child(self, manifest: Manifest) -> None:
+        self.target.put_child(manifest)
+
+    def put_top(self, manifest: Manifest) -> None:
+        self.target.put_top(manifest)
+
+
+class _RegistryWriter(_Writer):
+    """Writes into a registry repository: mounts, streamed or chunked resumable uploads."""
+
+    def __init__(self, client: Client, dst: Reference, source: Reference | None) -> None:
+        self.client, self.dst, self.source_ref = client, dst, source
+        self.name = dst.name
+        self.tag = dst.tag
+        self.digest = dst.digest
+        same_registry = source is not None and source.endpoint == dst.endpoint
+        self.move = BlobAction.MOUNT if same_registry else BlobAction.STREAM
+        scopes = [dst.scope("pull,push")]
+        if same_registry and source is not None:
+            scopes.append(source.scope("pull"))  # a cross-repository mount needs both
+        self.scopes = scopes
+        self.chunked = False  # set once the destination refused a monolithic upload (413)
+
+    def requests(self) -> int:
+        return self.client.requests
+
+    def current_digest(self) -> str | None:
+        if self.dst.tag is None:
+            return None
+        head = self.client.head_manifest(
+            self.dst.repo_only().with_tag(self.dst.tag), scopes=self.scopes
+        )
+        return head.digest if head else None
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self.client.blob_exists(self.dst, desc.digest, scopes=self.scopes)
+
+    def has_manifest(self, digest: str) -> bool:
+        return (
+            self.client.head_manifest(self.dst.repo_only().with_digest(digest), scopes=self.scopes)
+            is not None
+        )
+
+    def put_child(self, manifest: Manifest) -> None:
+        self.client.put_manifest(
+            self.dst.repo_only().with_digest(manifest.digest), manifest, scopes=self.scopes
+        )
+
+    def put_top(self, manifest: Manifest) -> None:
+        repo = self.dst.repo_only()
+        target = repo.with_tag(self.dst.tag) if self.dst.tag else repo.with_digest(manifest.digest)
+        self.client.put_manifest(target, manifest, scopes=self.scopes)
+
+    # -- blobs ----------------------------------------------------------------------------
+
+    def transfer(self, run: _Run, desc: Descriptor, action: BlobAction) -> str:
         location = None
-        if step.action is BlobAction.MOUNT:
+        if action is BlobAction.MOUNT:
             mounted, location = self._mount(desc)
             if mounted:
-                self.tally.add("mounted", desc.size)
-                self.emit(desc, ProgressState.MOUNTED, desc.size)
-                return replace(step, outcome="mounted")
-        self._stream_with_retries(desc, location)
-        self.tally.add("streamed", desc.size)
-        self.emit(desc, ProgressState.DONE, desc.size)
-        return replace(step, outcome="streamed")
+                return "mounted"
+        self._stream_with_retries(run, desc, location)
+        return "streamed"
 
     def _mount(self, desc: Descriptor) -> tuple[bool, str | None]:
         """Try a cross-repository mount: (True, None), or (False, session to upload into)."""
+        assert self.source_ref is not None
         try:
             start = self.client.start_upload(
                 self.dst,
                 mount=desc.digest,
-                from_repository=self.src.repository,
-                scopes=self.dst_scopes,
+                from_repository=self.source_ref.repository,
+                scopes=self.scopes,
             )
         except APIError as exc:
             # Some registries answer a refused mount with an error instead of 202 (Harbor:
@@ -440,14 +620,14 @@ class _Context:
             return False, None
         return start.mounted, start.location
 
-    def _stream_with_retries(self, desc: Descriptor, location: str | None) -> None:
+    def _stream_with_retries(self, run: _Run, desc: Descriptor, location: str | None) -> None:
         """Stream one blob; on a transient failure restart it (a fresh session, a fresh GET)."""
-        for attempt in range(1, self.opts.attempts + 1):
+        for attempt in range(1, run.opts.attempts + 1):
             try:
                 if location is None:
-                    location = self.client.start_upload(self.dst, scopes=self.dst_scopes).location
+                    location = self.client.start_upload(self.dst, scopes=self.scopes).location
                 assert location is not None
-                self._stream(desc, location)
+                self._stream(run, desc, location)
                 return
             except DigestMismatch:
                 self._abandon(location)
@@ -455,23 +635,23 @@ class _Context:
             except (TransportError, _Restart, APIError) as exc:
                 self._abandon(location)
                 location = None
-                if not self._may_restart(exc, attempt):
+                if not self._may_restart(exc, attempt, run.opts.attempts):
                     raise
-                if self._exists(desc):  # the commit landed; only its answer was lost
+                if self.has_blob(desc):  # the commit landed; only its answer was lost
                     return
                 log.info("blob %s: attempt %d failed (%s); restarting", desc.digest, attempt, exc)
-                self.emit(desc, ProgressState.RETRYING)
-                self._cancel.check()
+                run.emit(desc, ProgressState.RETRYING)
+                run.cancel.check()
                 if isinstance(exc, APIError) and exc.retry_after:
                     time.sleep(min(exc.retry_after, self.client.options.transport.max_retry_after))
 
-    def _may_restart(self, exc: Exception, attempt: int) -> bool:
+    def _may_restart(self, exc: Exception, attempt: int, attempts: int) -> bool:
         if isinstance(exc, APIError) and exc.status == 413 and not self.chunked:
             # The registry (or a proxy in front of it) caps request bodies: use chunks.
             log.info("monolithic upload refused (413); switching to chunked uploads")
             self.chunked = True
             return True
-        if attempt >= self.opts.attempts:
+        if attempt >= attempts:
             return False
         # 401 mid-stream: the token expired while a body that cannot be replayed was in
         # flight; the restart's first request re-authenticates.
@@ -479,120 +659,51 @@ class _Context:
 
     def _abandon(self, location: str | None) -> None:
         if location is not None:
-            self.client.cancel_upload(self.dst, location, scopes=self.dst_scopes)
+            self.client.cancel_upload(self.dst, location, scopes=self.scopes)
 
-    def _stream(self, desc: Descriptor, location: str) -> None:
-        self.emit(desc, ProgressState.STARTED)
-        with self.client.open_blob(self.src, desc.digest, scopes=self.src_scopes) as response:
-            chunks = _source_chunks(response.iter_bytes(), self._progress_for(desc), self._cancel)
-            verified = _verified(
-                chunks, DigestVerifier(desc.digest, desc.size, what=f"blob {desc.digest}")
-            )
-            if self.chunked or desc.size > self.opts.chunked_threshold:
-                self._chunked(desc, location, verified)
+    def _stream(self, run: _Run, desc: Descriptor, location: str) -> None:
+        with run.chunks(desc) as verified:
+            if self.chunked or desc.size > run.opts.chunked_threshold:
+                self._chunked(run, desc, location, verified)
             else:
                 self.client.finish_upload(
-                    self.dst,
-                    location,
-                    desc.digest,
-                    verified,
-                    size=desc.size,
-                    scopes=self.dst_scopes,
+                    self.dst, location, desc.digest, verified, size=desc.size, scopes=self.scopes
                 )
 
-    def _progress_for(self, desc: Descriptor) -> Callable[[int], None]:
-        return lambda done: self.emit(desc, ProgressState.PROGRESS, done)
-
-    def _chunked(self, desc: Descriptor, location: str, data: Iterator[bytes]) -> None:
+    def _chunked(self, run: _Run, desc: Descriptor, location: str, data: Iterator[bytes]) -> None:
         offset = 0
-        for chunk in _rechunk(data, self.opts.chunk_size):
-            location, offset = self._patch(location, chunk, offset)
-        self.client.finish_upload(self.dst, location, desc.digest, b"", scopes=self.dst_scopes)
+        for chunk in _rechunk(data, run.opts.chunk_size):
+            location, offset = self._patch(run, location, chunk, offset)
+        self.client.finish_upload(self.dst, location, desc.digest, b"", scopes=self.scopes)
 
-    def _patch(self, location: str, chunk: bytes, start: int) -> tuple[str, int]:
+    def _patch(self, run: _Run, location: str, chunk: bytes, start: int) -> tuple[str, int]:
         """PATCH one chunk; after a dropped connection resume from the registry's offset."""
         sent_from = start
-        for _ in range(self.opts.attempts + 1):
+        for _ in range(run.opts.attempts + 1):
             try:
                 status = self.client.patch_upload(
-                    self.dst,
-                    location,
-                    chunk[sent_from - start :],
-                    sent_from,
-                    scopes=self.dst_scopes,
+                    self.dst, location, chunk[sent_from - start :], sent_from, scopes=self.scopes
                 )
                 return status.location or location, status.offset
             except (TransportError, APIError) as exc:
                 if isinstance(exc, APIError) and not exc.retryable:
                     raise
-                resumed = self._resume_point(location, start, len(chunk))
-                log.info("chunk at %d failed (%s); registry has %d bytes", start, exc, resumed[1])
-                location, sent_from = resumed
-                self.tally.add_resent(start + len(chunk) - sent_from)
-        raise _Restart(f"chunk at offset {start} failed {self.opts.attempts + 1} times")
+                location, sent_from = self._resume_point(location, start, len(chunk))
+                log.info("chunk at %d failed (%s); registry has %d bytes", start, exc, sent_from)
+                run.tally.add_resent(start + len(chunk) - sent_from)
+        raise _Restart(f"chunk at offset {start} failed {run.opts.attempts + 1} times")
 
     def _resume_point(self, location: str, start: int, length: int) -> tuple[str, int]:
         try:
-            status = self.client.upload_status(self.dst, location, scopes=self.dst_scopes)
+            status = self.client.upload_status(self.dst, location, scopes=self.scopes)
         except RegistryError as exc:
             raise _Restart(f"upload session lost: {exc}") from None
         if not start <= status.offset <= start + length:
             raise _Restart(f"registry holds {status.offset} bytes, outside chunk at {start}")
         return status.location or location, status.offset
 
-    # -- manifests ------------------------------------------------------------------------
 
-    def put_manifests(self, graph: ImageGraph) -> int:
-        """Children by digest (skipping present ones), then the top manifest under the tag."""
-        repo = self.dst.repo_only()
-        children = graph.children() if not self.same_repository else []
-        missing = [m for m in children if not self._manifest_exists(repo.with_digest(m.digest))]
-        for manifest in missing:
-            self.client.put_manifest(
-                repo.with_digest(manifest.digest), manifest, scopes=self.dst_scopes
-            )
-            self.emit(manifest.descriptor(), ProgressState.WRITTEN, kind="manifest")
-        target = repo.with_tag(self.dst.tag) if self.dst.tag else repo.with_digest(graph.top.digest)
-        self.client.put_manifest(target, graph.top, scopes=self.dst_scopes)
-        self.emit(graph.top.descriptor(), ProgressState.WRITTEN, kind="manifest")
-        return len(missing) + 1
-
-    def _manifest_exists(self, ref: Reference) -> bool:
-        return self.client.head_manifest(ref, scopes=self.dst_scopes) is not None
-
-    def result(
-        self,
-        graph: ImageGraph,
-        previous: str | None,
-        start_time: float,
-        start_requests: int,
-        *,
-        steps: tuple[BlobStep, ...],
-        up_to_date: bool = False,
-        manifests: int = 0,
-    ) -> CopyResult:
-        notes = _notes(graph, self.opts, steps)
-        return CopyResult(
-            source=self.src,
-            destination=self.dst,
-            digest=graph.top.digest,
-            media_type=graph.top.media_type,
-            tags=(self.dst.tag,) if self.dst.tag else (),
-            previous=previous,
-            blobs=dict(self.tally.blobs),
-            bytes=dict(self.tally.bytes),
-            manifests=manifests,
-            requests=self.client.requests - start_requests,
-            seconds=time.monotonic() - start_time,
-            dry_run=self.opts.dry_run,
-            up_to_date=up_to_date,
-            steps=steps,
-            notes=notes,
-            resent_bytes=self.tally.resent,
-        )
-
-
-def _notes(graph: ImageGraph, opts: CopyOptions, steps: tuple[BlobStep, ...]) -> tuple[str, ...]:
+def _notes(graph: ImageGraph, steps: tuple[BlobStep, ...]) -> tuple[str, ...]:
     notes = []
     foreign = [s for s in steps if s.action is BlobAction.FOREIGN]
     if foreign:
@@ -619,20 +730,13 @@ def _source_chunks(
 ) -> Iterator[bytes]:
     """Pass chunks through, reporting bytes read (at most every 4 MiB), stopping on cancel."""
     done = reported = 0
-    try:
-        for chunk in chunks:
-            cancel.check()
-            done += len(chunk)
-            if done - reported >= 4 * MiB:
-                progress(done)
-                reported = done
-            yield chunk
-    except Exception as exc:
-        import httpx
-
-        if isinstance(exc, httpx.TransportError):
-            raise TransportError(f"reading source blob: {exc}") from None
-        raise
+    for chunk in chunks:
+        cancel.check()
+        done += len(chunk)
+        if done - reported >= 4 * MiB:
+            progress(done)
+            reported = done
+        yield chunk
     progress(done)
 
 
@@ -640,7 +744,7 @@ def _verified(chunks: Iterable[bytes], verifier: DigestVerifier) -> Iterator[byt
     """Yield chunks while hashing them; the last chunk is held back until the digest checks.
 
     So a corrupted or truncated blob raises :class:`DigestMismatch` before its final bytes
-    reach the registry, and the upload can never be committed.
+    reach the destination, and the upload can never be committed.
     """
     held: bytes | None = None
     for chunk in chunks:
@@ -674,8 +778,8 @@ def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
 class RepositoryCopyResult:
     """What ``copy --all-tags`` did, tag by tag."""
 
-    source: Reference
-    destination: Reference
+    source: str
+    destination: str
     results: tuple[CopyResult, ...]
     excluded: tuple[str, ...]
     requests: int
@@ -691,7 +795,7 @@ def copy_repository(
     exclude: str | None = None,
     options: CopyOptions | None = None,
 ) -> RepositoryCopyResult:
-    """Copy every tag of a repository (filtered by regular expressions on the tag name).
+    """Copy every tag of a repository or layout (filtered by regular expressions on tags).
 
     Tags whose destination already has the source digest cost one HEAD at each side.
 
@@ -699,24 +803,30 @@ def copy_repository(
         re.error: ``include`` or ``exclude`` is not a valid regular expression.
     """
     opts = options or CopyOptions()
-    src = parse_repository(source) if isinstance(source, str) else source.repo_only()
-    dst = parse_repository(destination) if isinstance(destination, str) else destination.repo_only()
-    start_time, start_requests = time.monotonic(), client.requests
-    chosen, excluded = _filter_tags(client.list_tags(src), include, exclude)
+    started, start_requests = time.monotonic(), client.requests
+    src = open_source(client, source, repository=True)
+    dst_text = destination if isinstance(destination, str) else str(destination.repo_only())
+    if not is_layout_reference(dst_text):
+        dst_text = str(parse_repository(dst_text))
+    chosen, excluded = _filter_tags(src.list_tags(), include, exclude)
     results = []
     with _workers(opts.jobs) as (pool, cancel):
         for tag in chosen:
-            results.append(
-                _copy_tag(client, src.with_tag(tag), dst.with_tag(tag), opts, pool, cancel)
-            )
+            writer = _writer_for(client, _tagged(dst_text, tag), src, tag)
+            tag_source = _with_scopes(src.at(tag), [writer])
+            results.append(_copy_tag(tag_source, tag, writer, opts, pool, cancel))
     return RepositoryCopyResult(
-        source=src,
-        destination=dst,
+        source=src.name,
+        destination=dst_text,
         results=tuple(results),
         excluded=tuple(excluded),
         requests=client.requests - start_requests,
-        seconds=time.monotonic() - start_time,
+        seconds=time.monotonic() - started,
     )
+
+
+def _tagged(repository: str, tag: str) -> str:
+    return f"{repository}:{tag}"
 
 
 def _filter_tags(
@@ -729,24 +839,19 @@ def _filter_tags(
 
 
 def _copy_tag(
-    client: Client,
-    src: Reference,
-    dst: Reference,
+    src: Source,
+    tag: str,
+    writer: _Writer,
     opts: CopyOptions,
     pool: ThreadPoolExecutor,
     cancel: _Cancel,
 ) -> CopyResult:
     """Copy one tag, checking the cheap way first: HEAD both sides, compare digests."""
-    start_time, start_requests = time.monotonic(), client.requests
-    ctx = _Context(client, src, dst, opts, pool, cancel)
-    previous = ctx.current_digest()
-    if not opts.force and not opts.platforms and previous is not None:
-        src_head = client.head_manifest(src, scopes=ctx.src_scopes)
-        if src_head is not None and src_head.digest == previous:
-            top = Manifest(raw=b"", media_type=src_head.media_type, digest=previous)
-            graph = ImageGraph(src, top, ())
-            return ctx.result(
-                graph, previous, start_time, start_requests, steps=(), up_to_date=True
-            )
-    graph = resolve(client, src, opts.platforms, scopes=ctx.src_scopes)
-    return _copy_one(client, graph, dst, opts, pool, cancel, previous=(previous,))
+    previous = writer.current_digest()
+    cheap = not opts.force and not opts.platforms
+    if cheap and previous is not None and src.head_digest(tag) == previous:
+        run = _Run(src, writer, opts, pool, cancel)
+        graph = ImageGraph(src, Manifest(raw=b"", media_type="", digest=previous), ())
+        return run.result(graph, previous, steps=(), up_to_date=True)
+    graph = resolve(src, tag, opts.platforms)
+    return _copy_one(graph, writer, opts, pool, cancel, previous=(previous,))

@@ -38,12 +38,14 @@ class ExitStatus(IntEnum):
             PreconditionFailed,
             Unauthorized,
         )
+        from ..layout import NotFoundInLayout
 
         for kind, status in (
             (InvalidReference, cls.USAGE),
             (AuthError, cls.AUTH),
             (Unauthorized, cls.AUTH),
             (NotFound, cls.NOT_FOUND),
+            (NotFoundInLayout, cls.NOT_FOUND),
             (PreconditionFailed, cls.PRECONDITION),
         ):
             if isinstance(exc, kind):
