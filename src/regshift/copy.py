@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from . import referrers
 from .client import Client
 from .digest import DigestVerifier
 from .errors import (
@@ -63,6 +64,9 @@ class CopyOptions:
         force: copy even when the destination tag already has the source digest.
         chunk_size: bytes per PATCH for chunked uploads (also the most re-sent on resume).
         chunked_threshold: blobs larger than this are uploaded in chunks.
+        referrers: also copy the referrers (signatures, SBOMs, attestations) of every manifest
+            copied, recursively, and list them at the destination as it supports.
+        digest_tags: also copy the legacy cosign tags ``sha256-<hex>.sig/.att/.sbom``.
         attempts: tries per blob before the copy fails (resumes do not count).
         progress: receives :class:`ProgressEvent` s (from worker threads).
     """
@@ -75,6 +79,8 @@ class CopyOptions:
     chunk_size: int = 16 * MiB
     chunked_threshold: int = 128 * MiB
     attempts: int = 3
+    referrers: bool = False
+    digest_tags: bool = False
     progress: ProgressCallback = ignore
 
 
@@ -146,9 +152,12 @@ class CopyResult:
     steps: tuple[BlobStep, ...] = ()
     notes: tuple[str, ...] = ()
     resent_bytes: int = 0
+    referrers: tuple[str, ...] = ()
+    digest_tags: tuple[str, ...] = ()
 
 
 _OUTCOMES = ("mounted", "streamed", "skipped")
+_COSIGN_SUFFIXES = ("sig", "att", "sbom")
 
 
 @dataclass
@@ -338,8 +347,18 @@ def _copy_one(
     if opts.dry_run:
         return run.result(graph, before, steps=steps)
     done = run.copy_blobs(steps)
-    written = run.put_manifests(graph)
-    return run.result(graph, before, steps=done, manifests=written)
+    written = run.put_children(graph)
+    if opts.referrers or opts.digest_tags:
+        # Everything that refers to the image lands before the tag does, so a promoted
+        # image is never visible without its signatures.
+        writer.put_child(graph.top)
+        if opts.referrers:
+            run.copy_referrers(graph)
+        if opts.digest_tags:
+            run.copy_digest_tags(graph)
+    writer.put_top(graph.top)
+    run.emit(graph.top.descriptor(), ProgressState.WRITTEN, kind="manifest")
+    return run.result(graph, before, steps=done, manifests=written + 1)
 
 
 class _Writer:
@@ -370,6 +389,14 @@ class _Writer:
     def put_top(self, manifest: Manifest) -> None:
         raise NotImplementedError
 
+    def attach(self, manifest: Manifest) -> None:
+        """Store a referrer and make it listable under its subject."""
+        raise NotImplementedError
+
+    def retagged(self, tag: str) -> _Writer:
+        """The same destination, at another tag."""
+        raise NotImplementedError
+
     def requests(self) -> int:
         """HTTP requests sent so far through this writer's client (0 for a layout)."""
         return 0
@@ -394,6 +421,8 @@ class _Run:
             cancel,
         )
         self.tally = _Tally()
+        self.referrers: list[str] = []
+        self.digest_tags: list[str] = []
         self.started = time.monotonic()
         self.start_requests = self._requests()
 
@@ -467,16 +496,46 @@ class _Run:
                 counted, DigestVerifier(desc.digest, desc.size, what=f"blob {desc.digest}")
             )
 
-    def put_manifests(self, graph: ImageGraph) -> int:
-        """Children by digest (skipping present ones), then the top manifest, last."""
+    def put_children(self, graph: ImageGraph) -> int:
+        """The manifests below the top one, by digest, skipping those already there."""
         children = [] if self._same_repository() else graph.children()
         missing = [m for m in children if not self.writer.has_manifest(m.digest)]
         for manifest in missing:
             self.writer.put_child(manifest)
             self.emit(manifest.descriptor(), ProgressState.WRITTEN, kind="manifest")
-        self.writer.put_top(graph.top)
-        self.emit(graph.top.descriptor(), ProgressState.WRITTEN, kind="manifest")
-        return len(missing) + 1
+        return len(missing)
+
+    def _copy_artifact(self, digest_or_tag: str) -> ImageGraph:
+        """Blobs and child manifests of one more manifest (a referrer or a digest tag)."""
+        graph = resolve(self.source, digest_or_tag)
+        self.copy_blobs(self.plan(graph))
+        self.put_children(graph)
+        return graph
+
+    def copy_referrers(self, graph: ImageGraph) -> None:
+        """Referrers of every copied manifest, and theirs (a signature of an SBOM), once each."""
+        subjects = list(dict.fromkeys([graph.top.digest, *(m.digest for m in graph.images)]))
+        seen, queue = set(subjects), list(subjects)
+        while queue:
+            for desc in self.source.list_referrers(queue.pop(0)):
+                if desc.digest in seen:
+                    continue
+                seen.add(desc.digest)
+                artifact = self._copy_artifact(desc.digest)
+                self.writer.attach(artifact.top)
+                self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="referrer")
+                self.referrers.append(desc.digest)
+                queue.append(desc.digest)
+
+    def copy_digest_tags(self, graph: ImageGraph) -> None:
+        """The legacy cosign tags ``sha256-<hex>.sig/.att/.sbom`` of every copied manifest."""
+        digests = {graph.top.digest, *(m.digest for m in graph.images), *self.referrers}
+        wanted = {f"{d.replace(':', '-')}.{kind}" for d in digests for kind in _COSIGN_SUFFIXES}
+        for tag in (t for t in self.source.list_tags() if t in wanted):
+            artifact = self._copy_artifact(tag)
+            self.writer.retagged(tag).put_top(artifact.top)
+            self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="tag")
+            self.digest_tags.append(tag)
 
     def result(
         self,
@@ -505,6 +564,8 @@ class _Run:
             steps=steps,
             notes=_notes(graph, steps),
             resent_bytes=self.tally.resent,
+            referrers=tuple(self.referrers),
+            digest_tags=tuple(self.digest_tags),
         )
 
 
@@ -544,6 +605,12 @@ class _LayoutWriter(_Writer):
 
     def put_top(self, manifest: Manifest) -> None:
         self.target.put_top(manifest)
+
+    def attach(self, manifest: Manifest) -> None:
+        self.target.attach(manifest)
+
+    def retagged(self, tag: str) -> _Writer:
+        return _LayoutWriter(self.target.at(tag))
 
 
 class _RegistryWriter(_Writer):
@@ -591,6 +658,12 @@ class _RegistryWriter(_Writer):
         repo = self.dst.repo_only()
         target = repo.with_tag(self.dst.tag) if self.dst.tag else repo.with_digest(manifest.digest)
         self.client.put_manifest(target, manifest, scopes=self.scopes)
+
+    def attach(self, manifest: Manifest) -> None:
+        referrers.attach(self.client, self.dst.repo_only(), manifest)
+
+    def retagged(self, tag: str) -> _Writer:
+        return _RegistryWriter(self.client, self.dst.repo_only().with_tag(tag), self.source_ref)
 
     # -- blobs ----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ Copy logic talks to these two small interfaces so that every combination works t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -18,10 +19,11 @@ from typing import Protocol
 
 import httpx
 
+from . import referrers
 from .client import Client
-from .errors import TransportError
+from .errors import ManifestError, TransportError
 from .layout import Layout, LayoutReference, is_layout_reference, parse_layout_reference
-from .manifest import Descriptor, Manifest
+from .manifest import Descriptor, Manifest, parse_manifest
 from .reference import Reference, parse_reference, parse_repository
 
 
@@ -52,6 +54,10 @@ class Source(Protocol):
 
     def list_tags(self) -> list[str]:
         """Every tag."""
+        ...
+
+    def list_referrers(self, digest: str) -> list[Descriptor]:
+        """The referrers of a manifest (API or fallback tag)."""
         ...
 
     def at(self, identifier: str) -> Source:
@@ -89,6 +95,9 @@ class RegistrySource:
 
     def list_tags(self) -> list[str]:
         return self.client.list_tags(self.ref.repo_only(), scopes=self.scopes)
+
+    def list_referrers(self, digest: str) -> list[Descriptor]:
+        return referrers.list_referrers(self.client, self.ref.repo_only(), digest)
 
     def at(self, identifier: str) -> RegistrySource:
         return RegistrySource(self.client, _at(self.ref, identifier), self.scopes)
@@ -136,6 +145,16 @@ class LayoutSource:
     def list_tags(self) -> list[str]:
         return self.layout.tags()
 
+    def list_referrers(self, digest: str) -> list[Descriptor]:
+        """A layout has no referrers API: the fallback tag schema, as registries without one."""
+        tag = referrers.fallback_tag(digest)
+        if self.layout.head_manifest(tag) is None:
+            return []
+        index = self.layout.get_manifest(tag)
+        if not index.is_index:
+            raise ManifestError(f"{self.name}: {tag} is not an image index of referrers")
+        return list(index.manifests)
+
     def at(self, identifier: str) -> LayoutSource:
         digest = identifier if ":" in identifier else None
         tag = None if digest else identifier
@@ -174,6 +193,22 @@ class LayoutTarget:
 
     def put_top(self, manifest: Manifest) -> None:
         self.layout.put_manifest(manifest, self.ref.tag)
+
+    def attach(self, manifest: Manifest) -> None:
+        """Store a referrer and list it under its subject's fallback tag (entries merged)."""
+        if manifest.subject is None:
+            raise ManifestError(f"{manifest.digest}: manifest has no subject to attach it to")
+        self.put_child(manifest)
+        tag = referrers.fallback_tag(manifest.subject.digest)
+        base: dict[str, object] = referrers.empty_index()
+        if self.layout.head_manifest(tag) is not None:
+            base = json.loads(self.layout.get_manifest(tag).raw)
+        current = base.get("manifests")
+        entries = referrers.merge_index_entries(
+            current if isinstance(current, list) else [], [referrers.referrer_entry(manifest)]
+        )
+        raw = referrers.encode_index(base, entries)
+        self.layout.put_manifest(parse_manifest(raw), tag)
 
     def at(self, tag: str) -> LayoutTarget:
         return LayoutTarget(self.layout, LayoutReference(self.layout.path, tag=tag))

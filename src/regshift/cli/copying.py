@@ -28,6 +28,8 @@ def run_copy(
     jobs: int,
     dry_run: bool,
     include_foreign: bool,
+    referrers: bool,
+    digest_tags: bool,
     force: bool,
     verbose: bool,
     quiet: bool,
@@ -49,6 +51,8 @@ def run_copy(
             dry_run=dry_run,
             include_foreign=include_foreign,
             force=force,
+            referrers=referrers,
+            digest_tags=digest_tags,
             progress=display,
         )
         if all_tags:
@@ -97,6 +101,8 @@ def result_doc(result: CopyResult) -> dict[str, Any]:
             }
             for s in result.steps
         ],
+        "referrers": list(result.referrers),
+        "digestTags": list(result.digest_tags),
         "notes": list(result.notes),
     }
 

@@ -107,6 +107,16 @@ def tag_cmd(
 @click.option(
     "--include-foreign", is_flag=True, help="Also copy non-distributable (foreign) layers."
 )
+@click.option(
+    "--referrers",
+    is_flag=True,
+    help="Also copy signatures, SBOMs and attestations (OCI referrers), recursively.",
+)
+@click.option(
+    "--digest-tags",
+    is_flag=True,
+    help="Also copy the legacy cosign tags sha256-<hex>.sig/.att/.sbom.",
+)
 @click.option("--force", is_flag=True, help="Copy even if the destination already has the digest.")
 @click.option(
     "-v", "--verbose", is_flag=True, help="Report each blob on stderr (also without a TTY)."
@@ -125,6 +135,8 @@ def copy_cmd(
     jobs: int,
     dry_run: bool,
     include_foreign: bool,
+    referrers: bool,
+    digest_tags: bool,
     force: bool,
     verbose: bool,
     quiet: bool,
@@ -161,11 +173,47 @@ def copy_cmd(
             jobs=jobs,
             dry_run=dry_run,
             include_foreign=include_foreign,
+            referrers=referrers,
+            digest_tags=digest_tags,
             force=force,
             verbose=verbose,
             quiet=quiet,
         ),
     )
+
+
+@cli.command("inspect")
+@click.argument("reference")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Show only this platform (repeatable).",
+)
+@common_options
+def inspect_cmd(opts: CommonOptions, reference: str, platforms: tuple[str, ...]) -> None:
+    """Describe REFERENCE: platforms, config (created, labels, entrypoint), layers, sizes.
+
+    REFERENCE may be an image in a registry or in an OCI layout (oci:PATH[:TAG]).
+    """
+    from .inspecting import run_inspect
+
+    run_guarded(opts, lambda: run_inspect(opts, reference, platforms))
+
+
+@cli.command("referrers")
+@click.argument("reference")
+@click.option("--artifact-type", metavar="TYPE", help="Only referrers of this artifact type.")
+@common_options
+def referrers_cmd(opts: CommonOptions, reference: str, artifact_type: str | None) -> None:
+    """List the referrers (signatures, SBOMs, attestations) of REFERENCE as a tree.
+
+    Uses the OCI referrers API where the registry has one, else the sha256-<hex> fallback tag.
+    """
+    from .inspecting import run_referrers
+
+    run_guarded(opts, lambda: run_referrers(opts, reference, artifact_type))
 
 
 @cli.command("digest")
