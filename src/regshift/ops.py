@@ -1,4 +1,8 @@
-"""Small registry verbs on top of :class:`Client`: digest, manifest, tags, delete, login."""
+"""Small verbs on top of :class:`Client`: digest, manifest, tags, delete, login.
+
+``digest``, ``manifest``, ``list_tags`` and ``delete`` also take OCI layout references
+(``oci:PATH[:TAG]``, ``oci:PATH@DIGEST``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,13 @@ from pathlib import Path
 from .auth.credentials import Credential, StaticKeychain, erase_credential, store_credential
 from .client import Client, ClientOptions
 from .errors import APIError, PreconditionFailed, Unsupported
+from .layout import (
+    Layout,
+    LayoutError,
+    LayoutReference,
+    is_layout_reference,
+    parse_layout_reference,
+)
 from .manifest import Descriptor, Manifest
 from .reference import Reference, parse_reference, parse_repository
 
@@ -16,18 +27,34 @@ def _ref(text: str | Reference) -> Reference:
     return parse_reference(text) if isinstance(text, str) else text
 
 
+def _layout(text: str | Reference) -> tuple[Layout, str] | None:
+    """The layout and identifier (tag or digest, default ``latest``) of an ``oci:`` reference."""
+    if not isinstance(text, str) or not is_layout_reference(text):
+        return None
+    ref = parse_layout_reference(text)
+    return Layout(ref.path), ref.identifier or "latest"
+
+
 def digest(client: Client, ref: str | Reference) -> Descriptor:
     """Resolve ``ref`` to its manifest descriptor (HEAD, falling back to GET + sha256)."""
+    layout = _layout(ref)
+    if layout is not None:
+        return layout[0].resolve(layout[1])
     return client.resolve_digest(_ref(ref))
 
 
 def manifest(client: Client, ref: str | Reference) -> Manifest:
     """The manifest of ``ref``, with ``raw`` exactly as the registry stores it."""
+    layout = _layout(ref)
+    if layout is not None:
+        return layout[0].get_manifest(layout[1])
     return client.get_manifest(_ref(ref))
 
 
 def list_tags(client: Client, repository: str | Reference) -> list[str]:
     """Every tag of ``repository`` (a name without tag or digest), across all pages."""
+    if isinstance(repository, str) and is_layout_reference(repository):
+        return Layout(parse_layout_reference(repository).path).tags()
     repo = parse_repository(repository) if isinstance(repository, str) else repository
     return client.list_tags(repo)
 
@@ -44,7 +71,7 @@ class DeleteResult:
         dry_run: nothing was deleted.
     """
 
-    reference: Reference
+    reference: Reference | LayoutReference
     digest: str
     method: str
     removed_tags: tuple[str, ...]
@@ -65,6 +92,8 @@ def delete(
         PreconditionFailed: the delete would remove other tags and ``force`` is not set.
         Unsupported: the registry does not allow deletes at all.
     """
+    if isinstance(ref, str) and is_layout_reference(ref):
+        return _delete_in_layout(parse_layout_reference(ref), dry_run)
     target = _ref(ref)
     scopes = [target.scope("pull,delete")]
     if target.digest:
@@ -79,6 +108,19 @@ def delete(
         if not _no_tag_delete(exc):
             raise
     return _delete_digest(client, target, found.digest, force, dry_run, scopes, target.tag)
+
+
+def _delete_in_layout(ref: LayoutReference, dry_run: bool) -> DeleteResult:
+    """Untag in a layout's index.json; blobs stay (layouts have no garbage collector here)."""
+    layout = Layout(ref.path)
+    if ref.tag is None:
+        raise LayoutError(
+            f"{ref}: give a tag to delete from a layout (deleting by digest is not supported)"
+        )
+    found = layout.resolve(ref.tag)
+    if not dry_run:
+        layout.delete_tag(ref.tag)
+    return DeleteResult(ref, found.digest, "tag", (ref.tag,), dry_run)
 
 
 def _no_tag_delete(exc: APIError) -> bool:

@@ -15,6 +15,7 @@ from enum import StrEnum
 from .capabilities import MULTI_TAG_PUSH
 from .client import Client
 from .errors import APIError, PreconditionFailed, RegistryError
+from .layout import Layout, LayoutReference, is_layout_reference, parse_layout_reference
 from .manifest import Manifest
 from .reference import Reference, parse_reference, validate_tag
 
@@ -55,7 +56,7 @@ class TagOutcome:
 class TagResult:
     """The outcome of :func:`tag`."""
 
-    source: Reference
+    source: Reference | LayoutReference
     digest: str
     media_type: str
     size: int
@@ -101,16 +102,16 @@ def tag(
         PreconditionFailed: ``expect_digest`` or ``no_clobber`` refused (nothing is written).
         RegistryError: the source cannot be read, or (``raise_on_error``) a tag failed.
     """
-    src = parse_reference(source) if isinstance(source, str) else source
     tags = _unique([validate_tag(t) for t in new_tags])
+    if isinstance(source, str) and is_layout_reference(source):
+        return _tag_in_layout(
+            parse_layout_reference(source), tags, expect_digest, no_clobber, dry_run
+        )
+    src = parse_reference(source) if isinstance(source, str) else source
     start = client.requests
     scopes = [src.scope("pull" if dry_run else "pull,push")]
     manifest = client.get_manifest(src, scopes=scopes)
-    if expect_digest is not None and manifest.digest != expect_digest:
-        raise PreconditionFailed(
-            f"{src}: resolves to {manifest.digest}, not the expected {expect_digest}; "
-            "nothing tagged"
-        )
+    _check_expected(str(src), manifest.digest, expect_digest)
     previous = _lookup_previous(client, src, tags, scopes) if (no_clobber or dry_run) else {}
     if no_clobber:
         _refuse_clobber(src, manifest.digest, previous)
@@ -132,6 +133,46 @@ def tag(
     return result
 
 
+def _tag_in_layout(
+    src: LayoutReference,
+    tags: list[str],
+    expect_digest: str | None,
+    no_clobber: bool,
+    dry_run: bool,
+) -> TagResult:
+    """The same promotion inside an OCI layout: new index.json entries, same manifest bytes."""
+    layout = Layout(src.path)
+    manifest = layout.get_manifest(src.identifier or "latest")
+    _check_expected(str(src), manifest.digest, expect_digest)
+    previous = {t: (d.digest if (d := layout.head_manifest(t)) else None) for t in tags}
+    if no_clobber:
+        _refuse_clobber_in(str(src), manifest.digest, previous)
+    outcomes = []
+    for name in tags:
+        if previous[name] == manifest.digest:
+            outcomes.append(TagOutcome(name, TagAction.UNCHANGED, previous=manifest.digest))
+        elif dry_run:
+            outcomes.append(TagOutcome(name, TagAction.WOULD_TAG, previous=previous[name]))
+        else:
+            layout.put_manifest(manifest, name)
+            outcomes.append(_written(name, "index.json", previous))
+    return TagResult(
+        source=src,
+        digest=manifest.digest,
+        media_type=manifest.media_type,
+        size=manifest.size,
+        outcomes=tuple(outcomes),
+        dry_run=dry_run,
+    )
+
+
+def _check_expected(where: str, digest: str, expected: str | None) -> None:
+    if expected is not None and digest != expected:
+        raise PreconditionFailed(
+            f"{where}: resolves to {digest}, not the expected {expected}; nothing tagged"
+        )
+
+
 def _unique(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
@@ -147,12 +188,15 @@ def _lookup_previous(
 
 
 def _refuse_clobber(src: Reference, digest: str, previous: dict[str, str | None]) -> None:
+    _refuse_clobber_in(str(src.repo_only()), digest, previous)
+
+
+def _refuse_clobber_in(where: str, digest: str, previous: dict[str, str | None]) -> None:
     taken = {t: d for t, d in previous.items() if d is not None and d != digest}
     if taken:
         listing = ", ".join(f"{t} -> {d}" for t, d in taken.items())
         raise PreconditionFailed(
-            f"{src.repo_only()}: --no-clobber: tag(s) already point elsewhere ({listing}); "
-            "nothing tagged"
+            f"{where}: --no-clobber: tag(s) already point elsewhere ({listing}); nothing tagged"
         )
 
 

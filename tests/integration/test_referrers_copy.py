@@ -8,14 +8,15 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from artifacts import SBOM_TYPE, SIG_TYPE, attach_artifact, sbom_of, signature_of
-from harness.registry import RegistryServer
-from support import client_for, run_cli, seed
 
 from regshift.digest import compute_digest
 from regshift.reference import parse_reference
 from regshift.referrers import fallback_tag
 from regshift.sample import random_image, random_index
+
+from artifacts import SBOM_TYPE, SIG_TYPE, attach_artifact, sbom_of, signature_of
+from harness.registry import RegistryServer
+from support import client_for, run_cli, seed
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 
@@ -175,8 +176,74 @@ def test_layout_tags_and_skip_existing(
     index = json.loads((layout / "index.json").read_text())
     names = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
     assert names == ["one", "two"]
-    assert run_cli("digest", f"oci:{layout}:two").code in (0, 2)  # digest of layouts: see README
+    assert run_cli("digest", f"oci:{layout}:two").stdout.strip() == image.manifest.digest
+    assert run_cli("manifest", f"oci:{layout}:one").stdout_bytes == image.manifest.raw
+    assert run_cli("ls", f"oci:{layout}").stdout.split() == ["one", "two"]
+    tagged = run_cli("tag", "--json", f"oci:{layout}:one", "three", "two")
+    assert tagged.code == 0, tagged.stderr
+    assert {t["tag"]: t["action"] for t in tagged.json()["tags"]} == {
+        "three": "created",
+        "two": "unchanged",
+    }
+    assert tagged.json()["tags"][0]["reference"] == f"oci:{layout}:three"
+    clobber = run_cli("tag", "--no-clobber", f"oci:{layout}:one", "two")
+    assert clobber.code == 0
+    deleted = run_cli("delete", f"oci:{layout}:three")
+    assert deleted.code == 0, deleted.stderr
+    assert run_cli("ls", f"oci:{layout}").stdout.split() == ["one", "two"]
+    assert run_cli("digest", f"oci:{layout}:nope").code == 4
+    assert run_cli("inspect", f"oci:{layout}:one").code == 0
     for blob in image.blobs:
         assert (
             layout / "blobs" / "sha256" / compute_digest(blob).split(":")[1]
         ).read_bytes() == blob
+
+
+def test_digest_tags_travel(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """Legacy cosign tags sha256-<hex>.sig / .att / .sbom are copied with --digest-tags."""
+    image = random_image(seed=75)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    hexed = image.manifest.digest.replace(":", "-")
+    sig_image, att_image = random_image(seed=76, layers=1), random_image(seed=77, layers=1)
+    seed(open_registry.host, repo_name, f"{hexed}.sig", sig_image)
+    seed(open_registry.host, repo_name, f"{hexed}.att", att_image)
+    seed(
+        open_registry.host, repo_name, "sha256-" + "0" * 64 + ".sig", random_image(seed=78)
+    )  # unrelated
+    dst = f"{other_registry.host}/{repo_name}"
+    plain = run_cli("copy", "--json", str(src), f"{dst}-plain:v1")
+    assert plain.json()["digestTags"] == []
+    result = run_cli("copy", "--digest-tags", "--json", str(src), f"{dst}:v1")
+    assert result.code == 0, result.stderr
+    assert sorted(result.json()["digestTags"]) == sorted([f"{hexed}.sig", f"{hexed}.att"])
+    assert sorted(run_cli("ls", dst).stdout.split()) == sorted(
+        ["v1", f"{hexed}.sig", f"{hexed}.att"]
+    )
+    served = run_cli("digest", f"{dst}:{hexed}.sig").stdout.strip()
+    assert served == sig_image.manifest.digest
+
+
+def test_inspect_shows_config_and_layers(open_registry: RegistryServer, repo_name: str) -> None:
+    sample = random_index(seed=79, platforms=("linux/amd64", "linux/arm/v7"), layers=3)
+    src = seed(open_registry.host, repo_name, "v1", sample)
+    result = run_cli("inspect", "--json", str(src))
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert doc["digest"] == sample.manifest.digest and doc["mediaType"] == INDEX
+    assert [p["platform"] for p in doc["platforms"]] == ["linux/amd64", "linux/arm/v7"]
+    first = doc["platforms"][0]
+    assert first["created"] == "2024-01-01T00:00:00Z"
+    assert first["labels"] == {"org.regshift.sample.seed": "79000"}
+    assert [layer["digest"] for layer in first["layers"]] == [
+        d.digest for d in sample.images[0].manifest.layers
+    ]
+    expected_total = sample.manifest.size + sum(
+        i.manifest.size + sum(len(b) for b in i.blobs) for i in sample.images
+    )
+    assert doc["totalSize"] == expected_total
+    one = run_cli("inspect", "--json", "--platform", "linux/arm/v7", str(src)).json()
+    assert [p["platform"] for p in one["platforms"]] == ["linux/arm/v7"]
+    text = run_cli("inspect", str(src)).stdout
+    assert "linux/arm/v7" in text and "layer:" in text and "label:" in text

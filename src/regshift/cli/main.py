@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ..layout import LayoutReference
+from ..reference import Reference
 from .exits import ExitStatus, one_line, run_guarded
 from .options import CommonOptions, common_options, read_password
 
@@ -366,7 +369,7 @@ def _render_tag(opts: CommonOptions, result: TagResult) -> None:
         "tags": [
             {
                 "tag": o.tag,
-                "reference": str(result.source.repo_only().with_tag(o.tag)),
+                "reference": _tagged(result.source, o.tag),
                 "action": str(o.action),
                 "method": o.method,
                 "previous": o.previous,
@@ -385,13 +388,20 @@ def _render_tag(opts: CommonOptions, result: TagResult) -> None:
     opts.emit(doc, "\n".join(lines))
 
 
+def _tagged(source: Reference | LayoutReference, tag: str) -> str:
+    if isinstance(source, Reference):
+        return str(source.repo_only().with_tag(tag))
+    return str(replace(source, tag=tag, digest=None))
+
+
 def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
     verb = "would delete" if result.dry_run else "deleted"
     if result.method == "tag":
         text = f"{verb} tag {result.reference} ({result.digest})"
     else:
         tags = ", ".join(result.removed_tags) or "no tags"
-        repo = result.reference.repo_only()
+        ref = result.reference
+        repo = ref.repo_only() if isinstance(ref, Reference) else ref
         text = f"{verb} manifest {result.digest} of {repo} (tags removed: {tags})"
     opts.emit(
         {
