@@ -346,7 +346,7 @@ class Client:
         headers = {"Content-Type": "application/octet-stream"}
         if length is not None:
             headers["Content-Length"] = str(length)
-        self._request_url(
+        self._request(
             "PUT",
             ref,
             location,
@@ -366,7 +366,7 @@ class Client:
             "Content-Range": f"{start}-{start + len(chunk) - 1}",  # distribution: no "bytes " unit
             "Content-Length": str(len(chunk)),
         }
-        response = self._request_url(
+        response = self._request(
             "PATCH",
             ref,
             location,
@@ -380,13 +380,13 @@ class Client:
         self, ref: Reference, location: str, *, scopes: Iterable[str] = ()
     ) -> UploadStatus:
         """GET an upload session: how many bytes the registry holds, and where to continue."""
-        response = self._request_url("GET", ref, location, scopes=[ref.scope("pull,push"), *scopes])
+        response = self._request("GET", ref, location, scopes=[ref.scope("pull,push"), *scopes])
         return self._upload_status(ref, response, default=None)
 
     def cancel_upload(self, ref: Reference, location: str, *, scopes: Iterable[str] = ()) -> None:
         """DELETE an upload session, best effort (cleanup after a failed copy)."""
         try:
-            self._request_url("DELETE", ref, location, scopes=[ref.scope("pull,push"), *scopes])
+            self._request("DELETE", ref, location, scopes=[ref.scope("pull,push"), *scopes])
         except RegistryError as exc:
             log.debug("cancelling upload failed: %s", exc)
 
@@ -552,38 +552,15 @@ class Client:
         api_root: bool = False,
         retry: bool = True,
     ) -> httpx.Response:
-        """Send one API request with auth, scheme fallback and retries; raise on error status."""
-        suffix = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
-        return self._request_url(
-            method,
-            ref,
-            suffix,
-            scopes=scopes,
-            headers=headers,
-            content=content,
-            params=params,
-            stream=stream,
-            missing_ok=missing_ok,
-            api_root=api_root,
-            retry=retry,
-        )
+        """Send one API request with auth, scheme fallback and retries; raise on error status.
 
-    def _request_url(
-        self,
-        method: str,
-        ref: Reference,
-        target: str,
-        *,
-        scopes: Iterable[str] = (),
-        headers: Mapping[str, str] | None = None,
-        content: bytes | Iterable[bytes] | None = None,
-        params: QueryList | None = None,
-        stream: bool = False,
-        missing_ok: bool = False,
-        api_root: bool = False,
-        retry: bool = True,
-    ) -> httpx.Response:
-        """Like :meth:`_request`, for a path below the host or an absolute URL on it."""
+        ``path`` is below ``/v2/<repository>`` (or ``/v2/`` itself with ``api_root``), or an
+        absolute URL on the registry's host (an upload ``Location``).
+        """
+        if path.startswith(("http://", "https://")):
+            target = path
+        else:
+            target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
         scope_set = merge_scopes([ref.scope("pull")] if not api_root else [], scopes)
         response = self._send_retrying(
             method, ref.endpoint, target, scope_set, headers, content, params, stream, retry

@@ -131,18 +131,7 @@ def copy_cmd(
     source: str,
     destinations: tuple[str, ...],
     to: tuple[str, ...],
-    platforms: tuple[str, ...],
-    all_tags: bool,
-    include: str | None,
-    exclude: str | None,
-    jobs: int,
-    dry_run: bool,
-    include_foreign: bool,
-    referrers: bool,
-    digest_tags: bool,
-    force: bool,
-    verbose: bool,
-    quiet: bool,
+    **flags: Any,
 ) -> None:
     """Copy SOURCE to one or more DESTINATIONs, keeping every digest.
 
@@ -159,30 +148,11 @@ def copy_cmd(
     targets = destinations + to
     if not targets:
         raise click.UsageError("give at least one DESTINATION (or --to)")
-    if (include or exclude) and not all_tags:
+    if (flags["include"] or flags["exclude"]) and not flags["all_tags"]:
         raise click.UsageError("--include/--exclude need --all-tags")
-    if all_tags and len(targets) != 1:
+    if flags["all_tags"] and len(targets) != 1:
         raise click.UsageError("--all-tags takes exactly one destination repository")
-    run_guarded(
-        opts,
-        lambda: run_copy(
-            opts,
-            source,
-            targets,
-            platforms=platforms,
-            all_tags=all_tags,
-            include=include,
-            exclude=exclude,
-            jobs=jobs,
-            dry_run=dry_run,
-            include_foreign=include_foreign,
-            referrers=referrers,
-            digest_tags=digest_tags,
-            force=force,
-            verbose=verbose,
-            quiet=quiet,
-        ),
-    )
+    run_guarded(opts, lambda: run_copy(opts, source, targets, **flags))
 
 
 @cli.command("inspect")
