@@ -10,8 +10,10 @@ from regshift.capabilities import MULTI_TAG_PUSH, Capabilities
 from regshift.digest import compute_digest
 from regshift.manifest import parse_manifest
 from regshift.mediatypes import MediaType
+from regshift.reference import parse_reference
 from regshift.sample import SampleImage, SampleIndex, random_image, random_index
 
+from harness.proxy import Rule
 from harness.registry import RegistryServer
 from support import client_for, run_cli, seed
 
@@ -257,3 +259,27 @@ def _write_layout(path, sample: SampleIndex, tag: str) -> None:
         "annotations": {"org.opencontainers.image.ref.name": tag},
     }
     (path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+
+
+def test_multi_tag_push_used_where_supported(
+    open_registry: RegistryServer, repo_name: str, tmp_path
+) -> None:
+    """A registry that confirms tags with OCI-Tag gets one PUT for all of them (emulated:
+    distribution 2.8 lacks the feature, so the proxy adds the headers a supporting registry sends)."""
+    from harness.proxy import FaultProxy, RewriteHeader
+
+    seed(open_registry.host, repo_name, "v1", random_image(seed=81))
+    with FaultProxy(open_registry.host) as proxy:
+        proxy.add_rule(Rule(method="PUT", path=r"\?tag=", action=RewriteHeader("OCI-Tag", "a, b")))
+        with client_for(cache_dir=tmp_path) as client:
+            result = regshift.tag(
+                client, parse_reference(f"{proxy.host}/{repo_name}:v1"), ["a", "b", "c"]
+            )
+        puts = [r.path for r in proxy.requests if r.method == "PUT"]
+    assert [(o.tag, o.method) for o in result.outcomes] == [
+        ("a", "multi-tag"),
+        ("b", "multi-tag"),
+        ("c", "put"),
+    ]
+    assert len(puts) == 2 and "?tag=a&tag=b&tag=c" in puts[0] and puts[1].endswith("/manifests/c")
+    assert Capabilities(tmp_path).get(proxy.host, MULTI_TAG_PUSH) is True
