@@ -264,8 +264,11 @@ def _write_layout(path, sample: SampleIndex, tag: str) -> None:
 def test_multi_tag_push_used_where_supported(
     open_registry: RegistryServer, repo_name: str, tmp_path
 ) -> None:
-    """A registry that confirms tags with OCI-Tag gets one PUT for all of them (emulated:
-    distribution 2.8 lacks the feature, so the proxy adds the headers a supporting registry sends)."""
+    """A registry confirming tags with OCI-Tag gets one PUT for them all.
+
+    Emulated: distribution 2.8 lacks the feature, so the proxy adds the headers a supporting
+    registry sends (for a and b; c is left to a PUT of its own).
+    """
     from harness.proxy import FaultProxy, RewriteHeader
 
     seed(open_registry.host, repo_name, "v1", random_image(seed=81))
