@@ -10,6 +10,7 @@ the first token request already carries them all (e.g. ``tag`` asks for pull+pus
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -131,6 +132,7 @@ class Client:
         self._lock = threading.Lock()
         self._auth: dict[str, RegistryAuth] = {}
         self._base: dict[str, str] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
         self.capabilities = Capabilities(self.options.cache_dir)
         #: What this run learnt and must not outlive it (e.g. referrers API support).
         self.run_capabilities = Capabilities(None)
@@ -517,6 +519,18 @@ class Client:
         """``GET /v2/``, authenticating if the registry asks; raises on failure."""
         ref = Reference(registry=registry, repository="ping")
         self._request("GET", ref, "", scopes=scopes, api_root=True)
+
+    @contextmanager
+    def registry_slots(self, *endpoints: str) -> Iterator[None]:
+        """Hold one of each registry's ``per_registry`` transfer slots (each registry once)."""
+        with contextlib.ExitStack() as stack:
+            for endpoint in sorted(set(endpoints)):  # a fixed order: no lock-order deadlock
+                with self._lock:
+                    slot = self._slots.setdefault(
+                        endpoint, threading.BoundedSemaphore(self.options.transport.per_registry)
+                    )
+                stack.enter_context(slot)
+            yield
 
     def credential(self, registry: str) -> Credential:
         """The credential used for ``registry``."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -72,7 +73,7 @@ class CopyOptions:
     """
 
     platforms: tuple[Platform, ...] = ()
-    jobs: int = 4
+    jobs: int = field(default_factory=lambda: default_jobs())
     dry_run: bool = False
     include_foreign: bool = False
     force: bool = False
@@ -82,6 +83,11 @@ class CopyOptions:
     referrers: bool = False
     digest_tags: bool = False
     progress: ProgressCallback = ignore
+
+
+def default_jobs() -> int:
+    """Blobs at once by default: 2 per core, between 4 and 8 (the work waits on sockets)."""
+    return max(4, min(8, 2 * (os.cpu_count() or 2)))
 
 
 class BlobAction(StrEnum):
@@ -668,6 +674,13 @@ class _RegistryWriter(_Writer):
     # -- blobs ----------------------------------------------------------------------------
 
     def transfer(self, run: _Run, desc: Descriptor, action: BlobAction) -> str:
+        endpoints = [self.dst.endpoint]
+        if isinstance(run.source, RegistrySource) and run.source.client is self.client:
+            endpoints.append(run.source.ref.endpoint)
+        with self.client.registry_slots(*endpoints):
+            return self._transfer(run, desc, action)
+
+    def _transfer(self, run: _Run, desc: Descriptor, action: BlobAction) -> str:
         location = None
         if action is BlobAction.MOUNT:
             mounted, location = self._mount(desc)

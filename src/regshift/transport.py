@@ -42,6 +42,8 @@ class TransportOptions:
         backoff: first retry delay in seconds; doubles each attempt, with jitter.
         max_retry_after: the longest ``Retry-After`` we honour, in seconds.
         max_connections: size of the shared connection pool.
+        per_registry: blob transfers running at once against one registry, whatever
+            ``jobs`` is (copies to several destinations or of many tags share it).
         user_agent: the ``User-Agent`` header.
     """
 
@@ -53,6 +55,7 @@ class TransportOptions:
     backoff: float = 0.5
     max_retry_after: float = 60.0
     max_connections: int = 16
+    per_registry: int = 6
     user_agent: str = f"regshift/{__version__}"
 
 

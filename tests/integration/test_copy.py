@@ -444,3 +444,67 @@ def test_monolithic_refused_switches_to_chunks(
         patches = [r for r in dst_proxy.requests if r.method == "PATCH"]
     assert result.digest == image.manifest.digest
     assert len(patches) >= 3
+
+
+def test_mount_error_falls_back_to_a_new_upload(
+    proxy: FaultProxy, open_registry: RegistryServer, repo_name: str
+) -> None:
+    """A registry answering a mount with an error (Harbor: 401 for an unknown project)."""
+    from harness.proxy import Respond
+
+    image = random_image(seed=56, layers=2)
+    seed(open_registry.host, repo_name, "v1", image)
+    denied = Respond.oci_error(401, "UNAUTHORIZED", "project not found")
+    proxy.add_rule(Rule(method="POST", path="mount=", action=denied))
+    result = run_cli(
+        "copy", "--json", f"{proxy.host}/{repo_name}:v1", f"{proxy.host}/{repo_name}-m:v1"
+    )
+    assert result.code == 0, result.stderr
+    assert result.json()["blobs"] == {"mounted": 0, "streamed": 3, "skipped": 0}
+    plain_posts = [r for r in proxy.requests if r.method == "POST" and "mount=" not in r.path]
+    assert len(plain_posts) == 3 and all(r.status == 202 for r in plain_posts)
+
+
+def test_same_repository_copy_moves_only_the_manifest(
+    open_registry: RegistryServer, repo_name: str
+) -> None:
+    sample = random_index(seed=57)
+    src = seed(open_registry.host, repo_name, "v1", sample)
+    open_registry.mark()
+    result = run_cli("copy", "--json", str(src), f"{open_registry.host}/{repo_name}:v1-copy")
+    assert result.code == 0, result.stderr
+    assert result.json()["blobs"]["skipped"] == 6
+    routes = [(r.method, r.path.split("/")[-2]) for r in open_registry.requests()]
+    assert all(kind == "manifests" for _, kind in routes), routes
+    assert [m for m, _ in routes].count("PUT") == 1
+
+
+def test_per_registry_limit(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """With per_registry=1, blobs go one at a time whatever --jobs says."""
+    from regshift import ClientOptions, TransportOptions
+    from regshift.client import Client
+
+    image = random_image(seed=58, layers=5, layer_size=128 * 1024)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    events: list[ProgressEvent] = []
+    options = ClientOptions(transport=TransportOptions(per_registry=1), cache_dir=None)
+    with Client(options) as client:
+        copy(
+            client,
+            src,
+            [f"{other_registry.host}/{repo_name}:v1"],
+            options=CopyOptions(jobs=6, progress=events.append),
+        )
+    running = peak = 0
+    for event in events:
+        if event.kind != "blob":
+            continue
+        if event.state is ProgressState.STARTED:
+            running += 1
+            peak = max(peak, running)
+        elif event.state is ProgressState.PROGRESS and event.done == event.total:
+            running -= 1  # the last bytes read: still inside the registry slot
+    assert peak == 1
+    assert sum(1 for e in events if e.state is ProgressState.DONE) == 6

@@ -25,7 +25,7 @@ def run_copy(
     all_tags: bool,
     include: str | None,
     exclude: str | None,
-    jobs: int,
+    jobs: int | None,
     dry_run: bool,
     include_foreign: bool,
     referrers: bool,
@@ -35,7 +35,7 @@ def run_copy(
     quiet: bool,
 ) -> int:
     """Run a copy and print its result; returns the exit status."""
-    from ..copy import CopyOptions, copy, copy_repository
+    from ..copy import CopyOptions, copy, copy_repository, default_jobs
     from ..manifest import Platform
 
     for pattern in (include, exclude):
@@ -47,7 +47,7 @@ def run_copy(
     with make_display(verbose, quiet or opts.json) as display, opts.client() as client:
         options = CopyOptions(
             platforms=wanted,
-            jobs=jobs,
+            jobs=jobs or default_jobs(),
             dry_run=dry_run,
             include_foreign=include_foreign,
             force=force,

@@ -102,9 +102,8 @@ def tag_cmd(
     "-j",
     "--jobs",
     type=click.IntRange(1, 64),
-    default=4,
-    show_default=True,
-    help="Blobs transferred at once.",
+    default=None,
+    help="Blobs transferred at once (default: 2 per core, 4 to 8).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan blob by blob; write nothing.")
 @click.option(
