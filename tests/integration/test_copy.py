@@ -508,3 +508,51 @@ def test_per_registry_limit(
             running -= 1  # the last bytes read: still inside the registry slot
     assert peak == 1
     assert sum(1 for e in events if e.state is ProgressState.DONE) == 6
+
+
+def test_progress_bars_on_a_terminal(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """On a TTY, stderr shows a bar per blob with bytes; without one (above) it stays quiet."""
+    import os
+    import pty
+    import select
+    import sys
+
+    image = random_image(seed=59, layers=2, layer_size=2 * MiB, raw_layers=True)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "regshift",
+            "copy",
+            str(src),
+            f"{other_registry.host}/{repo_name}:v1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(slave)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 10)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        screen += data
+    stdout, _ = proc.communicate(timeout=30)
+    os.close(master)
+    assert proc.returncode == 0
+    text = screen.decode("utf-8", "replace")
+    for layer in image.manifest.layers:
+        assert f"blob {layer.digest.split(':')[1][:12]}" in text
+    assert "2.1 MB" in text or "2.1/2.1 MB" in text
+    assert b"streamed" in stdout
