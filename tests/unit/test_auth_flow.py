@@ -1,0 +1,224 @@
+"""The auth flow's decisions, on httpx's MockTransport (the protocol paths run on real registries
+in tests/integration/test_auth.py; this covers what no local registry can show: non-loopback
+plain HTTP, token expiry with a fake clock, the OAuth POST -> GET fallback)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+
+from regshift.auth.credentials import Credential
+from regshift.auth.flow import RegistryAuth
+from regshift.errors import AuthError
+
+SCOPES = frozenset({"repository:a:pull,push"})
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Registry:
+    """A token-auth registry and token server in one handler; records what it saw."""
+
+    def __init__(self, *, realm: str = "https://auth.example/token", oauth: bool = True) -> None:
+        self.realm = realm
+        self.oauth = oauth
+        self.token_requests: list[httpx.Request] = []
+        self.issued = 0
+        self.valid: set[str] = set()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return self._token(request)
+        auth = request.headers.get("authorization", "")
+        if auth.removeprefix("Bearer ") in self.valid:
+            return httpx.Response(200, json={})
+        challenge = f'Bearer realm="{self.realm}",service="reg",scope="repository:a:pull,push"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    def _token(self, request: httpx.Request) -> httpx.Response:
+        self.token_requests.append(request)
+        if request.method == "POST" and not self.oauth:
+            return httpx.Response(404)
+        self.issued += 1
+        token = f"token-{self.issued}"
+        self.valid.add(token)
+        return httpx.Response(200, json={"token": token, "expires_in": 60})
+
+
+def _client(handler: Registry) -> httpx.Client:
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def _auth(cred: Credential, *, plain: bool = False, clock: FakeClock | None = None) -> RegistryAuth:
+    return RegistryAuth(
+        "registry.example",
+        lambda: cred,
+        allow_plain_http=plain,
+        user_agent="t",
+        clock=clock or FakeClock(),
+    )
+
+
+def test_token_cached_until_expiry() -> None:
+    reg, clock = Registry(), FakeClock()
+    auth = _auth(Credential(username="u", password="p"), clock=clock)
+    with _client(reg) as http:
+        for _ in range(3):
+            assert (
+                http.get(
+                    "https://registry.example/v2/a/manifests/x", auth=auth.scoped(SCOPES)
+                ).status_code
+                == 200
+            )
+        assert len(reg.token_requests) == 1
+        clock.now += 51  # past 60 s minus the margin (a fifth, at most 10 s)
+        assert (
+            http.get(
+                "https://registry.example/v2/a/manifests/x", auth=auth.scoped(SCOPES)
+            ).status_code
+            == 200
+        )
+    assert len(reg.token_requests) == 2
+    assert auth.token_requests == 2
+
+
+def test_one_token_request_carries_every_scope() -> None:
+    reg = Registry()
+    auth = _auth(Credential(username="u", password="p"))
+    scopes = frozenset({"repository:a:pull", "repository:b:pull,push", "repository:a:push"})
+    with _client(reg) as http:
+        http.get("https://registry.example/v2/a/manifests/x", auth=auth.scoped(scopes))
+    (token,) = reg.token_requests
+    assert sorted(token.url.params.get_list("scope")) == [
+        "repository:a:pull,push",
+        "repository:b:pull,push",
+    ]
+    expected = "Basic " + base64.b64encode(b"u:p").decode()
+    assert token.headers["authorization"] == expected
+
+
+def test_identity_token_post_then_get_fallback() -> None:
+    reg = Registry(oauth=False)
+    auth = _auth(Credential(username="u", identity_token="refresh-1"))
+    with _client(reg) as http:
+        assert (
+            http.get(
+                "https://registry.example/v2/a/manifests/x", auth=auth.scoped(SCOPES)
+            ).status_code
+            == 200
+        )
+    post, get = reg.token_requests
+    assert post.method == "POST"
+    form = dict(x.split("=", 1) for x in post.content.decode().split("&"))
+    assert form["grant_type"] == "refresh_token" and form["refresh_token"] == "refresh-1"
+    assert get.method == "GET"
+    assert get.headers["authorization"] == "Basic " + base64.b64encode(b"u:refresh-1").decode()
+
+
+def test_registry_token_is_sent_as_is() -> None:
+    reg = Registry()
+    reg.valid.add("static-token")
+    auth = _auth(Credential(registry_token="static-token"))
+    with _client(reg) as http:
+        assert (
+            http.get(
+                "https://registry.example/v2/a/manifests/x", auth=auth.scoped(SCOPES)
+            ).status_code
+            == 200
+        )
+    assert reg.token_requests == []
+
+
+@pytest.mark.parametrize(
+    ("realm", "registry_url"),
+    [
+        ("http://auth.example/token", "https://registry.example/v2/a/manifests/x"),  # plain realm
+    ],
+)
+def test_no_credentials_over_plain_http(realm: str, registry_url: str) -> None:
+    reg = Registry(realm=realm)
+    auth = _auth(Credential(username="u", password="secret-pw"))
+    with (
+        _client(reg) as http,
+        pytest.raises(AuthError, match="refusing to send credentials over plain HTTP"),
+    ):
+        http.get(registry_url, auth=auth.scoped(SCOPES))
+    assert reg.token_requests == []
+
+
+def test_no_basic_credentials_to_a_plain_http_registry() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "authorization" in request.headers:
+            return httpx.Response(200)
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+
+    auth = _auth(Credential(username="u", password="secret-pw"))
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(AuthError, match="plain HTTP"):
+            http.get("http://registry.example/v2/", auth=auth.scoped(SCOPES))
+        allowed = _auth(Credential(username="u", password="secret-pw"), plain=True)  # --insecure
+        assert (
+            http.get("http://registry.example/v2/", auth=allowed.scoped(SCOPES)).status_code == 200
+        )
+
+
+def test_insufficient_scope_reauthenticates_once() -> None:
+    """A 401 naming a scope the token lacks gets exactly one new token, then the retry."""
+    seen: list[str] = []
+    tokens = {"t1": {"repository:a:pull"}, "t2": {"repository:a:pull", "repository:a:push"}}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            scopes = request.url.params.get_list("scope")
+            token = "t2" if any("push" in s for s in scopes) else "t1"
+            seen.append(token)
+            return httpx.Response(200, content=json.dumps({"token": token}).encode())
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if request.method == "PUT" and "repository:a:push" in tokens.get(token, set()):
+            return httpx.Response(201)
+        if request.method == "GET" and token in tokens:
+            return httpx.Response(200)
+        scope = "repository:a:pull,push" if request.method == "PUT" else "repository:a:pull"
+        challenge = f'Bearer realm="https://auth.example/token",service="reg",scope="{scope}"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    auth = _auth(Credential(username="u", password="p"))
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        pull = frozenset({"repository:a:pull"})
+        assert (
+            http.get(
+                "https://registry.example/v2/a/manifests/x", auth=auth.scoped(pull)
+            ).status_code
+            == 200
+        )
+        put = http.put(
+            "https://registry.example/v2/a/manifests/x", content=b"{}", auth=auth.scoped(pull)
+        )
+        assert put.status_code == 201
+    assert seen == ["t1", "t2"]
+
+
+def test_token_server_refusal_is_an_auth_error_without_secrets() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(401, json={"details": "bad password secret-pw"})
+        challenge = 'Bearer realm="https://auth.example/token",service="reg"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    auth = _auth(Credential(username="u", password="secret-pw", source="config.json"))
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as http,
+        pytest.raises(AuthError) as info,
+    ):
+        http.get("https://registry.example/v2/", auth=auth.scoped(SCOPES))
+    assert "refused the credentials" in str(info.value) and "config.json" in str(info.value)
+    assert "secret-pw" not in str(info.value)
