@@ -10,38 +10,107 @@ credentials and tokens for every registry an operation touches::
         print(result.digest)
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .auth.credentials import (
-    ChainKeychain,
-    Credential,
-    EnvKeychain,
-    FileKeychain,
-    Keychain,
-    StaticKeychain,
-    default_keychain,
-)
-from .client import Client, ClientOptions, PutResult
-from .errors import (
-    APIError,
-    AuthError,
-    DigestMismatch,
-    InvalidReference,
-    ManifestError,
-    NotFound,
-    PreconditionFailed,
-    RateLimited,
-    RegistryError,
-    TransportError,
-    Unauthorized,
-    Unsupported,
-    UnsupportedMediaType,
-)
-from .manifest import Descriptor, Manifest, Platform, parse_manifest
-from .mediatypes import MediaType
-from .ops import DeleteResult, delete, digest, list_tags, login, logout, manifest
-from .reference import Reference, parse_reference, parse_repository
-from .tag import TagAction, TagOutcome, TagResult, tag
-from .transport import TransportOptions
+
+if TYPE_CHECKING:
+    from .auth.credentials import (
+        ChainKeychain,
+        Credential,
+        EnvKeychain,
+        FileKeychain,
+        Keychain,
+        StaticKeychain,
+        default_keychain,
+    )
+    from .client import Client, ClientOptions, PutResult
+    from .errors import (
+        APIError,
+        AuthError,
+        DigestMismatch,
+        InvalidReference,
+        ManifestError,
+        NotFound,
+        PreconditionFailed,
+        RateLimited,
+        RegistryError,
+        TransportError,
+        Unauthorized,
+        Unsupported,
+        UnsupportedMediaType,
+    )
+    from .manifest import Descriptor, Manifest, Platform, parse_manifest
+    from .mediatypes import MediaType
+    from .ops import DeleteResult, delete, digest, list_tags, login, logout, manifest
+    from .reference import Reference, parse_reference, parse_repository
+    from .tag import TagAction, TagOutcome, TagResult, tag
+    from .transport import TransportOptions
+
+
+# Names are imported on first use (PEP 562), so `regshift --help` and small scripts do not
+# pay for httpx and the HTTP stack until they talk to a registry.
+_LAZY = {
+    "APIError": "errors",
+    "AuthError": "errors",
+    "ChainKeychain": "auth.credentials",
+    "Client": "client",
+    "ClientOptions": "client",
+    "Credential": "auth.credentials",
+    "DeleteResult": "ops",
+    "Descriptor": "manifest",
+    "DigestMismatch": "errors",
+    "EnvKeychain": "auth.credentials",
+    "FileKeychain": "auth.credentials",
+    "InvalidReference": "errors",
+    "Keychain": "auth.credentials",
+    "Manifest": "manifest",
+    "ManifestError": "errors",
+    "MediaType": "mediatypes",
+    "NotFound": "errors",
+    "Platform": "manifest",
+    "PreconditionFailed": "errors",
+    "PutResult": "client",
+    "RateLimited": "errors",
+    "Reference": "reference",
+    "RegistryError": "errors",
+    "StaticKeychain": "auth.credentials",
+    "TagAction": "tag",
+    "TagOutcome": "tag",
+    "TagResult": "tag",
+    "TransportError": "errors",
+    "TransportOptions": "transport",
+    "Unauthorized": "errors",
+    "Unsupported": "errors",
+    "UnsupportedMediaType": "errors",
+    "default_keychain": "auth.credentials",
+    "delete": "ops",
+    "digest": "ops",
+    "list_tags": "ops",
+    "login": "ops",
+    "logout": "ops",
+    "manifest": "ops",
+    "parse_manifest": "manifest",
+    "parse_reference": "reference",
+    "parse_repository": "reference",
+    "tag": "tag",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'regshift' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "APIError",

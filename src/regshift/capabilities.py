@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 MULTI_TAG_PUSH = "multi_tag_push"
+PLAIN_HTTP = "plain_http"  # a loopback / insecure registry that speaks plain HTTP
 _TTL = 7 * 24 * 3600.0
 _FILE = "capabilities.json"
 

@@ -24,7 +24,7 @@ import httpx
 from .auth.credentials import Credential, Keychain, default_keychain
 from .auth.flow import RegistryAuth
 from .auth.scopes import ScopeSet, merge_scopes
-from .capabilities import Capabilities, default_cache_dir
+from .capabilities import PLAIN_HTTP, Capabilities, default_cache_dir
 from .digest import compute_digest
 from .errors import (
     APIError,
@@ -360,9 +360,19 @@ class Client:
         )
 
     def patch_upload(
-        self, ref: Reference, location: str, chunk: bytes, start: int, *, scopes: Iterable[str] = ()
+        self,
+        ref: Reference,
+        location: str,
+        chunk: bytes | memoryview,
+        start: int,
+        *,
+        scopes: Iterable[str] = (),
     ) -> UploadStatus:
-        """PATCH one chunk at offset ``start``; returns the next location and offset."""
+        """PATCH one chunk at offset ``start``; returns the next location and offset.
+
+        The chunk goes out in 256 KiB pieces, so a large chunk is never copied whole on its
+        way to the socket (memory stays at one chunk per upload).
+        """
         headers = {
             "Content-Type": "application/octet-stream",
             "Content-Range": f"{start}-{start + len(chunk) - 1}",  # distribution: no "bytes " unit
@@ -373,7 +383,7 @@ class Client:
             ref,
             location,
             scopes=[ref.scope("pull,push"), *scopes],
-            content=chunk,
+            content=_pieces(chunk),
             headers=headers,
         )
         return self._upload_status(ref, response, default=start + len(chunk))
@@ -661,20 +671,38 @@ class Client:
             if params:  # merge: build_request(params=...) would drop the URL's own query
                 url = url.copy_merge_params(params)
             request = self._http.build_request(method, url, headers=headers, content=content)
+            probing = not absolute and endpoint not in self._base
             try:
                 response = self._http.send(request, auth=auth.scoped(scopes), stream=stream)
             except httpx.TransportError as exc:
-                if scheme == "https" and is_tls_mismatch(exc) and endpoint not in self._base:
+                if probing and scheme == "https" and is_tls_mismatch(exc):
                     continue  # a plain-HTTP loopback / insecure registry: try http next
                 raise translate(exc, f"{method} {endpoint}") from None
-            with self._lock:
-                self._base[endpoint] = scheme
+            if probing and scheme == "http" and _speaks_tls(response):
+                continue  # remembered as plain HTTP, but the port now wants TLS
+            if probing:
+                self._learn_scheme(endpoint, scheme)
             return response
         raise TransportError(f"{method} {endpoint}: no usable scheme")
 
     def _schemes(self, endpoint: str) -> tuple[str, ...]:
+        """Schemes to try: the one that worked in this run, else HTTPS first (HTTP first for
+        a loopback / insecure registry remembered as plain HTTP: no TLS handshake to fail)."""
         known = self._base.get(endpoint)
-        return (known,) if known else candidate_schemes(endpoint, self.options.transport)
+        if known:
+            return (known,)
+        schemes = candidate_schemes(endpoint, self.options.transport)
+        if len(schemes) > 1 and self.capabilities.get(endpoint, PLAIN_HTTP):
+            return tuple(reversed(schemes))
+        return schemes
+
+    def _learn_scheme(self, endpoint: str, scheme: str) -> None:
+        with self._lock:
+            self._base[endpoint] = scheme
+        if len(candidate_schemes(endpoint, self.options.transport)) > 1:
+            plain = scheme == "http"
+            if self.capabilities.get(endpoint, PLAIN_HTTP) is not plain:
+                self.capabilities.set(endpoint, PLAIN_HTTP, plain)
 
 
 _RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -686,6 +714,21 @@ def _closing(response: httpx.Response) -> Iterator[httpx.Response]:
         yield response
     finally:
         response.close()
+
+
+def _pieces(data: bytes | memoryview, size: int = 256 * 1024) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), size):
+        yield bytes(view[start : start + size])
+
+
+def _speaks_tls(response: httpx.Response) -> bool:
+    """Go's TLS servers (distribution) answer a plain-HTTP request with this 400."""
+    if response.status_code != 400:
+        return False
+    body = response.read()[:200]
+    response.close()
+    return b"HTTP request to an HTTPS server" in body
 
 
 def _read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:

@@ -762,7 +762,7 @@ class _RegistryWriter(_Writer):
             location, offset = self._patch(run, location, chunk, offset)
         self.client.finish_upload(self.dst, location, desc.digest, b"", scopes=self.scopes)
 
-    def _patch(self, run: _Run, location: str, chunk: bytes, start: int) -> tuple[str, int]:
+    def _patch(self, run: _Run, location: str, chunk: memoryview, start: int) -> tuple[str, int]:
         """PATCH one chunk; after a dropped connection resume from the registry's offset."""
         sent_from = start
         for _ in range(run.opts.attempts + 1):
@@ -845,16 +845,27 @@ def _verified(chunks: Iterable[bytes], verifier: DigestVerifier) -> Iterator[byt
         yield held
 
 
-def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Regroup a stream into pieces of exactly ``size`` bytes (the last may be shorter)."""
-    buf = bytearray()
+def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[memoryview]:
+    """Regroup a stream into pieces of ``size`` bytes (the last may be shorter).
+
+    One buffer is filled and handed out again and again: each piece is valid only until the
+    next is requested, so an upload holds one chunk of memory, whatever the blob's size.
+    """
+    buf = bytearray(size)
+    view = memoryview(buf)
+    filled = 0
     for chunk in chunks:
-        buf += chunk
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+        taken = 0
+        while taken < len(chunk):
+            n = min(size - filled, len(chunk) - taken)
+            view[filled : filled + n] = chunk[taken : taken + n]
+            filled += n
+            taken += n
+            if filled == size:
+                yield view
+                filled = 0
+    if filled:
+        yield view[:filled]
 
 
 # -- whole repositories ------------------------------------------------------------------

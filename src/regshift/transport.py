@@ -92,8 +92,8 @@ def ssl_context(ca_file: str | None, *, verify: bool = True) -> ssl.SSLContext:
     Raises:
         TransportError: ``ca_file`` cannot be read.
     """
-    if not verify:
-        ctx = ssl.create_default_context()
+    if not verify:  # loads no CA certificates: cheap
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
@@ -106,6 +106,26 @@ def ssl_context(ca_file: str | None, *, verify: bool = True) -> ssl.SSLContext:
     return ctx
 
 
+class _LazyTransport(httpx.BaseTransport):
+    """Builds its transport on first use: loading the CA bundle costs tens of milliseconds,
+    which a run that only talks plain HTTP to a loopback registry should not pay."""
+
+    def __init__(self, factory: Callable[[], httpx.BaseTransport]) -> None:
+        self._factory = factory
+        self._transport: httpx.BaseTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            if self._transport is None:
+                self._transport = self._factory()
+        return self._transport.handle_request(request)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
 def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.Client:
     """Create the shared ``httpx.Client``; insecure registries get an unverified TLS mount."""
     limits = httpx.Limits(
@@ -113,20 +133,23 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
         max_keepalive_connections=options.max_connections,
     )
     timeout = httpx.Timeout(options.read_timeout, connect=options.connect_timeout)
-    mounts: dict[str, httpx.BaseTransport | None] = {
-        f"https://{host}": httpx.HTTPTransport(
-            verify=ssl_context(None, verify=False), limits=limits
+
+    def transport(verify: bool) -> Callable[[], httpx.BaseTransport]:
+        return lambda: httpx.HTTPTransport(
+            verify=ssl_context(options.ca_file, verify=verify), limits=limits
         )
-        for host in options.insecure
+
+    mounts: dict[str, httpx.BaseTransport | None] = {
+        "http://": httpx.HTTPTransport(verify=ssl_context(None, verify=False), limits=limits),
+        **{f"https://{host}": _LazyTransport(transport(False)) for host in options.insecure},
     }
 
     def count(_: httpx.Response) -> None:
         stats.add()  # counted on response: a failed TLS probe of a plain-HTTP port is no request
 
     return httpx.Client(
-        verify=ssl_context(options.ca_file),
+        transport=_LazyTransport(transport(True)),
         timeout=timeout,
-        limits=limits,
         mounts=mounts,
         headers={"User-Agent": options.user_agent},
         follow_redirects=True,  # httpx drops Authorization when a redirect leaves the origin

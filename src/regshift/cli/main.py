@@ -7,6 +7,7 @@ the commands so ``regshift --help`` stays fast.
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -384,6 +385,25 @@ def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
     )
 
 
+def _skip_httpx_command_line() -> None:
+    """Keep httpx from importing its own command line at start-up.
+
+    httpx 0.28 imports ``httpx._main`` (which pulls in click, rich and pygments: ~60 ms)
+    whenever those are installed, as they are for regshift. This process never runs the
+    httpx command line, so a placeholder module stands in for it.
+    """
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    placeholder = types.ModuleType("httpx._main")
+
+    def unavailable() -> None:
+        raise RuntimeError("the httpx command line is not available inside regshift")
+
+    placeholder.main = unavailable  # type: ignore[attr-defined]
+    sys.modules["httpx._main"] = placeholder
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
+    _skip_httpx_command_line()
     cli.main(args=list(argv) if argv is not None else None, prog_name="regshift")
