@@ -33,7 +33,7 @@ from .digest import DigestVerifier, split_digest
 from .errors import DigestMismatch, InvalidReference, ManifestError, RegistryError
 from .manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import MediaType, is_foreign, is_manifest
-from .reference import validate_digest, validate_tag
+from .reference import LAYOUT_PREFIX, is_layout_reference, validate_digest, validate_tag
 
 __all__ = [
     "LAYOUT_PREFIX",
@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 #: The prefix that marks a layout reference on the command line.
-LAYOUT_PREFIX = "oci:"
 #: The index.json annotation that names an entry: the layout's notion of a tag.
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 
@@ -118,11 +117,6 @@ class LayoutReference:
         if self.tag is not None:
             return f"{text}:{self.tag}"
         return text
-
-
-def is_layout_reference(text: str) -> bool:
-    """Whether ``text`` names an OCI layout (it starts with ``oci:``)."""
-    return text.startswith(LAYOUT_PREFIX)
 
 
 def parse_layout_reference(text: str) -> LayoutReference:

@@ -41,6 +41,7 @@ __all__ = [
     "DOCKER_HUB",
     "DOCKER_HUB_ENDPOINT",
     "Reference",
+    "is_layout_reference",
     "is_loopback_host",
     "normalise_registry",
     "parse_reference",
@@ -231,6 +232,14 @@ def validate_digest(digest: str) -> str:
     except _Problem as exc:
         raise InvalidReference(str(exc)) from None
     return digest
+
+
+LAYOUT_PREFIX = "oci:"
+
+
+def is_layout_reference(text: str) -> bool:
+    """Whether ``text`` names an OCI image layout (``oci:PATH...``) rather than a registry."""
+    return text.startswith(LAYOUT_PREFIX)
 
 
 def normalise_registry(text: str) -> str:

@@ -11,13 +11,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from .capabilities import MULTI_TAG_PUSH
 from .client import Client
 from .errors import APIError, PreconditionFailed, RegistryError
-from .layout import Layout, LayoutReference, is_layout_reference, parse_layout_reference
 from .manifest import Manifest
-from .reference import Reference, parse_reference, validate_tag
+from .reference import Reference, is_layout_reference, parse_reference, validate_tag
+
+if TYPE_CHECKING:
+    from .layout import LayoutReference
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,8 @@ def tag(
     """
     tags = _unique([validate_tag(t) for t in new_tags])
     if isinstance(source, str) and is_layout_reference(source):
+        from .layout import parse_layout_reference
+
         return _tag_in_layout(
             parse_layout_reference(source), tags, expect_digest, no_clobber, dry_run
         )
@@ -141,6 +146,8 @@ def _tag_in_layout(
     dry_run: bool,
 ) -> TagResult:
     """The same promotion inside an OCI layout: new index.json entries, same manifest bytes."""
+    from .layout import Layout
+
     layout = Layout(src.path)
     manifest = layout.get_manifest(src.identifier or "latest")
     _check_expected(str(src), manifest.digest, expect_digest)

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..layout import LayoutReference
-from ..reference import Reference
 from .exits import ExitStatus, one_line, run_guarded
 from .options import CommonOptions, common_options, read_password
 
 if TYPE_CHECKING:
+    from ..layout import LayoutReference
     from ..ops import DeleteResult
+    from ..reference import Reference
     from ..tag import TagResult
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -359,6 +359,8 @@ def _render_tag(opts: CommonOptions, result: TagResult) -> None:
 
 
 def _tagged(source: Reference | LayoutReference, tag: str) -> str:
+    from ..reference import Reference
+
     if isinstance(source, Reference):
         return str(source.repo_only().with_tag(tag))
     return str(replace(source, tag=tag, digest=None))
@@ -370,6 +372,8 @@ def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
         text = f"{verb} tag {result.reference} ({result.digest})"
     else:
         tags = ", ".join(result.removed_tags) or "no tags"
+        from ..reference import Reference
+
         ref = result.reference
         repo = ref.repo_only() if isinstance(ref, Reference) else ref
         text = f"{verb} manifest {result.digest} of {repo} (tags removed: {tags})"
