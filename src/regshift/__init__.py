@@ -40,11 +40,11 @@ if TYPE_CHECKING:
         Unsupported,
         UnsupportedMediaType,
     )
-    from .manifest import Descriptor, Manifest, Platform, parse_manifest
+    from .manifests import Descriptor, Manifest, Platform, parse_manifest
     from .mediatypes import MediaType
     from .ops import DeleteResult, delete, digest, list_tags, login, logout, manifest
     from .reference import Reference, parse_reference, parse_repository
-    from .tag import TagAction, TagOutcome, TagResult, tag
+    from .tagging import TagAction, TagOutcome, TagResult, tag
     from .transport import TransportOptions
 
 
@@ -58,26 +58,26 @@ _LAZY = {
     "ClientOptions": "client",
     "Credential": "auth.credentials",
     "DeleteResult": "ops",
-    "Descriptor": "manifest",
+    "Descriptor": "manifests",
     "DigestMismatch": "errors",
     "EnvKeychain": "auth.credentials",
     "FileKeychain": "auth.credentials",
     "InvalidReference": "errors",
     "Keychain": "auth.credentials",
-    "Manifest": "manifest",
+    "Manifest": "manifests",
     "ManifestError": "errors",
     "MediaType": "mediatypes",
     "NotFound": "errors",
-    "Platform": "manifest",
+    "Platform": "manifests",
     "PreconditionFailed": "errors",
     "PutResult": "client",
     "RateLimited": "errors",
     "Reference": "reference",
     "RegistryError": "errors",
     "StaticKeychain": "auth.credentials",
-    "TagAction": "tag",
-    "TagOutcome": "tag",
-    "TagResult": "tag",
+    "TagAction": "tagging",
+    "TagOutcome": "tagging",
+    "TagResult": "tagging",
     "TransportError": "errors",
     "TransportOptions": "transport",
     "Unauthorized": "errors",
@@ -90,10 +90,10 @@ _LAZY = {
     "login": "ops",
     "logout": "ops",
     "manifest": "ops",
-    "parse_manifest": "manifest",
+    "parse_manifest": "manifests",
     "parse_reference": "reference",
     "parse_repository": "reference",
-    "tag": "tag",
+    "tag": "tagging",
 }
 
 

@@ -25,7 +25,7 @@ from .auth.credentials import Credential, Keychain, default_keychain
 from .auth.flow import RegistryAuth
 from .auth.scopes import ScopeSet, merge_scopes
 from .capabilities import PLAIN_HTTP, Capabilities, default_cache_dir
-from .digest import compute_digest
+from .digests import compute_digest
 from .errors import (
     APIError,
     DigestMismatch,
@@ -36,7 +36,7 @@ from .errors import (
     Unauthorized,
 )
 from .links import next_link
-from .manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
+from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from .mediatypes import MANIFEST_ACCEPT, MediaType
 from .reference import Reference
 from .transport import (

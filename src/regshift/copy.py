@@ -32,7 +32,7 @@ from enum import StrEnum
 
 from . import referrers
 from .client import Client
-from .digest import DigestVerifier
+from .digests import DigestVerifier
 from .errors import (
     APIError,
     DigestMismatch,
@@ -42,7 +42,7 @@ from .errors import (
     Unauthorized,
 )
 from .layout import is_layout_reference
-from .manifest import Descriptor, Manifest, Platform, parse_manifest
+from .manifests import Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import is_foreign, is_manifest
 from .progress import ProgressCallback, ProgressEvent, ProgressState, ignore
 from .reference import Reference, parse_reference, parse_repository

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from .copy import resolve
 from .errors import ManifestError
-from .manifest import Descriptor, Manifest, Platform
+from .manifests import Descriptor, Manifest, Platform
 from .referrers import ReferrerNode
 from .store import Source
 

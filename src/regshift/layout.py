@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .digest import DigestVerifier, split_digest
+from .digests import DigestVerifier, split_digest
 from .errors import DigestMismatch, InvalidReference, ManifestError, RegistryError
-from .manifest import MAX_MANIFEST_BYTES, Descriptor, Manifest, Platform, parse_manifest
+from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import MediaType, is_foreign, is_manifest
 from .reference import LAYOUT_PREFIX, is_layout_reference, validate_digest, validate_tag
 

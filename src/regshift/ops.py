@@ -19,7 +19,7 @@ from .layout import (
     is_layout_reference,
     parse_layout_reference,
 )
-from .manifest import Descriptor, Manifest
+from .manifests import Descriptor, Manifest
 from .reference import Reference, parse_reference, parse_repository
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from .client import Client
 from .errors import APIError, InvalidReference, ManifestError, NotFound, PreconditionFailed
-from .manifest import Descriptor, Manifest, parse_manifest
+from .manifests import Descriptor, Manifest, parse_manifest
 from .mediatypes import MediaType
 from .reference import Reference, validate_digest, validate_tag
 

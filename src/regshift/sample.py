@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .client import Client
-from .digest import compute_digest
-from .manifest import Manifest, Platform, parse_manifest
+from .digests import compute_digest
+from .manifests import Manifest, Platform, parse_manifest
 from .mediatypes import MediaType
 from .reference import Reference
 

@@ -23,7 +23,7 @@ from . import referrers
 from .client import Client
 from .errors import ManifestError, TransportError
 from .layout import Layout, LayoutReference, is_layout_reference, parse_layout_reference
-from .manifest import Descriptor, Manifest, parse_manifest
+from .manifests import Descriptor, Manifest, parse_manifest
 from .reference import Reference, parse_reference, parse_repository
 
 

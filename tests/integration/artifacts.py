@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from regshift.client import Client
-from regshift.digest import compute_digest
-from regshift.manifest import Manifest, parse_manifest
+from regshift.digests import compute_digest
+from regshift.manifests import Manifest, parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.reference import Reference
 from regshift.referrers import AttachResult, attach

@@ -11,7 +11,7 @@ import pytest
 
 from regshift.copy import CopyOptions, copy
 from regshift.errors import DigestMismatch
-from regshift.manifest import Platform, parse_manifest
+from regshift.manifests import Platform, parse_manifest
 from regshift.progress import ProgressEvent, ProgressState
 from regshift.reference import parse_reference
 from regshift.sample import random_image, random_index
@@ -378,8 +378,8 @@ def test_foreign_layers_are_not_copied(
 ) -> None:
     import json
 
-    from regshift.digest import compute_digest
-    from regshift.manifest import parse_manifest as parse
+    from regshift.digests import compute_digest
+    from regshift.manifests import parse_manifest as parse
     from regshift.mediatypes import MediaType
     from regshift.sample import SampleImage
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from regshift.digest import compute_digest
+from regshift.digests import compute_digest
 from regshift.layout import Layout
 from regshift.mediatypes import MediaType
 from regshift.sample import SampleImage, SampleIndex, random_image, random_index

@@ -20,7 +20,7 @@ import pytest
 
 from regshift import Client
 from regshift.errors import APIError, ManifestError, PreconditionFailed
-from regshift.manifest import Manifest, parse_manifest
+from regshift.manifests import Manifest, parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.reference import Reference
 from regshift.referrers import (

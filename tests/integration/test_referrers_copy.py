@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from regshift.digest import compute_digest
+from regshift.digests import compute_digest
 from regshift.reference import parse_reference
 from regshift.referrers import fallback_tag
 from regshift.sample import random_image, random_index

@@ -7,8 +7,8 @@ import pytest
 
 import regshift
 from regshift.capabilities import MULTI_TAG_PUSH, Capabilities
-from regshift.digest import compute_digest
-from regshift.manifest import parse_manifest
+from regshift.digests import compute_digest
+from regshift.manifests import parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.reference import parse_reference
 from regshift.sample import SampleImage, SampleIndex, random_image, random_index

@@ -36,3 +36,17 @@ def test_help_imports_no_http_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_verbs_are_functions_even_after_every_module_is_imported() -> None:
+    """No submodule shares a name with a public verb (a module would shadow it)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.walk_packages(regshift.__path__, "regshift."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    for name in ("tag", "digest", "manifest", "delete", "list_tags", "login", "logout"):
+        assert callable(getattr(regshift, name)) and not isinstance(
+            getattr(regshift, name), type(regshift)
+        )

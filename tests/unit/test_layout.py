@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regshift.digest import compute_digest
+from regshift.digests import compute_digest
 from regshift.errors import DigestMismatch, InvalidReference, ManifestError, RegistryError
 from regshift.layout import (
     REF_NAME_ANNOTATION,
@@ -26,7 +26,7 @@ from regshift.layout import (
     is_layout_reference,
     parse_layout_reference,
 )
-from regshift.manifest import Manifest, parse_manifest
+from regshift.manifests import Manifest, parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.sample import SampleImage, SampleIndex, random_image, random_index
 

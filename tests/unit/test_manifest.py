@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regshift.digest import compute_digest
+from regshift.digests import compute_digest
 from regshift.errors import ManifestError, UnsupportedMediaType
-from regshift.manifest import MAX_MANIFEST_BYTES, Platform, parse_manifest
+from regshift.manifests import MAX_MANIFEST_BYTES, Platform, parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.sample import random_image, random_index
 

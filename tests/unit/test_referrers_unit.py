@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from regshift.digest import compute_digest
+from regshift.digests import compute_digest
 from regshift.errors import InvalidReference, ManifestError
-from regshift.manifest import parse_manifest
+from regshift.manifests import parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.referrers import (
     empty_index,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from regshift.auth.scopes import covers, merge_scopes
-from regshift.digest import DigestVerifier, compute_digest, split_digest
+from regshift.digests import DigestVerifier, compute_digest, split_digest
 from regshift.errors import DigestMismatch, InvalidReference
 
 

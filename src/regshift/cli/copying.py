@@ -36,7 +36,7 @@ def run_copy(
 ) -> int:
     """Run a copy and print its result; returns the exit status."""
     from ..copy import CopyOptions, copy, copy_repository, default_jobs
-    from ..manifest import Platform
+    from ..manifests import Platform
 
     for pattern in (include, exclude):
         _check_regex(pattern)

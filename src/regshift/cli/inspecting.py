@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def run_inspect(opts: CommonOptions, reference: str, platforms: Sequence[str]) -> int:
     """Describe an image (registry or ``oci:`` layout) and print it."""
     from ..describe import describe
-    from ..manifest import Platform
+    from ..manifests import Platform
     from ..store import open_source
 
     try:

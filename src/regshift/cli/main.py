@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..layout import LayoutReference
     from ..ops import DeleteResult
     from ..reference import Reference
-    from ..tag import TagResult
+    from ..tagging import TagResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,7 +62,7 @@ def tag_cmd(
     The manifest bytes are copied exactly, so the digest (and every platform of a
     multi-platform image) stays the same.
     """
-    from ..tag import tag
+    from ..tagging import tag
 
     def work() -> int:
         with opts.client() as client:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .digest import compute_digest, split_digest
+from .digests import compute_digest, split_digest
 from .errors import InvalidReference, ManifestError, UnsupportedMediaType
 from .mediatypes import MediaType, is_index, is_manifest
 

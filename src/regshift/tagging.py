@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .capabilities import MULTI_TAG_PUSH
 from .client import Client
 from .errors import APIError, PreconditionFailed, RegistryError
-from .manifest import Manifest
+from .manifests import Manifest
 from .reference import Reference, is_layout_reference, parse_reference, validate_tag
 
 if TYPE_CHECKING:

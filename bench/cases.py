@@ -1,0 +1,745 @@
+"""The benchmark cases. Each seeds what it needs (not timed) and returns one :class:`Row` per
+tool, holding one :class:`~runner.Run` per repetition; tools alternate within a repetition so
+slow drift of the machine affects them alike."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from registry_io import MiB, RegistryIO, SeededImage, build_image, random_blob
+from runner import BENCH_DIR, PYTHON, RAW, REGSHIFT, REPO_DIR, Run, Sandbox, measure, timed
+
+sys.path.insert(0, str(REPO_DIR / "tests"))
+
+from harness.proxy import Delay, FaultProxy, Rule
+from harness.registry import RegistryServer
+
+KiB = 1024
+RSS_TARGET_MIB = 150
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Sizes and counts; ``--quick`` shrinks them so the whole run takes well under a minute."""
+
+    quick: bool
+    repeat: int
+    copy_bytes: int
+    copy_layers: int
+    many_layers: int
+    many_layer_size: int
+    same_bytes: int
+    same_layers: int
+    retag_layers: int
+    retag_layer_size: int
+    promote_images: int
+    startup_samples: int
+    proxy_delay: float = 0.02
+    curl_jobs: int = 4
+
+    @classmethod
+    def create(cls, *, quick: bool, repeat: int) -> Settings:
+        return cls(
+            quick=quick,
+            repeat=repeat,
+            copy_bytes=(64 if quick else 1024) * MiB,
+            copy_layers=4,
+            many_layers=20 if quick else 100,
+            many_layer_size=256 * KiB,
+            same_bytes=(16 if quick else 256) * MiB,
+            same_layers=4,
+            retag_layers=10,
+            retag_layer_size=1 * MiB,
+            promote_images=5 if quick else 50,
+            startup_samples=3 if quick else 10,
+        )
+
+    def describe(self) -> dict[str, str]:
+        """One line per case: what exactly was measured at these settings."""
+        per = self.copy_bytes // self.copy_layers
+        same_per = self.same_bytes // self.same_layers
+        ms = round(self.proxy_delay * 1000)
+        return {
+            "copy-1g": (
+                f"registry A → registry B, one OCI image of {_mib(self.copy_bytes)} in "
+                f"{self.copy_layers} uncompressed layers of {_mib(per)}, fresh destination "
+                "repository per run"
+            ),
+            "copy-100-layers": (
+                f"A → B, one image of {self.many_layers} layers x "
+                f"{self.many_layer_size // KiB} KiB, fresh destination repository per run"
+            ),
+            "copy-same-registry": (
+                f"A → A (another repository), {_mib(self.same_bytes)} in {self.same_layers} "
+                f"layers of {_mib(same_per)}"
+            ),
+            "retag": (
+                f"one new tag for an image of {self.retag_layers} layers x "
+                f"{self.retag_layer_size // KiB} KiB in the same repository; bare loopback, "
+                f"and through a loopback proxy adding {ms} ms to every request"
+            ),
+            "promote-50": (
+                f"{self.promote_images} different images (repositories), one new tag each"
+            ),
+            "startup": f"median of {self.startup_samples} starts each; no registry involved",
+        }
+
+
+def _mib(n: int) -> str:
+    return f"{n / MiB:g} MiB" if n < 1024 * MiB else f"{n / (1024 * MiB):g} GiB"
+
+
+@dataclass
+class Row:
+    """One tool in one case: its runs and how to show them."""
+
+    case: str
+    tool: str
+    group: str
+    command: str
+    runs: list[Run] = field(default_factory=list)
+    baseline: bool = False
+    note: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and bool(self.runs) and all(r.ok for r in self.runs)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(r.seconds for r in self.runs) if self.runs else None
+
+    @property
+    def peak_rss_kib(self) -> int | None:
+        values = [r.max_rss_kib for r in self.runs if r.max_rss_kib is not None]
+        return max(values) if values else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "case": self.case,
+            "tool": self.tool,
+            "group": self.group,
+            "command": self.command,
+            "baseline": self.baseline,
+            "ok": self.ok,
+            "medianSeconds": round(self.median, 4) if self.median is not None else None,
+            "peakRssKiB": self.peak_rss_kib,
+            "note": self.note or None,
+            "error": self.error or None,
+            "runs": [r.as_json() for r in self.runs],
+        }
+
+
+@dataclass
+class Context:
+    """What every case needs: settings, a scratch directory, the registries, a logger."""
+
+    settings: Settings
+    workdir: Path
+    log: Callable[[str], None]
+    a: RegistryServer | None = None
+    b: RegistryServer | None = None
+    startup: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reg_a(self) -> RegistryServer:
+        assert self.a is not None
+        return self.a
+
+    @property
+    def reg_b(self) -> RegistryServer:
+        assert self.b is not None
+        return self.b
+
+
+Maker = Callable[[int], Run]
+
+
+def _repeat(ctx: Context, plan: Sequence[tuple[Row, Maker]], times: int | None = None) -> None:
+    """Run every row's maker once per repetition, rows interleaved."""
+    times = times or ctx.settings.repeat
+    for rep in range(1, times + 1):
+        for row, make in plan:
+            ctx.log(f"  {row.case}: {row.tool}, run {rep}/{times}")
+            run = make(rep)
+            row.runs.append(run)
+            ctx.log(
+                f"    {run.seconds:.3f} s, rss {run.max_rss_kib} KiB, "
+                f"{run.requests} requests, {'ok' if run.ok else 'FAILED: ' + run.problem}"
+            )
+
+
+def skopeo_copy(src: str, dst: str) -> list[str]:
+    return [
+        "skopeo",
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        f"docker://{src}",
+        f"docker://{dst}",
+    ]
+
+
+def _check_copy(io: RegistryIO, repo: str, tag: str, image: SeededImage) -> Callable[[Run], str]:
+    return lambda run: io.check_image(repo, tag, image)
+
+
+def _check_regshift_copy(
+    io: RegistryIO, repo: str, tag: str, image: SeededImage
+) -> Callable[[Run], str]:
+    def check(run: Run) -> str:
+        try:
+            doc = json.loads(run.stdout)
+        except ValueError:
+            return f"regshift copy --json printed no JSON: {run.stdout[:200]!r}"
+        run.extra["blobs"] = doc.get("blobs")
+        run.extra["clientRequests"] = doc.get("requests")
+        return io.check_image(repo, tag, image)
+
+    return check
+
+
+def _blob_note(row: Row) -> str:
+    blobs = row.runs[-1].extra.get("blobs") if row.runs else None
+    if not isinstance(blobs, dict):
+        return ""
+    return ", ".join(f"{v} {k}" for k, v in blobs.items() if v)
+
+
+def _seed(ctx: Context, image: SeededImage) -> None:
+    ctx.log(
+        f"  seeding {image.repository}:{image.tag} ({_mib(image.size)}, {len(image.blobs)} blobs)"
+    )
+    RegistryIO(ctx.reg_a.host).push_image(image)
+
+
+def _cmd(argv: Sequence[str]) -> str:
+    shown = [Path(a).name if a in (REGSHIFT, PYTHON, RAW) else a for a in argv]
+    text = " ".join(shown)
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+# -- 1. copy-1g ------------------------------------------------------------------------------
+
+
+def copy_1g(ctx: Context) -> list[Row]:
+    s, a, b = ctx.settings, ctx.reg_a, ctx.reg_b
+    per = s.copy_bytes // s.copy_layers
+    ctx.log(f"copy-1g: generating {_mib(s.copy_bytes)} of layers")
+    layers = [random_blob(1000 + i, per) for i in range(s.copy_layers)]
+    image = build_image("bench/big", "1.0", layers, label="copy-1g")
+    _seed(ctx, image)
+    src, dst_io = f"{a.host}/bench/big:1.0", RegistryIO(b.host)
+    digests = [blob.digest for blob in image.blobs]
+    case, regs = "copy-1g", [a, b]
+
+    def regshift(rep: int) -> Run:
+        repo = f"copy1g/regshift-{rep}"
+        cmd = [REGSHIFT, "copy", "--json", src, f"{b.host}/{repo}:1.0"]
+        check = _check_regshift_copy(dst_io, repo, "1.0", image)
+        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check)
+
+    def skopeo(rep: int) -> Run:
+        repo = f"copy1g/skopeo-{rep}"
+        cmd = skopeo_copy(src, f"{b.host}/{repo}:1.0")
+        check = _check_copy(dst_io, repo, "1.0", image)
+        return measure(cmd, workdir=ctx.workdir, registries=regs, skopeo=True, check=check)
+
+    def curl_copy(rep: int) -> Run:
+        repo = f"copy1g/curl-{rep}"
+        cmd = [RAW, "copy", a.url, "bench/big", "1.0", b.url, repo, "1.0", str(s.curl_jobs)]
+        check = _check_copy(dst_io, repo, "1.0", image)
+        return measure([*cmd, *digests], workdir=ctx.workdir, registries=regs, check=check)
+
+    def curl_read(rep: int) -> Run:
+        expected = sum(blob.size for blob in layers)
+
+        def check(run: Run) -> str:
+            got = sum(int(x) for x in run.stdout.split() if x.isdigit())
+            return "" if got == expected else f"read {got} bytes, expected {expected}"
+
+        cmd = [RAW, "read", a.url, "bench/big", *(blob.digest for blob in layers)]
+        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check)
+
+    rows = [
+        Row(
+            case,
+            "regshift copy",
+            case,
+            _cmd(["regshift", "copy", "--json", "SRC", "DST"]),
+            baseline=True,
+        ),
+        Row(case, "skopeo copy (empty cache)", case, _cmd(skopeo_copy("SRC", "DST"))),
+        Row(
+            case,
+            "raw: curl GET | curl PUT",
+            case,
+            f"raw.sh copy (each blob GET piped into a monolithic PUT, {s.curl_jobs} at a time; "
+            "then the manifest)",
+        ),
+        Row(
+            case,
+            "raw: curl GET → /dev/null",
+            case,
+            f"raw.sh read ({s.copy_layers} layers in parallel, one curl -Z)",
+        ),
+    ]
+    _repeat(ctx, list(zip(rows, (regshift, skopeo, curl_copy, curl_read), strict=True)))
+    rss = rows[0].peak_rss_kib
+    verdict = "" if rss is None else ("met" if rss / 1024 < RSS_TARGET_MIB else "NOT met")
+    rows[0].note = "; ".join(
+        x for x in (_blob_note(rows[0]), f"RSS target < {RSS_TARGET_MIB} MiB {verdict}") if x
+    )
+    rows[1].note = "blob-info cache empty each run"
+    rows[3].note = "reads only: the floor for moving the bytes once"
+    return rows
+
+
+# -- 2. copy-100-layers ----------------------------------------------------------------------
+
+
+def copy_many_layers(ctx: Context) -> list[Row]:
+    s, a, b = ctx.settings, ctx.reg_a, ctx.reg_b
+    layers = [random_blob(5000 + i, s.many_layer_size) for i in range(s.many_layers)]
+    image = build_image("bench/layers", "1.0", layers, label="copy-100-layers")
+    _seed(ctx, image)
+    src, dst_io = f"{a.host}/bench/layers:1.0", RegistryIO(b.host)
+    case, regs = "copy-100-layers", [a, b]
+
+    def regshift(rep: int) -> Run:
+        repo = f"layers/regshift-{rep}"
+        cmd = [REGSHIFT, "copy", "--json", src, f"{b.host}/{repo}:1.0"]
+        check = _check_regshift_copy(dst_io, repo, "1.0", image)
+        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check)
+
+    def skopeo(rep: int) -> Run:
+        repo = f"layers/skopeo-{rep}"
+        check = _check_copy(dst_io, repo, "1.0", image)
+        cmd = skopeo_copy(src, f"{b.host}/{repo}:1.0")
+        return measure(cmd, workdir=ctx.workdir, registries=regs, skopeo=True, check=check)
+
+    rows = [
+        Row(
+            case,
+            "regshift copy",
+            case,
+            _cmd(["regshift", "copy", "--json", "SRC", "DST"]),
+            baseline=True,
+        ),
+        Row(case, "skopeo copy (empty cache)", case, _cmd(skopeo_copy("SRC", "DST"))),
+    ]
+    _repeat(ctx, list(zip(rows, (regshift, skopeo), strict=True)))
+    rows[0].note = _blob_note(rows[0])
+    return rows
+
+
+# -- 3. copy-same-registry -------------------------------------------------------------------
+
+
+def copy_same_registry(ctx: Context) -> list[Row]:
+    s, a = ctx.settings, ctx.reg_a
+    per = s.same_bytes // s.same_layers
+    layers = [random_blob(7000 + i, per) for i in range(s.same_layers)]
+    image = build_image("bench/same", "1.0", layers, label="copy-same-registry")
+    _seed(ctx, image)
+    io = RegistryIO(a.host)
+    src = f"{a.host}/bench/same:1.0"
+    digests = [blob.digest for blob in image.blobs]
+    case, regs = "copy-same-registry", [a]
+
+    # A skopeo blob-info cache that has seen the image: one earlier skopeo copy of it (within
+    # the same registry). Reading the source layers is enough for skopeo 1.9 to record them.
+    ctx.log("  warming a skopeo blob-info cache (one earlier skopeo copy, not timed)")
+    warm = Sandbox(ctx.workdir, skopeo=True)
+    seeded = timed(skopeo_copy(src, f"{a.host}/bench/same-warmup:1.0"), warm.env())
+    if seeded.returncode != 0 or not warm.skopeo_cache.exists():
+        warm.close()
+        raise RuntimeError(f"could not warm the skopeo cache: {seeded.stderr[-300:]}")
+
+    def regshift(rep: int) -> Run:
+        repo = f"same/regshift-{rep}"
+        cmd = [REGSHIFT, "copy", "--json", src, f"{a.host}/{repo}:1.0"]
+        check = _check_regshift_copy(io, repo, "1.0", image)
+        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check)
+
+    def skopeo_cold(rep: int) -> Run:
+        repo = f"same/skopeo-cold-{rep}"
+        cmd = skopeo_copy(src, f"{a.host}/{repo}:1.0")
+        check = _check_copy(io, repo, "1.0", image)
+        return measure(cmd, workdir=ctx.workdir, registries=regs, skopeo=True, check=check)
+
+    def skopeo_warm(rep: int) -> Run:
+        repo = f"same/skopeo-warm-{rep}"
+        cmd = skopeo_copy(src, f"{a.host}/{repo}:1.0")
+        check = _check_copy(io, repo, "1.0", image)
+        return measure(
+            cmd,
+            workdir=ctx.workdir,
+            registries=regs,
+            skopeo=True,
+            seed_sandbox=warm.dir,
+            check=check,
+        )
+
+    def curl_mount(rep: int) -> Run:
+        repo = f"same/curl-{rep}"
+        cmd = [RAW, "mount", a.url, "bench/same", "1.0", repo, "1.0", *digests]
+        return measure(
+            cmd, workdir=ctx.workdir, registries=regs, check=_check_copy(io, repo, "1.0", image)
+        )
+
+    rows = [
+        Row(
+            case,
+            "regshift copy",
+            case,
+            _cmd(["regshift", "copy", "--json", "SRC", "DST"]),
+            baseline=True,
+        ),
+        Row(case, "skopeo copy (empty cache)", case, _cmd(skopeo_copy("SRC", "DST"))),
+        Row(
+            case,
+            "skopeo copy (warm cache)",
+            case,
+            _cmd(skopeo_copy("SRC", "DST")) + ", with a copy of the cache of one earlier copy",
+        ),
+        Row(
+            case,
+            "raw: curl mount POSTs + manifest",
+            case,
+            "raw.sh mount (one POST ?mount=&from= per blob, then GET + PUT manifest)",
+        ),
+    ]
+    try:
+        _repeat(ctx, list(zip(rows, (regshift, skopeo_cold, skopeo_warm, curl_mount), strict=True)))
+    finally:
+        warm.close()
+    rows[0].note = _blob_note(rows[0])
+    rows[1].note = "streams every byte through the client (documented behaviour)"
+    rows[2].note = "cache from one earlier skopeo copy of SRC: layers mounted, config re-uploaded"
+    return rows
+
+
+# -- 4. retag --------------------------------------------------------------------------------
+
+
+def retag(ctx: Context) -> list[Row]:
+    s, a = ctx.settings, ctx.reg_a
+    layers = [random_blob(9000 + i, s.retag_layer_size) for i in range(s.retag_layers)]
+    image = build_image("bench/retag", "1.0", layers, label="retag")
+    _seed(ctx, image)
+    io = RegistryIO(a.host)
+    ms = round(s.proxy_delay * 1000)
+
+    def check(new_tag: str) -> Callable[[Run], str]:
+        def run_check(run: Run) -> str:
+            found = io.manifest_digest("bench/retag", new_tag)
+            return "" if found == image.digest else f"{new_tag}: {found} != {image.digest}"
+
+        return run_check
+
+    proxy = FaultProxy(a.host).start()
+    rows: list[Row] = []
+    try:
+        proxy.add_rule(Rule(action=Delay(s.proxy_delay)))
+        for mode, host in (("loopback", a.host), (f"+{ms} ms/req", proxy.host)):
+            key = "lo" if host == a.host else "proxy"
+            case = f"retag ({mode})"
+            src = f"{host}/bench/retag:1.0"
+
+            def regshift(rep: int, src: str = src, key: str = key) -> Run:
+                tag = f"regshift-{key}-{rep}"
+                return measure(
+                    [REGSHIFT, "tag", src, tag],
+                    workdir=ctx.workdir,
+                    registries=[a],
+                    check=check(tag),
+                )
+
+            def skopeo(rep: int, src: str = src, host: str = host, key: str = key) -> Run:
+                tag = f"skopeo-{key}-{rep}"
+                return measure(
+                    skopeo_copy(src, f"{host}/bench/retag:{tag}"),
+                    workdir=ctx.workdir,
+                    registries=[a],
+                    skopeo=True,
+                    check=check(tag),
+                )
+
+            def curl(rep: int, host: str = host, key: str = key) -> Run:
+                tag = f"curl-{key}-{rep}"
+                return measure(
+                    [RAW, "retag", f"http://{host}", tag, "bench/retag:1.0"],
+                    workdir=ctx.workdir,
+                    registries=[a],
+                    check=check(tag),
+                )
+
+            group = [
+                Row(case, "regshift tag", case, "regshift tag SRC NEW", baseline=True),
+                Row(case, "skopeo copy (same repo)", case, _cmd(skopeo_copy("SRC", "REPO:NEW"))),
+                Row(
+                    case,
+                    "raw: curl GET + curl PUT",
+                    case,
+                    "raw.sh retag (GET manifest to a file, PUT it with its Content-Type)",
+                ),
+            ]
+            _repeat(ctx, list(zip(group, (regshift, skopeo, curl), strict=True)))
+            rows += group
+    finally:
+        proxy.stop()
+    return rows
+
+
+# -- 5. promote-50 ---------------------------------------------------------------------------
+
+
+def promote(ctx: Context) -> list[Row]:
+    s, a = ctx.settings, ctx.reg_a
+    images = [
+        build_image(
+            f"bench/promote-{i:02d}",
+            "1.0",
+            [random_blob(11000 + 2 * i + j, 16 * KiB) for j in range(2)],
+            label=f"promote-{i}",
+        )
+        for i in range(s.promote_images)
+    ]
+    ctx.log(f"  seeding {len(images)} small images")
+    io = RegistryIO(a.host)
+    for image in images:
+        io.push_image(image)
+    refs = [f"{a.host}/{im.repository}:1.0" for im in images]
+    case, regs, n = "promote-50", [a], len(images)
+
+    def check(new_tag: str) -> Callable[[Run], str]:
+        def run_check(run: Run) -> str:
+            bad = [
+                im.repository
+                for im in images
+                if io.manifest_digest(im.repository, new_tag) != im.digest
+            ]
+            return f"{len(bad)} of {n} not promoted, e.g. {bad[0]}" if bad else ""
+
+        return run_check
+
+    def library(rep: int) -> Run:
+        tag = f"lib-{rep}"
+        cmd = [PYTHON, str(BENCH_DIR / "promote_lib.py"), tag, *refs]
+        run = measure(cmd, workdir=ctx.workdir, registries=regs, check=check(tag))
+        try:
+            run.extra.update(json.loads(run.stdout))
+        except ValueError:
+            run.problem = run.problem or f"no JSON from promote_lib.py: {run.stdout[:200]!r}"
+        return run
+
+    loop = 'set -e; tool=$1 tag=$2; shift 2; for r in "$@"; do "$tool" tag "$r" "$tag"; done'
+
+    def cli(rep: int) -> Run:
+        tag = f"cli-{rep}"
+        cmd = ["bash", "-c", loop, "_", REGSHIFT, tag, *refs]
+        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check(tag))
+
+    skopeo_loop = (
+        'set -e; tag=$1; shift; for r in "$@"; do skopeo copy --all --preserve-digests '
+        '--src-tls-verify=false --dest-tls-verify=false "docker://$r" "docker://${r%:*}:$tag"; '
+        "done"
+    )
+
+    def skopeo(rep: int) -> Run:
+        tag = f"skopeo-{rep}"
+        cmd = ["bash", "-c", skopeo_loop, "_", tag, *refs]
+        return measure(cmd, workdir=ctx.workdir, registries=regs, skopeo=True, check=check(tag))
+
+    def curl(rep: int) -> Run:
+        tag = f"curl-{rep}"
+        cmd = [RAW, "retag", a.url, tag, *(f"{im.repository}:1.0" for im in images)]
+        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check(tag))
+
+    rows = [
+        Row(
+            case,
+            "regshift library, 1 process",
+            case,
+            f"promote_lib.py: one Client, regshift.tag() x {n}",
+            baseline=True,
+        ),
+        Row(case, f"regshift tag CLI x {n}", case, f"regshift tag SRC NEW, {n} processes"),
+        Row(case, f"skopeo copy x {n}", case, f"skopeo copy SRC REPO:NEW, {n} processes"),
+        Row(case, f"raw: curl GET + PUT x {n}", case, f"raw.sh retag, {2 * n} curl processes"),
+    ]
+    _repeat(ctx, list(zip(rows, (library, cli, skopeo, curl), strict=True)))
+    loops = [r.extra.get("loopSeconds") for r in rows[0].runs]
+    loop_times = [x for x in loops if isinstance(x, int | float)]
+    if loop_times:
+        rows[0].note = (
+            f"whole process incl. interpreter start and import; the tag loop alone: "
+            f"{statistics.median(loop_times):.3f} s"
+        )
+    rows[1].note = "sequential"
+    rows[2].note = "sequential; one empty blob-info cache for the batch"
+    return rows
+
+
+# -- 6. startup ------------------------------------------------------------------------------
+
+
+_IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)\s*$")
+
+
+def startup(ctx: Context) -> list[Row]:
+    s = ctx.settings
+    case = "startup"
+    no_pyc: dict[str, str | None] = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": None}
+    commands: list[tuple[str, list[str], dict[str, str | None] | None]] = [
+        ("regshift --help", [REGSHIFT, "--help"], None),
+        ("python -c 'import regshift.cli.main'", [PYTHON, "-c", "import regshift.cli.main"], None),
+        ("python -c pass (interpreter floor)", [PYTHON, "-c", "pass"], None),
+        ("skopeo --help", ["skopeo", "--help"], None),
+        ("regshift --help, src/ .pyc not cached", [REGSHIFT, "--help"], no_pyc),
+    ]
+    rows = [
+        Row(case, label, case, _cmd(cmd), baseline=(i == 0))
+        for i, (label, cmd, _) in enumerate(commands)
+    ]
+    rows[-1].note = (
+        "PYTHONDONTWRITEBYTECODE=1, as this machine's environment sets: regshift's own "
+        "modules are compiled from source on every start"
+    )
+    makers = [_startup_maker(ctx, cmd, env) for _, cmd, env in commands]
+    _repeat(ctx, list(zip(rows, makers, strict=True)), times=s.startup_samples)
+    details = import_profile(ctx)
+    ctx.startup = details
+    heavy = [m for m in ("httpx", "rich") if details["imported"].get(m)]
+    own = details["selfMsByPackage"]
+    rows[0].note = f"`-X importtime`: {details['totalMs']:.0f} ms of imports; " + ", ".join(
+        f"{m} imported ({own[m]:.0f} ms)" if details["imported"][m] else f"{m} not imported"
+        for m in ("httpx", "rich")
+    )
+    if heavy:
+        for run in rows[0].runs:
+            run.problem = f"--help imports {' and '.join(heavy)}"
+    return rows
+
+
+def _startup_maker(ctx: Context, cmd: list[str], env: dict[str, str | None] | None) -> Maker:
+    return lambda rep: measure(cmd, workdir=ctx.workdir, overrides=env)
+
+
+def import_profile(ctx: Context, samples: int = 3) -> dict[str, Any]:
+    """``python -X importtime -m regshift --help`` (the sample with the median total).
+
+    Reports top-level imports by cumulative time, whether httpx / rich are imported, the
+    import chain that brings in httpx, and per package the summed self time of its modules.
+    """
+    profiles = sorted((_import_sample(ctx) for _ in range(samples)), key=lambda p: p[0])
+    total_us, returncode, entries = profiles[len(profiles) // 2]
+    modules = {name for _, _, _, name in entries}
+    top = sorted((e for e in entries if e[2] == 0), key=lambda e: -e[1])[:10]
+    families = ("regshift", "httpx", "httpcore", "rich", "pygments", "click", "anyio", "idna")
+    self_ms = {
+        fam: sum(e[0] for e in entries if e[3] == fam or e[3].startswith(fam + ".")) / 1000
+        for fam in families
+    }
+    self_ms["other (stdlib, ...)"] = total_us / 1000 - sum(self_ms.values())
+    return {
+        "command": "python -X importtime -m regshift --help",
+        "samples": samples,
+        "returncode": returncode,
+        "modules": len(modules),
+        "totalMs": total_us / 1000,
+        "imported": {
+            name: any(m == name or m.startswith(name + ".") for m in modules)
+            for name in ("httpx", "rich", "pygments", "click")
+        },
+        "selfMsByPackage": self_ms,
+        "httpxImportedVia": _import_chain(entries, "httpx"),
+        "richImportedVia": _import_chain(entries, "rich"),
+        "top": [{"module": e[3], "cumulativeMs": e[1] / 1000, "selfMs": e[0] / 1000} for e in top],
+    }
+
+
+def _import_sample(ctx: Context) -> tuple[int, int, list[tuple[int, int, int, str]]]:
+    sandbox = Sandbox(ctx.workdir)
+    try:
+        proc = subprocess.run(
+            [PYTHON, "-X", "importtime", "-m", "regshift", "--help"],
+            env=sandbox.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        sandbox.close()
+    entries = []
+    for line in proc.stderr.splitlines():
+        m = _IMPORT_LINE.match(line)
+        if m:
+            entries.append((int(m[1]), int(m[2]), len(m[3]) // 2, m[4]))
+    total = sum(e[1] for e in entries if e[2] == 0)
+    return total, proc.returncode, entries
+
+
+def _import_chain(entries: list[tuple[int, int, int, str]], name: str) -> list[str]:
+    """The chain of modules whose import led to ``name`` (outermost first)."""
+    for i, (_, _, depth, module) in enumerate(entries):
+        if module != name:
+            continue
+        chain, want = [module], depth - 1
+        for _, _, d, parent in entries[i + 1 :]:
+            if want < 0:
+                break
+            if d == want:
+                chain.append(parent)
+                want -= 1
+        return chain[::-1]
+    return []
+
+
+CASES: dict[str, Callable[[Context], list[Row]]] = {
+    "copy-1g": copy_1g,
+    "copy-100-layers": copy_many_layers,
+    "copy-same-registry": copy_same_registry,
+    "retag": retag,
+    "promote-50": promote,
+    "startup": startup,
+}
+
+#: Which registries each case needs.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "copy-1g": ("a", "b"),
+    "copy-100-layers": ("a", "b"),
+    "copy-same-registry": ("a",),
+    "retag": ("a",),
+    "promote-50": ("a",),
+    "startup": (),
+}
+
+
+def start_registries(ctx: Context, cases: Sequence[str]) -> None:
+    """Start registry A (and B) if a chosen case needs them; storage under the workdir."""
+    needs = {r for c in cases for r in NEEDS[c]}
+    if "a" in needs:
+        ctx.a = RegistryServer(ctx.workdir / "registry-a").start()
+        ctx.log(f"registry A on {ctx.a.host}")
+    if "b" in needs:
+        ctx.b = RegistryServer(ctx.workdir / "registry-b").start()
+        ctx.log(f"registry B on {ctx.b.host}")
+
+
+def stop_registries(ctx: Context) -> None:
+    for server in (ctx.a, ctx.b):
+        if server is not None:
+            server.stop()

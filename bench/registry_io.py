@@ -1,0 +1,228 @@
+"""Plain ``http.client`` access to a registry: seeding images and checking results.
+
+Deliberately independent of regshift (the thing being measured): seeding and every
+correctness check go through this module, never through regshift or skopeo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+MiB = 1024 * 1024
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+#: Every manifest type, so distribution serves what it stores instead of converting it
+#: (no Accept: schema 1; only Docker types: 404 for OCI content; see REGISTRY-NOTES.md).
+MANIFEST_ACCEPT = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        OCI_MANIFEST,
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+
+_CHUNK = 8 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """A blob to seed: its digest, size and a way to produce its bytes (more than once)."""
+
+    digest: str
+    size: int
+    media_type: str
+    chunks: Callable[[], Iterable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class SeededImage:
+    """What was pushed: the manifest (exact bytes) and its blobs, config first."""
+
+    repository: str
+    tag: str
+    manifest: bytes
+    media_type: str
+    digest: str
+    blobs: tuple[Blob, ...]
+
+    @property
+    def layers(self) -> tuple[Blob, ...]:
+        return self.blobs[1:]
+
+    @property
+    def size(self) -> int:
+        return sum(b.size for b in self.blobs)
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _random_chunks(seed: int, size: int) -> Iterator[bytes]:
+    rng = random.Random(seed)
+    left = size
+    while left:
+        n = min(_CHUNK, left)
+        yield rng.randbytes(n)
+        left -= n
+
+
+def random_blob(seed: int, size: int, media_type: str = OCI_LAYER) -> Blob:
+    """A blob of ``size`` seeded random bytes, generated on demand in 8 MiB pieces.
+
+    The bytes are produced twice (once to hash, once per upload), never held whole, so
+    gigabyte layers cost no memory. ``random.randbytes`` cannot make 256 MiB at once.
+    """
+    hasher = hashlib.sha256()
+    for chunk in _random_chunks(seed, size):
+        hasher.update(chunk)
+    return Blob(
+        "sha256:" + hasher.hexdigest(), size, media_type, lambda: _random_chunks(seed, size)
+    )
+
+
+def bytes_blob(data: bytes, media_type: str) -> Blob:
+    return Blob(sha256_digest(data), len(data), media_type, lambda: (data,))
+
+
+def build_image(
+    repository: str, tag: str, layers: list[Blob], *, label: str = "regshift-bench"
+) -> SeededImage:
+    """An OCI image manifest over ``layers`` with a small config naming them."""
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "2024-01-01T00:00:00Z",
+            "config": {"Labels": {"org.regshift.bench": label}},
+            "rootfs": {"type": "layers", "diff_ids": [b.digest for b in layers]},
+        },
+        separators=(",", ":"),
+    ).encode()
+    config_blob = bytes_blob(config, OCI_CONFIG)
+    manifest = (
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": _descriptor(config_blob),
+                "layers": [_descriptor(b) for b in layers],
+            },
+            indent=2,
+        )
+        + "\n"
+    ).encode()
+    return SeededImage(
+        repository,
+        tag,
+        manifest,
+        OCI_MANIFEST,
+        sha256_digest(manifest),
+        (config_blob, *layers),
+    )
+
+
+def _descriptor(blob: Blob) -> dict[str, object]:
+    return {"mediaType": blob.media_type, "digest": blob.digest, "size": blob.size}
+
+
+class RegistryIO:
+    """One registry on loopback, spoken to with ``http.client`` (plain HTTP, no auth)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def _conn(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, timeout=600)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = self._conn()
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+        finally:
+            conn.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def push_blob(self, repository: str, blob: Blob) -> None:
+        """POST an upload session, then one streamed monolithic PUT (skipped if present)."""
+        if self.blob_exists(repository, blob.digest):
+            return
+        status, headers, body = self._request("POST", f"/v2/{repository}/blobs/uploads/")
+        if status != 202:
+            raise RuntimeError(f"POST upload {repository}: HTTP {status}: {body[:200]!r}")
+        location = urlsplit(headers["location"])
+        target = f"{location.path}?{location.query}&digest={quote(blob.digest)}"
+        conn = self._conn()
+        try:
+            conn.putrequest("PUT", target)
+            conn.putheader("Content-Type", "application/octet-stream")
+            conn.putheader("Content-Length", str(blob.size))
+            conn.endheaders()
+            for chunk in blob.chunks():
+                conn.send(chunk)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 201:
+            raise RuntimeError(f"PUT blob {blob.digest}: HTTP {resp.status}: {data[:200]!r}")
+
+    def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> None:
+        status, _, body = self._request(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            body=raw,
+            headers={"Content-Type": media_type},
+        )
+        if status != 201:
+            raise RuntimeError(f"PUT manifest {repository}:{reference}: HTTP {status}: {body!r}")
+
+    def push_image(self, image: SeededImage) -> None:
+        for blob in image.blobs:
+            self.push_blob(image.repository, blob)
+        self.put_manifest(image.repository, image.tag, image.manifest, image.media_type)
+
+    # -- checking --------------------------------------------------------------------------
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        status, _, _ = self._request("HEAD", f"/v2/{repository}/blobs/{digest}")
+        return status == 200
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """sha256 of the manifest bytes the registry serves (``None`` if absent)."""
+        status, _, body = self._request(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        return sha256_digest(body) if status == 200 else None
+
+    def check_image(self, repository: str, reference: str, image: SeededImage) -> str:
+        """Empty when ``repository:reference`` is ``image`` complete; else what is wrong."""
+        found = self.manifest_digest(repository, reference)
+        if found != image.digest:
+            return f"manifest digest {found} != source {image.digest}"
+        missing = [b.digest for b in image.blobs if not self.blob_exists(repository, b.digest)]
+        if missing:
+            return f"{len(missing)} blob(s) missing at destination, e.g. {missing[0]}"
+        return ""
