@@ -49,7 +49,9 @@ def _encode(doc: Mapping[str, object], pretty: bool) -> bytes:
 
 def _layer(rng: random.Random, size: int, raw: bool) -> tuple[bytes, str]:
     """A layer blob and its uncompressed digest (diff_id)."""
-    payload = rng.randbytes(size)
+    # randbytes() takes at most 2**31 bits at once: build large layers piecewise.
+    step = 64 * 1024 * 1024
+    payload = b"".join(rng.randbytes(min(step, size - i)) for i in range(0, size, step))
     if raw:
         return payload, compute_digest(payload)
     buf = io.BytesIO()
