@@ -41,6 +41,7 @@ from .mediatypes import MANIFEST_ACCEPT, MediaType
 from .reference import Reference
 from .transport import (
     IDEMPOTENT_METHODS,
+    MAX_ERROR_BODY,
     RequestStats,
     RetryPolicy,
     TransportOptions,
@@ -49,6 +50,7 @@ from .transport import (
     build_http_client,
     candidate_schemes,
     is_tls_mismatch,
+    read_limited,
     redact_url,
     retry_after_seconds,
     translate,
@@ -557,6 +559,7 @@ class Client:
                     lambda: self._keychain.resolve(registry),
                     allow_plain_http=allows_plain_http(registry, self.options.transport),
                     user_agent=self.options.transport.user_agent,
+                    send=lambda request: self._http.send(request, stream=True),
                 )
                 self._auth[registry] = auth
             return auth
@@ -587,10 +590,10 @@ class Client:
             target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
         scope_set = merge_scopes([ref.scope("pull")] if not api_root else [], scopes)
         response = self._send_retrying(
-            method, ref.endpoint, target, scope_set, headers, content, params, stream, retry
+            method, ref.endpoint, target, scope_set, headers, content, params, retry
         )
         if response.status_code < 400 or (missing_ok and response.status_code == 404):
-            return response
+            return response if stream else _buffered(response)
         raise _error_for(response, ref, self._registry_auth(ref.endpoint).credential)
 
     def _send_retrying(
@@ -602,7 +605,6 @@ class Client:
         headers: Mapping[str, str] | None,
         content: bytes | Iterable[bytes] | None,
         params: QueryList | None,
-        stream: bool,
         retry: bool = True,
     ) -> httpx.Response:
         """Send, retrying transient failures of requests that are safe to repeat.
@@ -618,11 +620,9 @@ class Client:
         delays = iter(self._retry.delays()) if retry and replayable and safe else iter(())
         while True:
             try:
-                response = self._send(
-                    method, endpoint, suffix, scopes, headers, content, params, stream
-                )
+                response = self._send(method, endpoint, suffix, scopes, headers, content, params)
             except TransportError as exc:
-                delay = next(delays, None)
+                delay = next(delays, None) if exc.retryable else None
                 if delay is None:
                     raise
                 self._wait_before_retry(method, suffix, str(exc), delay, None)
@@ -637,6 +637,18 @@ class Client:
                     )
                     continue
             return response
+
+    def pause_before_retry(
+        self, what: str, why: str, attempt: int, retry_after: float | None = None
+    ) -> None:
+        """Back off before retrying a larger operation (a blob transfer): same policy,
+        ``Retry-After`` and reporting as for single requests. ``attempt`` counts from 1."""
+        self._wait_before_retry("", what, why, self._retry.delay(attempt - 1), retry_after)
+
+    @property
+    def max_attempts(self) -> int:
+        """Tries a transient failure gets: 1 + ``TransportOptions.retries``."""
+        return self._retry.retries + 1
 
     def _wait_before_retry(
         self, method: str, target: str, why: str, delay: float, retry_after: float | None
@@ -662,8 +674,8 @@ class Client:
         headers: Mapping[str, str] | None,
         content: bytes | Iterable[bytes] | None,
         params: QueryList | None,
-        stream: bool,
     ) -> httpx.Response:
+        """One attempt; the answer is always streamed, so no body is read unbounded."""
         auth = self._registry_auth(endpoint)
         absolute = suffix.startswith(("http://", "https://"))
         for scheme in (suffix.split(":", 1)[0],) if absolute else self._schemes(endpoint):
@@ -673,13 +685,15 @@ class Client:
             request = self._http.build_request(method, url, headers=headers, content=content)
             probing = not absolute and endpoint not in self._base
             try:
-                response = self._http.send(request, auth=auth.scoped(scopes), stream=stream)
+                response = self._http.send(request, auth=auth.scoped(scopes), stream=True)
             except httpx.TransportError as exc:
                 if probing and scheme == "https" and is_tls_mismatch(exc):
                     continue  # a plain-HTTP loopback / insecure registry: try http next
                 raise translate(exc, f"{method} {endpoint}") from None
-            if probing and scheme == "http" and _speaks_tls(response):
-                continue  # remembered as plain HTTP, but the port now wants TLS
+            if probing and scheme == "http" and response.status_code == 400:
+                response = _buffered(response, MAX_ERROR_BODY)
+                if b"HTTP request to an HTTPS server" in response.content[:200]:
+                    continue  # remembered as plain HTTP, but the port now wants TLS (Go's 400)
             if probing:
                 self._learn_scheme(endpoint, scheme)
             return response
@@ -722,13 +736,22 @@ def _pieces(data: bytes | memoryview, size: int = 256 * 1024) -> Iterator[bytes]
         yield bytes(view[start : start + size])
 
 
-def _speaks_tls(response: httpx.Response) -> bool:
-    """Go's TLS servers (distribution) answer a plain-HTTP request with this 400."""
-    if response.status_code != 400:
-        return False
-    body = response.read()[:200]
-    response.close()
-    return b"HTTP request to an HTTPS server" in body
+_MAX_BODY = 4 * 1024 * 1024  # tag-list pages, upload answers: nothing legitimate is larger
+
+
+def _buffered(response: httpx.Response, limit: int = _MAX_BODY) -> httpx.Response:
+    """The response with its body read (at most ``limit`` bytes; above that an error)."""
+    data = read_limited(response, limit, raise_over=limit == _MAX_BODY)
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    buffered = httpx.Response(
+        response.status_code, headers=headers, content=data, request=response.request
+    )
+    buffered.read()
+    return buffered
 
 
 def _read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
@@ -780,7 +803,7 @@ def _oci_tags(values: list[str]) -> set[str]:
 def _tags_from(response: httpx.Response, repo: Reference) -> list[str]:
     try:
         doc = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         doc = None
     tags = doc.get("tags") if isinstance(doc, dict) else None
     if tags is None and isinstance(doc, dict):

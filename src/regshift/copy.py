@@ -708,7 +708,8 @@ class _RegistryWriter(_Writer):
 
     def _stream_with_retries(self, run: _Run, desc: Descriptor, location: str | None) -> None:
         """Stream one blob; on a transient failure restart it (a fresh session, a fresh GET)."""
-        for attempt in range(1, run.opts.attempts + 1):
+        attempts = max(run.opts.attempts, self.client.max_attempts)
+        for attempt in range(1, attempts + 1):
             try:
                 if location is None:
                     location = self.client.start_upload(self.dst, scopes=self.scopes).location
@@ -721,15 +722,16 @@ class _RegistryWriter(_Writer):
             except (TransportError, _Restart, APIError) as exc:
                 self._abandon(location)
                 location = None
-                if not self._may_restart(exc, attempt, run.opts.attempts):
+                if not self._may_restart(exc, attempt, attempts):
                     raise
                 if self.has_blob(desc):  # the commit landed; only its answer was lost
                     return
-                log.info("blob %s: attempt %d failed (%s); restarting", desc.digest, attempt, exc)
                 run.emit(desc, ProgressState.RETRYING)
                 run.cancel.check()
-                if isinstance(exc, APIError) and exc.retry_after:
-                    time.sleep(min(exc.retry_after, self.client.options.transport.max_retry_after))
+                retry_after = exc.retry_after if isinstance(exc, APIError) else None
+                self.client.pause_before_retry(
+                    f"blob {desc.digest}", str(exc), attempt, retry_after
+                )
 
     def _may_restart(self, exc: Exception, attempt: int, attempts: int) -> bool:
         if isinstance(exc, APIError) and exc.status == 413 and not self.chunked:
@@ -737,7 +739,7 @@ class _RegistryWriter(_Writer):
             log.info("monolithic upload refused (413); switching to chunked uploads")
             self.chunked = True
             return True
-        if attempt >= attempts:
+        if attempt >= attempts or (isinstance(exc, TransportError) and not exc.retryable):
             return False
         # 401 mid-stream: the token expired while a body that cannot be replayed was in
         # flight; the restart's first request re-authenticates.

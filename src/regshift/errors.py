@@ -61,7 +61,14 @@ class PreconditionFailed(RegistryError):
 
 
 class TransportError(RegistryError):
-    """The registry could not be reached or the connection failed (connect, TLS, timeout)."""
+    """The registry could not be reached or the connection failed (connect, TLS, timeout).
+
+    ``retryable`` is False where repeating cannot help (a certificate that does not verify).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True, slots=True)

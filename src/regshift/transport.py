@@ -205,7 +205,8 @@ def translate(exc: httpx.TransportError, what: str) -> TransportError:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return TransportError(
                 f"{what}: TLS certificate verification failed ({cause.verify_message}); "
-                "pass the registry's CA with --ca-file, or --insecure to skip verification"
+                "pass the registry's CA with --ca-file, or --insecure to skip verification",
+                retryable=False,
             )
         cause = cause.__cause__ or cause.__context__
     reason = str(exc) or type(exc).__name__
@@ -229,16 +230,35 @@ def api_error(response: httpx.Response, context: str = "") -> APIError:
 
 
 def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    if response.is_stream_consumed or hasattr(response, "_content"):
+    """At most ``limit`` bytes of a response body (what a broken stream gave, on errors)."""
+    return read_limited(response, limit, raise_over=False)
+
+
+def read_limited(response: httpx.Response, limit: int, *, raise_over: bool = True) -> bytes:
+    """Read a streamed body, never holding more than ``limit`` bytes, then close it.
+
+    Raises:
+        APIError: the body is larger than ``limit`` (only with ``raise_over``).
+    """
+    if response.is_closed or response.is_stream_consumed:
         return response.content[:limit]
     data = bytearray()
     try:
-        for chunk in response.iter_raw():
+        for chunk in response.iter_bytes():
             data += chunk
-            if len(data) >= limit:
+            if len(data) > limit:
+                if raise_over:
+                    raise APIError(
+                        status=response.status_code,
+                        method=response.request.method,
+                        url=redact_url(response.request.url).split("?", 1)[0],
+                        text=f"response body larger than {limit} bytes",
+                    )
                 break
-    except httpx.HTTPError:
-        pass
+    except httpx.TransportError as exc:
+        if raise_over:
+            what = f"{response.request.method} {response.request.url.host}"
+            raise translate(exc, f"{what}: reading the answer") from None
     finally:
         response.close()
     return bytes(data[:limit])
@@ -252,14 +272,26 @@ def _parse_error_body(body: bytes) -> tuple[list[Diagnostic], str]:
     errors = doc.get("errors") if isinstance(doc, dict) else None
     if isinstance(errors, list):
         out = [
-            Diagnostic(code=str(e.get("code", "")), message=str(e.get("message", "")))
-            for e in errors[:20]
+            Diagnostic(
+                code=printable(e.get("code", ""), 64), message=printable(e.get("message", ""))
+            )
+            for e in errors[:5]
             if isinstance(e, dict)
         ]
         if out:
             return out, ""
     text = body.decode("utf-8", "replace").strip().splitlines()
-    return [], (text[0][:200] if text else "")
+    return [], (printable(text[0]) if text else "")
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def printable(value: object, limit: int = 200) -> str:
+    """A registry-supplied string made safe for one terminal line: control characters
+    escaped (no escape sequences reach the terminal), cut to ``limit`` characters."""
+    text = str(value).translate(_CONTROL)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -288,8 +320,11 @@ class RetryPolicy:
     def delays(self) -> Iterable[float]:
         """The default delays before each retry."""
         for attempt in range(self.retries):
-            base = self.backoff * (2**attempt)
-            yield base * (0.5 + random.random())
+            yield self.delay(attempt)
+
+    def delay(self, attempt: int) -> float:
+        """The jittered delay before retry number ``attempt`` (0-based)."""
+        return float(self.backoff * 2**attempt * (0.5 + random.random()))
 
     def wait(self, default: float, retry_after: float | None) -> float:
         """Sleep before a retry; return how long we slept."""

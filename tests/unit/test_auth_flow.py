@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -58,19 +59,27 @@ def _client(handler: Registry) -> httpx.Client:
     return httpx.Client(transport=httpx.MockTransport(handler))
 
 
-def _auth(cred: Credential, *, plain: bool = False, clock: FakeClock | None = None) -> RegistryAuth:
+def _auth(
+    cred: Credential,
+    handler: Callable[[httpx.Request], httpx.Response],
+    *,
+    plain: bool = False,
+    clock: FakeClock | None = None,
+) -> RegistryAuth:
+    tokens = httpx.Client(transport=httpx.MockTransport(handler))
     return RegistryAuth(
         "registry.example",
         lambda: cred,
         allow_plain_http=plain,
         user_agent="t",
+        send=lambda request: tokens.send(request, stream=True),
         clock=clock or FakeClock(),
     )
 
 
 def test_token_cached_until_expiry() -> None:
     reg, clock = Registry(), FakeClock()
-    auth = _auth(Credential(username="u", password="p"), clock=clock)
+    auth = _auth(Credential(username="u", password="p"), reg, clock=clock)
     with _client(reg) as http:
         for _ in range(3):
             assert (
@@ -93,7 +102,7 @@ def test_token_cached_until_expiry() -> None:
 
 def test_one_token_request_carries_every_scope() -> None:
     reg = Registry()
-    auth = _auth(Credential(username="u", password="p"))
+    auth = _auth(Credential(username="u", password="p"), reg)
     scopes = frozenset({"repository:a:pull", "repository:b:pull,push", "repository:a:push"})
     with _client(reg) as http:
         http.get("https://registry.example/v2/a/manifests/x", auth=auth.scoped(scopes))
@@ -108,7 +117,7 @@ def test_one_token_request_carries_every_scope() -> None:
 
 def test_identity_token_post_then_get_fallback() -> None:
     reg = Registry(oauth=False)
-    auth = _auth(Credential(username="u", identity_token="refresh-1"))
+    auth = _auth(Credential(username="u", identity_token="refresh-1"), reg)
     with _client(reg) as http:
         assert (
             http.get(
@@ -127,7 +136,7 @@ def test_identity_token_post_then_get_fallback() -> None:
 def test_registry_token_is_sent_as_is() -> None:
     reg = Registry()
     reg.valid.add("static-token")
-    auth = _auth(Credential(registry_token="static-token"))
+    auth = _auth(Credential(registry_token="static-token"), reg)
     with _client(reg) as http:
         assert (
             http.get(
@@ -146,7 +155,7 @@ def test_registry_token_is_sent_as_is() -> None:
 )
 def test_no_credentials_over_plain_http(realm: str, registry_url: str) -> None:
     reg = Registry(realm=realm)
-    auth = _auth(Credential(username="u", password="secret-pw"))
+    auth = _auth(Credential(username="u", password="secret-pw"), reg)
     with (
         _client(reg) as http,
         pytest.raises(AuthError, match="refusing to send credentials over plain HTTP"),
@@ -161,11 +170,13 @@ def test_no_basic_credentials_to_a_plain_http_registry() -> None:
             return httpx.Response(200)
         return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
 
-    auth = _auth(Credential(username="u", password="secret-pw"))
+    auth = _auth(Credential(username="u", password="secret-pw"), handler)
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
         with pytest.raises(AuthError, match="plain HTTP"):
             http.get("http://registry.example/v2/", auth=auth.scoped(SCOPES))
-        allowed = _auth(Credential(username="u", password="secret-pw"), plain=True)  # --insecure
+        allowed = _auth(
+            Credential(username="u", password="secret-pw"), handler, plain=True
+        )  # --insecure
         assert (
             http.get("http://registry.example/v2/", auth=allowed.scoped(SCOPES)).status_code == 200
         )
@@ -191,7 +202,7 @@ def test_insufficient_scope_reauthenticates_once() -> None:
         challenge = f'Bearer realm="https://auth.example/token",service="reg",scope="{scope}"'
         return httpx.Response(401, headers={"WWW-Authenticate": challenge})
 
-    auth = _auth(Credential(username="u", password="p"))
+    auth = _auth(Credential(username="u", password="p"), handler)
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
         pull = frozenset({"repository:a:pull"})
         assert (
@@ -214,7 +225,7 @@ def test_token_server_refusal_is_an_auth_error_without_secrets() -> None:
         challenge = 'Bearer realm="https://auth.example/token",service="reg"'
         return httpx.Response(401, headers={"WWW-Authenticate": challenge})
 
-    auth = _auth(Credential(username="u", password="secret-pw", source="config.json"))
+    auth = _auth(Credential(username="u", password="secret-pw", source="config.json"), handler)
     with (
         httpx.Client(transport=httpx.MockTransport(handler)) as http,
         pytest.raises(AuthError) as info,

@@ -12,10 +12,11 @@ The flow (Docker token spec, distribution ``auth/token``):
 2. On 401, parse ``WWW-Authenticate``, merge any scope it names (distribution answers 401,
    not 403, on insufficient scope), fetch one token for the whole scope set and replay once.
 
-Token requests are yielded like any other request, so they go through the same client,
-TLS settings and retries. Credentials are never sent over plain HTTP unless the registry is
-loopback or named insecure, and tokens are attached only to the registry's own host
-(httpx drops ``Authorization`` on cross-origin redirects, e.g. to S3 blob storage).
+Token requests are sent through the same client (``send``), so they share its connection
+pool and TLS settings; their answers are read with a size cap. Credentials are never sent
+over plain HTTP unless the registry is loopback or named insecure, and tokens are attached
+only to the registry's own host (httpx drops ``Authorization`` on cross-origin redirects,
+e.g. to S3 blob storage).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class RegistryAuth:
         *,
         allow_plain_http: bool,
         user_agent: str,
+        send: Callable[[httpx.Request], httpx.Response],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
@@ -76,6 +78,7 @@ class RegistryAuth:
         self._credential: Credential | None = None
         self._allow_plain = allow_plain_http
         self._user_agent = user_agent
+        self._send = send
         self._clock = clock
         self._lock = threading.Lock()
         self._fetch_locks: dict[ScopeSet, threading.Lock] = {}
@@ -97,10 +100,8 @@ class RegistryAuth:
 
     # -- what to send before any 401 -------------------------------------------------------
 
-    def preemptive(
-        self, scopes: ScopeSet, url: httpx.URL
-    ) -> Generator[httpx.Request, httpx.Response, str | None] | None:
-        """A flow yielding token requests, or None when nothing is known to be needed."""
+    def preemptive(self, scopes: ScopeSet, url: httpx.URL) -> str | None:
+        """The header to send before any 401, when this registry's challenge is known."""
         challenge = self._challenge
         if challenge is None:
             return None
@@ -129,7 +130,7 @@ class RegistryAuth:
 
     def authorize(
         self, challenge: Challenge, scopes: ScopeSet, url: httpx.URL, stale: str | None
-    ) -> Generator[httpx.Request, httpx.Response, str | None]:
+    ) -> str | None:
         """Produce an ``Authorization`` value for ``challenge``, fetching a token if needed."""
         if challenge.scheme == "basic":
             return self._basic_header(url)
@@ -142,7 +143,7 @@ class RegistryAuth:
                 return cached
             if stale is not None:
                 self._drop(stale)
-            token = yield from self._fetch_token(challenge, scopes)
+            token = self._fetch_token(challenge, scopes)
         with self._lock:
             self._tokens.append(token)
         return f"Bearer {token.value}"
@@ -169,20 +170,38 @@ class RegistryAuth:
 
     # -- token endpoint -------------------------------------------------------------------
 
-    def _fetch_token(
-        self, challenge: Challenge, scopes: ScopeSet
-    ) -> Generator[httpx.Request, httpx.Response, Token]:
+    def _fetch_token(self, challenge: Challenge, scopes: ScopeSet) -> Token:
         cred = self.credential
         if cred.registry_token:
             return Token(cred.registry_token, frozenset({"*:*"}), float("inf"))
         realm = self._realm_url(challenge)
         if cred.identity_token:
-            response = yield self._oauth_request(realm, challenge, scopes, cred)
-            if response.status_code not in (404, 405):
-                return self._token_from(response, realm, scopes, cred)
+            answer = self._send_token_request(self._oauth_request(realm, challenge, scopes, cred))
+            if answer[0] not in (404, 405):
+                return self._token_from(answer, realm, scopes, cred)
             # Registries without OAuth2 POST support (e.g. older Docker Hub mirrors): use GET.
-        response = yield self._get_token_request(realm, challenge, scopes, cred)
-        return self._token_from(response, realm, scopes, cred)
+        answer = self._send_token_request(self._get_token_request(realm, challenge, scopes, cred))
+        return self._token_from(answer, realm, scopes, cred)
+
+    def _send_token_request(self, request: httpx.Request) -> tuple[int, bytes]:
+        """Send a token request; read at most the token size cap of its answer."""
+        try:
+            response = self._send(request)
+        except httpx.HTTPError as exc:
+            raise AuthError(f"{self.registry}: token server {request.url.host}: {exc}") from None
+        try:
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > _MAX_TOKEN_RESPONSE:
+                    raise AuthError(
+                        f"{self.registry}: token response from {request.url.host} is too large"
+                    )
+        except httpx.HTTPError as exc:
+            raise AuthError(f"{self.registry}: token server {request.url.host}: {exc}") from None
+        finally:
+            response.close()
+        return response.status_code, bytes(data)
 
     def _realm_url(self, challenge: Challenge) -> httpx.URL:
         try:
@@ -231,20 +250,18 @@ class RegistryAuth:
         return httpx.Request("POST", realm, data=form, headers={"User-Agent": self._user_agent})
 
     def _token_from(
-        self, response: httpx.Response, realm: httpx.URL, scopes: ScopeSet, cred: Credential
+        self, answer: tuple[int, bytes], realm: httpx.URL, scopes: ScopeSet, cred: Credential
     ) -> Token:
-        response.read()
+        status, content = answer
         who = f" (credentials from {cred.source})" if cred.source else ""
-        if response.status_code in (401, 403):
+        if status in (401, 403):
             raise AuthError(
                 f"{self.registry}: token server {realm.host} refused the credentials{who}: "
-                f"HTTP {response.status_code}"
+                f"HTTP {status}"
             )
-        if response.status_code != 200:
-            raise AuthError(
-                f"{self.registry}: token server {realm.host} answered HTTP {response.status_code}"
-            )
-        body = self._token_body(response, realm)
+        if status != 200:
+            raise AuthError(f"{self.registry}: token server {realm.host} answered HTTP {status}")
+        body = self._token_body(content, realm)
         value = body.get("token") or body.get("access_token")
         if not isinstance(value, str) or not value:
             raise AuthError(f"{self.registry}: token server {realm.host} returned no token")
@@ -256,12 +273,10 @@ class RegistryAuth:
                 )
         return Token(value, scopes, self._clock() + _usable_lifetime(body.get("expires_in")))
 
-    def _token_body(self, response: httpx.Response, realm: httpx.URL) -> dict[str, object]:
-        if len(response.content) > _MAX_TOKEN_RESPONSE:
-            raise AuthError(f"{self.registry}: token response from {realm.host} is too large")
+    def _token_body(self, content: bytes, realm: httpx.URL) -> dict[str, object]:
         try:
-            body = json.loads(response.content)
-        except ValueError:
+            body = json.loads(content)
+        except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict):
             raise AuthError(f"{self.registry}: token server {realm.host} returned invalid JSON")
@@ -295,11 +310,7 @@ class ScopedAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Flow:
         state = self._state
-        header = state.cached_header(self._scopes)
-        if header is None:
-            pending = state.preemptive(self._scopes, request.url)
-            if pending is not None:
-                header = yield from pending
+        header = state.cached_header(self._scopes) or state.preemptive(self._scopes, request.url)
         if header:
             request.headers["Authorization"] = header
         response = yield request
@@ -309,7 +320,7 @@ class ScopedAuth(httpx.Auth):
         if challenge is None or not _replayable(request):
             return
         scopes = merge_scopes(self._scopes, challenge.scopes)
-        fresh = yield from state.authorize(challenge, scopes, request.url, stale=header)
+        fresh = state.authorize(challenge, scopes, request.url, stale=header)
         if fresh is None or fresh == header:
             return
         request.headers["Authorization"] = fresh
