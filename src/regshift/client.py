@@ -678,36 +678,49 @@ class Client:
         """One attempt; the answer is always streamed, so no body is read unbounded."""
         auth = self._registry_auth(endpoint)
         absolute = suffix.startswith(("http://", "https://"))
-        for scheme in (suffix.split(":", 1)[0],) if absolute else self._schemes(endpoint):
+        schemes = (suffix.split(":", 1)[0],) if absolute else self._schemes(endpoint)
+        probing = not absolute and endpoint not in self._base
+        plain_answer: httpx.Response | None = None  # a 400 from plain HTTP, kept in case
+        for scheme in schemes:
             url = httpx.URL(suffix if absolute else f"{scheme}://{endpoint}{suffix}")
             if params:  # merge: build_request(params=...) would drop the URL's own query
                 url = url.copy_merge_params(params)
             request = self._http.build_request(method, url, headers=headers, content=content)
-            probing = not absolute and endpoint not in self._base
             try:
                 response = self._http.send(request, auth=auth.scoped(scopes), stream=True)
             except httpx.TransportError as exc:
                 if probing and scheme == "https" and is_tls_mismatch(exc):
+                    if plain_answer is not None:  # plain HTTP it is; its 400 was genuine
+                        self._learn_scheme(endpoint, "http")
+                        return plain_answer
                     continue  # a plain-HTTP loopback / insecure registry: try http next
                 raise translate(exc, f"{method} {endpoint}") from None
-            if probing and scheme == "http" and response.status_code == 400:
+            if (
+                probing
+                and scheme == "http"
+                and response.status_code == 400
+                and scheme != schemes[-1]
+            ):
                 response = _buffered(response, MAX_ERROR_BODY)
-                if b"HTTP request to an HTTPS server" in response.content[:200]:
-                    continue  # remembered as plain HTTP, but the port now wants TLS (Go's 400)
+                if method == "HEAD" or _wants_tls(response.content):
+                    plain_answer = response
+                    continue
             if probing:
                 self._learn_scheme(endpoint, scheme)
             return response
         raise TransportError(f"{method} {endpoint}: no usable scheme")
 
     def _schemes(self, endpoint: str) -> tuple[str, ...]:
-        """Schemes to try: the one that worked in this run, else HTTPS first (HTTP first for
-        a loopback / insecure registry remembered as plain HTTP: no TLS handshake to fail)."""
+        """Schemes to try: the one that worked in this run, else the one remembered for this
+        registry from earlier runs first, else :func:`candidate_schemes`' order."""
         known = self._base.get(endpoint)
         if known:
             return (known,)
         schemes = candidate_schemes(endpoint, self.options.transport)
-        if len(schemes) > 1 and self.capabilities.get(endpoint, PLAIN_HTTP):
-            return tuple(reversed(schemes))
+        remembered = self.capabilities.get(endpoint, PLAIN_HTTP) if len(schemes) > 1 else None
+        if remembered is not None:
+            first = "http" if remembered else "https"
+            return (first, *(s for s in schemes if s != first))
         return schemes
 
     def _learn_scheme(self, endpoint: str, scheme: str) -> None:
@@ -734,6 +747,13 @@ def _pieces(data: bytes | memoryview, size: int = 256 * 1024) -> Iterator[bytes]
     view = memoryview(data)
     for start in range(0, len(view), size):
         yield bytes(view[start : start + size])
+
+
+def _wants_tls(body: bytes) -> bool:
+    """A TLS port answering plain HTTP with a 400: Go (distribution) says "Client sent an
+    HTTP request to an HTTPS server", nginx "The plain HTTP request was sent to HTTPS port".
+    No credentials were sent: none go out before a challenge."""
+    return b"HTTPS" in body[:300]
 
 
 _MAX_BODY = 4 * 1024 * 1024  # tag-list pages, upload answers: nothing legitimate is larger

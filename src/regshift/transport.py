@@ -179,8 +179,15 @@ def allows_plain_http(registry: str, options: TransportOptions) -> bool:
 
 
 def candidate_schemes(registry: str, options: TransportOptions) -> tuple[str, ...]:
-    """Schemes to try, in order: HTTPS first, then HTTP where plain HTTP is allowed."""
-    return ("https", "http") if allows_plain_http(registry, options) else ("https",)
+    """Schemes to try, in order.
+
+    Loopback registries: plain HTTP first (the usual local registry; no CA bundle to load, no
+    handshake to fail), then HTTPS when the port turns out to want TLS. Registries named
+    ``--insecure``: HTTPS (unverified) first, then HTTP. Everything else: HTTPS only.
+    """
+    if is_loopback_host(registry):
+        return ("http", "https")
+    return ("https", "http") if registry in options.insecure else ("https",)
 
 
 def is_tls_mismatch(exc: httpx.TransportError) -> bool:
