@@ -78,7 +78,7 @@ class CopyOptions:
     include_foreign: bool = False
     force: bool = False
     chunk_size: int = 16 * MiB
-    chunked_threshold: int = 128 * MiB
+    chunked_threshold: int = 512 * MiB
     attempts: int = 3
     referrers: bool = False
     digest_tags: bool = False
