@@ -286,3 +286,33 @@ def test_multi_tag_push_used_where_supported(
     ]
     assert len(puts) == 2 and "?tag=a&tag=b&tag=c" in puts[0] and puts[1].endswith("/manifests/c")
     assert Capabilities(tmp_path).get(proxy.host, MULTI_TAG_PUSH) is True
+
+
+def test_promote_many_images_in_one_run(
+    open_registry: RegistryServer, repo_name: str, tmp_path
+) -> None:
+    """`tag --from-file`: many images, one process, one connection pool; a bad line fails alone."""
+    lines = ["# promotions for release 7", ""]
+    for i in range(5):
+        seed(open_registry.host, f"{repo_name}/app{i}", "1.4.2", random_image(seed=90 + i))
+        lines.append(f"{open_registry.host}/{repo_name}/app{i}:1.4.2 stable 1.4")
+    lines.append(f"{open_registry.host}/{repo_name}/missing:1.0 stable")
+    plan = tmp_path / "promote.txt"
+    plan.write_text("\n".join(lines) + "\n")
+    open_registry.mark()
+    result = run_cli("tag", "--json", "--from-file", str(plan))
+    assert result.code == 4, result.stderr
+    docs = result.json()
+    assert [d.get("digest") for d in docs[:5]] == [
+        random_image(seed=90 + i).manifest.digest for i in range(5)
+    ]
+    assert "error" in docs[5] and "missing:1.0" in docs[5]["error"]
+    assert result.stderr.count("regshift: error:") == 1
+    for i in range(5):
+        out = run_cli("ls", f"{open_registry.host}/{repo_name}/app{i}").stdout.split()
+        assert sorted(out) == ["1.4", "1.4.2", "stable"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("only-a-source\n")
+    usage = run_cli("tag", "--from-file", str(bad))
+    assert usage.code == 2 and "bad.txt:1" in usage.stderr
+    assert run_cli("tag", "--from-file", str(plan), "extra").code == 2

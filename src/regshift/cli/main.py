@@ -10,7 +10,7 @@ import sys
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -39,8 +39,8 @@ def cli() -> None:
 
 
 @cli.command("tag")
-@click.argument("source")
-@click.argument("new_tags", nargs=-1, required=True)
+@click.argument("source", required=False)
+@click.argument("new_tags", nargs=-1)
 @click.option(
     "--expect-digest", metavar="DIGEST", help="Only tag if SOURCE still resolves to DIGEST."
 )
@@ -48,41 +48,94 @@ def cli() -> None:
     "--no-clobber", is_flag=True, help="Refuse if a new tag already points at another digest."
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be tagged; write nothing.")
+@click.option(
+    "--from-file",
+    type=click.File("r"),
+    metavar="FILE",
+    help="Promote many images in one run: lines of 'SOURCE NEW_TAG...' ('-' = stdin).",
+)
 @common_options
 def tag_cmd(
     opts: CommonOptions,
-    source: str,
+    source: str | None,
     new_tags: tuple[str, ...],
     expect_digest: str | None,
     no_clobber: bool,
     dry_run: bool,
+    from_file: TextIO | None,
 ) -> None:
     """Give SOURCE one or more NEW_TAGs in the same repository, moving only the manifest.
 
     The manifest bytes are copied exactly, so the digest (and every platform of a
-    multi-platform image) stays the same.
+    multi-platform image) stays the same. With --from-file, every line names a SOURCE and
+    its NEW_TAGs; all of them share one connection pool and token cache.
     """
+    jobs = _tag_jobs(source, new_tags, from_file, expect_digest)
+    run_guarded(opts, lambda: _run_tags(opts, jobs, expect_digest, no_clobber, dry_run))
+
+
+def _tag_jobs(
+    source: str | None, new_tags: tuple[str, ...], from_file: TextIO | None, expect: str | None
+) -> list[tuple[str, list[str]]]:
+    if from_file is None:
+        if not source or not new_tags:
+            raise click.UsageError("give SOURCE and at least one NEW_TAG (or --from-file)")
+        return [(source, list(new_tags))]
+    if source or new_tags or expect:
+        raise click.UsageError("--from-file takes no SOURCE/NEW_TAG arguments or --expect-digest")
+    jobs = []
+    for number, line in enumerate(from_file, 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if len(words) < 2:
+            raise click.UsageError(f"{from_file.name}:{number}: expected 'SOURCE NEW_TAG...'")
+        jobs.append((words[0], words[1:]))
+    return jobs
+
+
+def _run_tags(
+    opts: CommonOptions,
+    jobs: list[tuple[str, list[str]]],
+    expect_digest: str | None,
+    no_clobber: bool,
+    dry_run: bool,
+) -> int:
+    from ..errors import RegistryError
     from ..tagging import tag
 
-    def work() -> int:
-        with opts.client() as client:
-            result = tag(
-                client,
-                source,
-                list(new_tags),
-                expect_digest=expect_digest,
-                no_clobber=no_clobber,
-                dry_run=dry_run,
-                raise_on_error=False,
-            )
-        _render_tag(opts, result)
-        for failed in result.failed:
-            if failed.error is not None:
-                click.echo(f"regshift: error: tag {failed.tag}: {one_line(failed.error)}", err=True)
-        first = result.failed[0].error if result.failed else None
-        return ExitStatus.for_error(first) if first else ExitStatus.OK
-
-    run_guarded(opts, work)
+    docs: list[dict[str, Any]] = []
+    texts: list[str] = []
+    first_error: BaseException | None = None
+    with opts.client() as client:
+        for source, new_tags in jobs:
+            try:
+                result = tag(
+                    client,
+                    source,
+                    new_tags,
+                    expect_digest=expect_digest,
+                    no_clobber=no_clobber,
+                    dry_run=dry_run,
+                    raise_on_error=False,
+                )
+            except RegistryError as exc:
+                if len(jobs) == 1:
+                    raise
+                click.echo(f"regshift: error: {one_line(exc)}", err=True)
+                docs.append({"source": source, "error": one_line(exc)})
+                first_error = first_error or exc
+                continue
+            doc, text = _tag_report(result)
+            docs.append(doc)
+            texts.append(text)
+            for failed in result.failed:
+                if failed.error is not None:
+                    message = one_line(failed.error)
+                    click.echo(f"regshift: error: tag {failed.tag}: {message}", err=True)
+                    first_error = first_error or failed.error
+    opts.emit(docs[0] if len(jobs) == 1 else docs, "\n".join(texts))
+    return ExitStatus.for_error(first_error) if first_error else ExitStatus.OK
 
 
 @cli.command("copy")
@@ -328,7 +381,7 @@ def logout_cmd(opts: CommonOptions, registry: str) -> None:
     run_guarded(opts, work)
 
 
-def _render_tag(opts: CommonOptions, result: TagResult) -> None:
+def _tag_report(result: TagResult) -> tuple[dict[str, Any], str]:
     doc = {
         "source": str(result.source),
         "digest": result.digest,
@@ -355,7 +408,7 @@ def _render_tag(opts: CommonOptions, result: TagResult) -> None:
         if o.error:
             detail = " (see error below)"
         lines.append(f"  {o.tag:<{width}}  {o.action}{detail}")
-    opts.emit(doc, "\n".join(lines))
+    return doc, "\n".join(lines)
 
 
 def _tagged(source: Reference | LayoutReference, tag: str) -> str:
