@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -47,6 +46,7 @@ from .mediatypes import is_foreign, is_manifest
 from .progress import ProgressCallback, ProgressEvent, ProgressState, ignore
 from .reference import Reference, parse_reference, parse_repository
 from .store import LayoutTarget, RegistrySource, Source, open_layout_target, open_source
+from .transport import default_jobs
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,6 @@ class CopyOptions:
     referrers: bool = False
     digest_tags: bool = False
     progress: ProgressCallback = ignore
-
-
-def default_jobs() -> int:
-    """Blobs at once by default: 2 per core, between 4 and 8 (the work waits on sockets)."""
-    return max(4, min(8, 2 * (os.cpu_count() or 2)))
 
 
 class BlobAction(StrEnum):

@@ -10,6 +10,7 @@ import email.utils
 import itertools
 import json
 import logging
+import os
 import random
 import ssl
 import threading
@@ -84,6 +85,11 @@ class RequestStats:
     def total(self) -> int:
         """Requests sent so far."""
         return self._last
+
+
+def default_jobs() -> int:
+    """Transfers at once by default: 2 per core, between 4 and 8 (the work waits on sockets)."""
+    return max(4, min(8, 2 * (os.cpu_count() or 2)))
 
 
 def ssl_context(ca_file: str | None, *, verify: bool = True) -> ssl.SSLContext:

@@ -35,8 +35,9 @@ def run_copy(
     quiet: bool,
 ) -> int:
     """Run a copy and print its result; returns the exit status."""
-    from ..copy import CopyOptions, copy, copy_repository, default_jobs
+    from ..copy import CopyOptions, copy, copy_repository
     from ..manifests import Platform
+    from ..transport import default_jobs
 
     for pattern in (include, exclude):
         _check_regex(pattern)

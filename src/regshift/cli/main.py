@@ -101,41 +101,48 @@ def _run_tags(
     no_clobber: bool,
     dry_run: bool,
 ) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..errors import RegistryError
     from ..tagging import tag
+    from ..transport import default_jobs
 
+    def one(job: tuple[str, list[str]]) -> TagResult | RegistryError:
+        try:
+            return tag(
+                client,
+                job[0],
+                job[1],
+                expect_digest=expect_digest,
+                no_clobber=no_clobber,
+                dry_run=dry_run,
+                raise_on_error=False,
+            )
+        except RegistryError as exc:
+            if len(jobs) == 1:
+                raise
+            return exc
+
+    with opts.client() as client, ThreadPoolExecutor(max_workers=default_jobs()) as pool:
+        results = list(pool.map(one, jobs))  # images in parallel, reported in file order
     docs: list[dict[str, Any]] = []
     texts: list[str] = []
-    first_error: BaseException | None = None
-    with opts.client() as client:
-        for source, new_tags in jobs:
-            try:
-                result = tag(
-                    client,
-                    source,
-                    new_tags,
-                    expect_digest=expect_digest,
-                    no_clobber=no_clobber,
-                    dry_run=dry_run,
-                    raise_on_error=False,
-                )
-            except RegistryError as exc:
-                if len(jobs) == 1:
-                    raise
-                click.echo(f"regshift: error: {one_line(exc)}", err=True)
-                docs.append({"source": source, "error": one_line(exc)})
-                first_error = first_error or exc
-                continue
-            doc, text = _tag_report(result)
-            docs.append(doc)
-            texts.append(text)
-            for failed in result.failed:
-                if failed.error is not None:
-                    message = one_line(failed.error)
-                    click.echo(f"regshift: error: tag {failed.tag}: {message}", err=True)
-                    first_error = first_error or failed.error
+    errors: list[BaseException] = []
+    for (source, _), result in zip(jobs, results, strict=True):
+        if isinstance(result, RegistryError):
+            click.echo(f"regshift: error: {one_line(result)}", err=True)
+            docs.append({"source": source, "error": one_line(result)})
+            errors.append(result)
+            continue
+        doc, text = _tag_report(result)
+        docs.append(doc)
+        texts.append(text)
+        for failed in result.failed:
+            if failed.error is not None:
+                click.echo(f"regshift: error: tag {failed.tag}: {one_line(failed.error)}", err=True)
+                errors.append(failed.error)
     opts.emit(docs[0] if len(jobs) == 1 else docs, "\n".join(texts))
-    return ExitStatus.for_error(first_error) if first_error else ExitStatus.OK
+    return ExitStatus.for_error(errors[0]) if errors else ExitStatus.OK
 
 
 @cli.command("copy")
