@@ -341,6 +341,8 @@ def _copy_one(
     run = _Run(graph.source, writer, opts, pool, cancel)
     before = previous[0] if previous is not None else writer.current_digest()
     if before == graph.top.digest and not opts.force:
+        if not opts.dry_run:  # signatures added since the last copy still travel
+            _copy_attached(run, graph, opts)
         return run.result(graph, before, steps=(), up_to_date=True)
     if writer.digest and writer.digest != graph.top.digest:
         raise DigestMismatch(f"destination {writer.name}", writer.digest, graph.top.digest)
@@ -353,13 +355,18 @@ def _copy_one(
         # Everything that refers to the image lands before the tag does, so a promoted
         # image is never visible without its signatures.
         writer.put_child(graph.top)
-        if opts.referrers:
-            run.copy_referrers(graph)
-        if opts.digest_tags:
-            run.copy_digest_tags(graph)
+        _copy_attached(run, graph, opts)
     writer.put_top(graph.top)
     run.emit(graph.top.descriptor(), ProgressState.WRITTEN, kind="manifest")
     return run.result(graph, before, steps=done, manifests=written + 1)
+
+
+def _copy_attached(run: _Run, graph: ImageGraph, opts: CopyOptions) -> None:
+    """Referrers and cosign digest tags, as asked for."""
+    if opts.referrers:
+        run.copy_referrers(graph)
+    if opts.digest_tags:
+        run.copy_digest_tags(graph)
 
 
 class _Writer:
@@ -522,19 +529,24 @@ class _Run:
                 if desc.digest in seen:
                     continue
                 seen.add(desc.digest)
+                queue.append(desc.digest)  # its own referrers (a signature of an SBOM)
+                if self.writer.has_manifest(desc.digest):
+                    continue  # copied before (re-runs only bring what is new)
                 artifact = self._copy_artifact(desc.digest)
                 self.writer.attach(artifact.top)
                 self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="referrer")
                 self.referrers.append(desc.digest)
-                queue.append(desc.digest)
 
     def copy_digest_tags(self, graph: ImageGraph) -> None:
         """The legacy cosign tags ``sha256-<hex>.sig/.att/.sbom`` of every copied manifest."""
         digests = {graph.top.digest, *(m.digest for m in graph.images), *self.referrers}
         wanted = {f"{d.replace(':', '-')}.{kind}" for d in digests for kind in _COSIGN_SUFFIXES}
         for tag in (t for t in self.source.list_tags() if t in wanted):
+            target = self.writer.retagged(tag)
+            if self.source.head_digest(tag) == target.current_digest():
+                continue  # copied before and unchanged since
             artifact = self._copy_artifact(tag)
-            self.writer.retagged(tag).put_top(artifact.top)
+            target.put_top(artifact.top)
             self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="tag")
             self.digest_tags.append(tag)
 
@@ -942,7 +954,7 @@ def _copy_tag(
 ) -> CopyResult:
     """Copy one tag, checking the cheap way first: HEAD both sides, compare digests."""
     previous = writer.current_digest()
-    cheap = not opts.force and not opts.platforms
+    cheap = not (opts.force or opts.platforms or opts.referrers or opts.digest_tags)
     if cheap and previous is not None and src.head_digest(tag) == previous:
         run = _Run(src, writer, opts, pool, cancel)
         graph = ImageGraph(src, Manifest(raw=b"", media_type="", digest=previous), ())

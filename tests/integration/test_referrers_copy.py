@@ -247,3 +247,29 @@ def test_inspect_shows_config_and_layers(open_registry: RegistryServer, repo_nam
     assert [p["platform"] for p in one["platforms"]] == ["linux/arm/v7"]
     text = run_cli("inspect", str(src)).stdout
     assert "linux/arm/v7" in text and "layer:" in text and "label:" in text
+
+
+def test_signatures_added_later_travel_on_the_next_copy(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """Promote, sign later, copy again: the image is up to date, the new signature still moves."""
+    image = random_image(seed=85)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    first_sig = signature_of(image.manifest, who="build")
+    with client_for() as client:
+        attach_artifact(client, src.repo_only(), first_sig)
+    dst = f"{other_registry.host}/{repo_name}:v1"
+    assert run_cli("copy", "--referrers", str(src), dst).code == 0
+
+    later = signature_of(image.manifest, who="release-manager")
+    with client_for() as client:
+        attach_artifact(client, src.repo_only(), later)
+    again = run_cli("copy", "--referrers", "--json", str(src), dst)
+    assert again.code == 0, again.stderr
+    doc = again.json()
+    assert doc["upToDate"] is True
+    assert doc["referrers"] == [later.digest], "only the new signature moves"
+    listed = {n["digest"] for n in run_cli("referrers", "--json", dst).json()["referrers"]}
+    assert listed == {first_sig.digest, later.digest}
+    third = run_cli("copy", "--referrers", "--json", str(src), dst).json()
+    assert third["referrers"] == []
