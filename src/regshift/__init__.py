@@ -10,9 +10,13 @@ credentials and tokens for every registry an operation touches::
         print(result.digest)
 """
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+
+# A library stays silent unless its user configures logging (retries are logged as warnings).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from .auth.credentials import (

@@ -589,9 +589,12 @@ class Client:
         else:
             target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
         scope_set = merge_scopes([ref.scope("pull")] if not api_root else [], scopes)
-        response = self._send_retrying(
-            method, ref.endpoint, target, scope_set, headers, content, params, retry
-        )
+        try:
+            response = self._send_retrying(
+                method, ref.endpoint, target, scope_set, headers, content, params, retry
+            )
+        except TransportError as exc:
+            raise TransportError(f"{_display(ref)}: {exc}", retryable=exc.retryable) from None
         if response.status_code < 400 or (missing_ok and response.status_code == 404):
             return response if stream else _buffered(response)
         raise _error_for(response, ref, self._registry_auth(ref.endpoint).credential)

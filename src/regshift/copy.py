@@ -155,6 +155,7 @@ class CopyResult:
     resent_bytes: int = 0
     referrers: tuple[str, ...] = ()
     digest_tags: tuple[str, ...] = ()
+    retries: int = 0
 
 
 _OUTCOMES = ("mounted", "streamed", "skipped")
@@ -433,12 +434,18 @@ class _Run:
         self.digest_tags: list[str] = []
         self.started = time.monotonic()
         self.start_requests = self._requests()
+        self.start_retries = self._retries()
 
     def _requests(self) -> int:
         own = self.writer.requests()
         if isinstance(self.source, RegistrySource) and not isinstance(self.writer, _RegistryWriter):
             return own + self.source.client.requests
         return own
+
+    def _retries(self) -> int:
+        clients = [getattr(self.writer, "client", None), getattr(self.source, "client", None)]
+        unique = {id(c): c for c in clients if isinstance(c, Client)}
+        return sum(c.stats.retries for c in unique.values())
 
     def emit(
         self, desc: Descriptor, state: ProgressState, done: int = 0, kind: str = "blob"
@@ -579,6 +586,7 @@ class _Run:
             resent_bytes=self.tally.resent,
             referrers=tuple(self.referrers),
             digest_tags=tuple(self.digest_tags),
+            retries=self._retries() - self.start_retries,
         )
 
 

@@ -66,6 +66,7 @@ class TagResult:
     outcomes: tuple[TagOutcome, ...]
     dry_run: bool = False
     requests: int = 0
+    retries: int = 0
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -113,7 +114,7 @@ def tag(
             parse_layout_reference(source), tags, expect_digest, no_clobber, dry_run
         )
     src = parse_reference(source) if isinstance(source, str) else source
-    start = client.requests
+    start, start_retries = client.requests, client.stats.retries
     scopes = [src.scope("pull" if dry_run else "pull,push")]
     manifest = client.get_manifest(src, scopes=scopes)
     _check_expected(str(src), manifest.digest, expect_digest)
@@ -132,6 +133,7 @@ def tag(
         outcomes=tuple(outcomes),
         dry_run=dry_run,
         requests=client.requests - start,
+        retries=client.stats.retries - start_retries,
     )
     if raise_on_error and result.failed:
         _raise_first(result)

@@ -51,7 +51,7 @@ def test_malformed_references(open_registry: RegistryServer, args: list[str], ne
 
 def test_usage_errors() -> None:
     missing = run_cli("tag", "127.0.0.1:5000/a:1")
-    assert missing.code == 2 and "Missing argument" in missing.stderr
+    assert missing.code == 2 and "at least one NEW_TAG" in missing.stderr
     assert run_cli("nosuchcommand").code == 2
 
 
@@ -190,3 +190,16 @@ def test_module_and_console_script(open_registry: RegistryServer, repo_name: str
     assert result.json()["digest"] == random_image(seed=39).manifest.digest
     bad = run_cli_process("digest", "NOT/valid")
     assert bad.code == 2 and bad.stderr.startswith("regshift: error: invalid reference")
+
+
+def test_real_process_prints_one_line_even_after_retries() -> None:
+    """The library logs retries, but stays silent unless asked (--debug): one error line."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ref = f"127.0.0.1:{port}/a/b:1"
+    result = run_cli_process("digest", "--retries", "2", ref)
+    assert result.code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"regshift: error: {ref}: ")
+    debug = run_cli_process("digest", "--retries", "1", "--debug", ref)
+    assert "retrying in" in debug.stderr

@@ -91,6 +91,7 @@ def result_doc(result: CopyResult) -> dict[str, Any]:
         "resentBytes": result.resent_bytes,
         "manifests": result.manifests,
         "requests": result.requests,
+        "retries": result.retries,
         "seconds": round(result.seconds, 3),
         "plan": [
             {
@@ -129,6 +130,7 @@ def _summary(result: CopyResult) -> list[str]:
         f"{result.manifests} manifest(s) written; "
         f"{result.requests} requests in {result.seconds:.2f}s",
         *(f"  note: {note}" for note in result.notes),
+        *([f"  note: {result.retries} request(s) retried"] if result.retries else []),
     ]
 
 

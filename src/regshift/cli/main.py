@@ -396,6 +396,7 @@ def _tag_report(result: TagResult) -> tuple[dict[str, Any], str]:
         "size": result.size,
         "dryRun": result.dry_run,
         "requests": result.requests,
+        "retries": result.retries,
         "tags": [
             {
                 "tag": o.tag,
