@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         default_keychain,
     )
     from .client import Client, ClientOptions, PutResult
+    from .copying import CopyOptions, CopyResult, RepositoryCopyResult, copy, copy_repository
     from .errors import (
         APIError,
         AuthError,
@@ -44,10 +45,14 @@ if TYPE_CHECKING:
         Unsupported,
         UnsupportedMediaType,
     )
+    from .inspection import ImageInfo, describe
+    from .layout import Layout, LayoutError, LayoutReference, parse_layout_reference
     from .manifests import Descriptor, Manifest, Platform, parse_manifest
     from .mediatypes import MediaType
     from .ops import DeleteResult, delete, digest, list_tags, login, logout, manifest
+    from .progress import ProgressEvent, ProgressState
     from .reference import Reference, parse_reference, parse_repository
+    from .referrers import attach, list_referrers, referrer_tree
     from .tagging import TagAction, TagOutcome, TagResult, tag
     from .transport import TransportOptions
 
@@ -55,6 +60,22 @@ if TYPE_CHECKING:
 # Names are imported on first use (PEP 562), so `regshift --help` and small scripts do not
 # pay for httpx and the HTTP stack until they talk to a registry.
 _LAZY = {
+    "CopyOptions": "copying",
+    "CopyResult": "copying",
+    "ImageInfo": "inspection",
+    "Layout": "layout",
+    "LayoutError": "layout",
+    "LayoutReference": "layout",
+    "ProgressEvent": "progress",
+    "ProgressState": "progress",
+    "RepositoryCopyResult": "copying",
+    "attach": "referrers",
+    "copy": "copying",
+    "copy_repository": "copying",
+    "describe": "inspection",
+    "list_referrers": "referrers",
+    "parse_layout_reference": "layout",
+    "referrer_tree": "referrers",
     "APIError": "errors",
     "AuthError": "errors",
     "ChainKeychain": "auth.credentials",
@@ -122,24 +143,33 @@ __all__ = [
     "ChainKeychain",
     "Client",
     "ClientOptions",
+    "CopyOptions",
+    "CopyResult",
     "Credential",
     "DeleteResult",
     "Descriptor",
     "DigestMismatch",
     "EnvKeychain",
     "FileKeychain",
+    "ImageInfo",
     "InvalidReference",
     "Keychain",
+    "Layout",
+    "LayoutError",
+    "LayoutReference",
     "Manifest",
     "ManifestError",
     "MediaType",
     "NotFound",
     "Platform",
     "PreconditionFailed",
+    "ProgressEvent",
+    "ProgressState",
     "PutResult",
     "RateLimited",
     "Reference",
     "RegistryError",
+    "RepositoryCopyResult",
     "StaticKeychain",
     "TagAction",
     "TagOutcome",
@@ -150,15 +180,22 @@ __all__ = [
     "Unsupported",
     "UnsupportedMediaType",
     "__version__",
+    "attach",
+    "copy",
+    "copy_repository",
     "default_keychain",
     "delete",
+    "describe",
     "digest",
+    "list_referrers",
     "list_tags",
     "login",
     "logout",
     "manifest",
+    "parse_layout_reference",
     "parse_manifest",
     "parse_reference",
     "parse_repository",
+    "referrer_tree",
     "tag",
 ]

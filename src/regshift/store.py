@@ -5,7 +5,7 @@ Copy logic talks to these two small interfaces so that every combination works t
 
 * a :class:`Source` serves manifests (exact bytes) and blob streams;
 * a :class:`LayoutTarget` stores into a layout; registry destinations are handled by
-  :mod:`regshift.copy`, which needs the registry-only tricks (mounts, chunked resumable
+  :mod:`regshift.copying`, which needs the registry-only tricks (mounts, chunked resumable
   uploads).
 """
 

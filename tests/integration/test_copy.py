@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regshift.copy import CopyOptions, copy
+from regshift.copying import CopyOptions, copy
 from regshift.errors import DigestMismatch
 from regshift.manifests import Platform, parse_manifest
 from regshift.progress import ProgressEvent, ProgressState

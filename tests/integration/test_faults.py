@@ -39,7 +39,7 @@ from regshift import (
     TransportOptions,
     parse_reference,
 )
-from regshift.copy import CopyOptions, copy
+from regshift.copying import CopyOptions, copy
 from regshift.sample import SampleImage, SampleIndex, push_sample, random_image, random_index
 
 from harness import pki

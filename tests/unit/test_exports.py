@@ -46,7 +46,17 @@ def test_verbs_are_functions_even_after_every_module_is_imported() -> None:
     for info in pkgutil.walk_packages(regshift.__path__, "regshift."):
         if not info.name.endswith("__main__"):
             importlib.import_module(info.name)
-    for name in ("tag", "digest", "manifest", "delete", "list_tags", "login", "logout"):
+    for name in (
+        "tag",
+        "digest",
+        "manifest",
+        "delete",
+        "list_tags",
+        "login",
+        "logout",
+        "copy",
+        "describe",
+    ):
         assert callable(getattr(regshift, name)) and not isinstance(
             getattr(regshift, name), type(regshift)
         )

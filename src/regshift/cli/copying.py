@@ -12,7 +12,7 @@ from .exits import ExitStatus
 from .progress import make_display
 
 if TYPE_CHECKING:
-    from ..copy import CopyResult, RepositoryCopyResult
+    from ..copying import CopyResult, RepositoryCopyResult
     from .options import CommonOptions
 
 
@@ -35,7 +35,7 @@ def run_copy(
     quiet: bool,
 ) -> int:
     """Run a copy and print its result; returns the exit status."""
-    from ..copy import CopyOptions, copy, copy_repository
+    from ..copying import CopyOptions, copy, copy_repository
     from ..manifests import Platform
     from ..transport import default_jobs
 

@@ -10,14 +10,14 @@ import click
 from .exits import ExitStatus
 
 if TYPE_CHECKING:
-    from ..describe import ImageInfo
+    from ..inspection import ImageInfo
     from ..referrers import ReferrerNode
     from .options import CommonOptions
 
 
 def run_inspect(opts: CommonOptions, reference: str, platforms: Sequence[str]) -> int:
     """Describe an image (registry or ``oci:`` layout) and print it."""
-    from ..describe import describe
+    from ..inspection import describe
     from ..manifests import Platform
     from ..store import open_source
 
@@ -83,7 +83,7 @@ def _info_lines(info: ImageInfo) -> list[str]:
 
 def run_referrers(opts: CommonOptions, reference: str, artifact_type: str | None) -> int:
     """List the referrers of an image as a tree."""
-    from ..describe import referrer_tree
+    from ..inspection import referrer_tree
     from ..store import open_source
 
     with opts.client() as client:

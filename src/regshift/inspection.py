@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .copy import resolve
+from .copying import resolve
 from .errors import ManifestError
 from .manifests import Descriptor, Manifest, Platform
 from .referrers import ReferrerNode
