@@ -1,7 +1,8 @@
 """``promote_lib.py NEW_TAG REF...``: tag every REF with NEW_TAG in one process, one Client.
 
-The library path of the promote-50 case (regshift has no single command for many different
-images). Prints a JSON line: the tag loop's own time, the import time, the request count.
+The library row of the promote-50 case: ``regshift.tag()`` called sequentially on one
+Client (the CLI's ``tag --from-file`` is the main row). Prints a JSON line: the tag loop's
+own time, the import time, the request count.
 """
 
 import time

@@ -7,10 +7,11 @@ import platform
 import statistics
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from cases import Context, Row, Settings
+from cases import REGSHIFT_KEY, SKOPEO_KEY, Context, Row, Settings, retag_case
 from registry_io import MiB
 from runner import PYTHON, REPO_DIR
 
@@ -152,6 +153,150 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+# -- targets ----------------------------------------------------------------------------------
+
+RETAG_REQUESTS = 2
+PROMOTE_FACTOR = 0.25
+RSS_LIMIT_MIB = 150
+COPY_CASES = ("copy-1g", "copy-100-layers", "copy-same-registry")
+
+
+@dataclass
+class Target:
+    """One goal, checked against this run's medians. Reported only: not part of the exit
+    status, which is about correctness (✗ cells)."""
+
+    name: str
+    required: str
+    measured: str = "-"
+    status: str = "n/a"  # PASS, FAIL, or n/a (case not run / no data)
+    detail: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def judge(self, passed: bool, rows: Sequence[Row]) -> None:
+        wrong = [r.tool for r in rows if not r.ok]
+        self.status = "PASS" if passed and not wrong else "FAIL"
+        if wrong:
+            self.detail = "; ".join(
+                x for x in (self.detail, f"✗ in the table ({', '.join(wrong)})") if x
+            )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "target": self.name,
+            "required": self.required,
+            "measured": self.measured,
+            "status": self.status,
+            "pass": {"PASS": True, "FAIL": False}.get(self.status),
+            "detail": self.detail or None,
+            "values": self.values,
+        }
+
+
+def _find(rows: Sequence[Row], case: str, key: str) -> Row | None:
+    found = [r for r in rows if r.case == case and r.key == key and r.runs]
+    return found[0] if found else None
+
+
+def _faster(name: str, rows: Sequence[Row], case: str, factor: float = 1.0) -> Target:
+    """regshift's median wall time <= factor x skopeo's, in one case."""
+    required = f"regshift <= {factor:g} x skopeo" if factor != 1 else "regshift <= skopeo"
+    target = Target(name, required)
+    ours, theirs = _find(rows, case, REGSHIFT_KEY), _find(rows, case, SKOPEO_KEY)
+    if ours is None or theirs is None or not ours.median or not theirs.median:
+        target.detail = f"{case} not measured"
+        return target
+    ratio = ours.median / theirs.median
+    target.measured = f"{_secs(ours.median)} s vs {_secs(theirs.median)} s ({ratio:.2f}x)"
+    target.values = {
+        "regshiftMedianSeconds": round(ours.median, 4),
+        "skopeoMedianSeconds": round(theirs.median, 4),
+        "ratio": round(ratio, 4),
+        "limitRatio": factor,
+    }
+    target.judge(ours.median <= factor * theirs.median, [ours, theirs])
+    return target
+
+
+def targets(rows: Sequence[Row], ctx: Context) -> list[Target]:
+    """Every target, from the medians of this run (n/a for cases that were not run)."""
+    s = ctx.settings
+    out: list[Target] = []
+
+    lo = retag_case(s, proxied=False)
+    t = Target(f"{lo}: regshift tag requests", f"= {RETAG_REQUESTS}")
+    row = _find(rows, lo, REGSHIFT_KEY)
+    if row is not None and row.median_requests is not None:
+        methods = row.runs[-1].extra.get("byMethod") or {}
+        t.measured = (
+            f"{row.median_requests:g} (" + ", ".join(f"{n} {m}" for m, n in methods.items()) + ")"
+        )
+        t.values = {"medianRequests": row.median_requests, "byMethod": methods}
+        t.judge(row.median_requests == RETAG_REQUESTS, [row])
+    else:
+        t.detail = f"{lo} not measured"
+    out.append(t)
+
+    proxied = retag_case(s, proxied=True)
+    out.append(_faster(f"{proxied}: regshift tag wall time", rows, proxied))
+    out.append(
+        _faster(
+            f"promote-50 ({s.promote_images} images): regshift tag --from-file vs skopeo loop",
+            rows,
+            "promote-50",
+            PROMOTE_FACTOR,
+        )
+    )
+    for case in COPY_CASES:
+        out.append(_faster(f"{case}: regshift copy vs skopeo (empty cache)", rows, case))
+
+    t = Target("copy-1g: regshift copy peak RSS", f"< {RSS_LIMIT_MIB} MiB")
+    row = _find(rows, "copy-1g", REGSHIFT_KEY)
+    median_rss, peak = (row.median_rss_kib, row.peak_rss_kib) if row else (None, None)
+    if row is not None and median_rss is not None and peak is not None:
+        t.measured = f"{median_rss / 1024:.0f} MiB (median; max {peak / 1024:.0f})"
+        t.values = {"medianPeakRssKiB": median_rss, "maxPeakRssKiB": peak}
+        t.judge(median_rss / 1024 < RSS_LIMIT_MIB, [row])
+        if s.quick:
+            t.detail = "--quick: small layers, says nothing about 1 GiB"
+    else:
+        t.detail = "copy-1g not measured"
+    out.append(t)
+
+    t = Target("`regshift --help` imports neither httpx nor rich", "neither imported")
+    if ctx.startup:
+        imported = ctx.startup["imported"]
+        t.measured = ", ".join(
+            f"{m} {'imported' if imported.get(m) else 'not imported'}" for m in ("httpx", "rich")
+        )
+        t.values = {m: bool(imported.get(m)) for m in ("httpx", "rich")}
+        t.status = (
+            "PASS" if ctx.startup["returncode"] == 0 and not any(t.values.values()) else "FAIL"
+        )
+        if ctx.startup["returncode"] != 0:
+            t.detail = f"`--help` exited {ctx.startup['returncode']}"
+    else:
+        t.detail = "startup not measured"
+    out.append(t)
+    return out
+
+
+def targets_table(found: Sequence[Target]) -> list[str]:
+    passed = sum(t.status == "PASS" for t in found)
+    failed = sum(t.status == "FAIL" for t in found)
+    return [
+        "### Targets",
+        "",
+        f"{passed} PASS, {failed} FAIL, {len(found) - passed - failed} n/a. From the medians "
+        "of this run (wall time as in the table, so including process start-up). Reported "
+        "only: the exit status is about correctness (✗ cells), not targets.",
+        "",
+        "| target | required | measured | result | notes |",
+        "|---|---|---|:-:|---|",
+        *(f"| {t.name} | {t.required} | {t.measured} | {t.status} | {t.detail} |" for t in found),
+    ]
+
+
 def render(
     machine: dict[str, Any],
     settings: Settings,
@@ -174,6 +319,8 @@ def render(
         "if runs differ). `MiB served`: response bodies the registries sent (GETs). "
         "`ok`: the result was checked at the registry with plain HTTP (manifest sha256 = "
         "source digest, every blob present) after each run.",
+        "",
+        *targets_table(targets(rows, ctx)),
         "",
         "Cases at these settings:",
         "",
@@ -202,6 +349,7 @@ def document(
         "cases": {c: settings.describe()[c] for c in cases},
         "rows": [r.as_json() for r in rows],
         "startup": ctx.startup or None,
+        "targets": [t.as_json() for t in targets(rows, ctx)],
         "ok": all(r.ok for r in rows),
     }
 
