@@ -38,9 +38,15 @@ def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = N
     runner = CliRunner()
     result = runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
     out = CliResult(result.exit_code, result.stdout, result.stderr, result.stdout_bytes)
-    for secret in SECRETS:
-        assert secret not in out.stdout and secret not in out.stderr, "a secret was printed"
+    _no_secrets(out.stdout + out.stderr)
     return out
+
+
+def _no_secrets(text: str) -> None:
+    """No password or token a test used, no bearer token (every JWT starts with ``eyJ``)."""
+    for secret in SECRETS:
+        assert secret not in text, "a secret was printed"
+    assert "eyJ" not in text and "Bearer " not in text and "Basic " not in text
 
 
 def run_cli_process(*args: str, input: str | None = None) -> CliResult:
@@ -52,8 +58,7 @@ def run_cli_process(*args: str, input: str | None = None) -> CliResult:
         env=os.environ.copy(),
     )
     stdout, stderr = proc.stdout.decode(), proc.stderr.decode()
-    for secret in SECRETS:
-        assert secret not in stdout and secret not in stderr, "a secret was printed"
+    _no_secrets(stdout + stderr)
     return CliResult(proc.returncode, stdout, stderr, proc.stdout)
 
 

@@ -512,3 +512,50 @@ def test_an_api_registry_that_404s_a_missing_repository_is_not_written_off(
         repo = Reference(proxy.host, subject.repo_name)
         assert list_referrers(client, repo, subject.digest) == []
         assert referrers_api_supported(client, repo) is False
+
+
+def test_referrers_api_pages_are_followed(subject: Subject) -> None:
+    """Two pages joined by a Link header (emulated API), the filter sent only once."""
+    sig, sbom = signature_of(subject.manifest), sbom_of(subject.manifest)
+    first = _api_answer({**foreign_entry(sig), "artifactType": SIG_TYPE})
+    second = _api_answer({**foreign_entry(sbom), "artifactType": SBOM_TYPE})
+    page_two = f"/v2/{subject.repo_name}/referrers/{subject.digest}?last=1"
+    with FaultProxy(subject.registry.host) as proxy, client_for() as client:
+        proxy.add_rule(
+            Rule(
+                method="GET",
+                path=r"/referrers/sha256:[0-9a-f]+\?last=1$",
+                action=Respond(200, {"Content-Type": INDEX}, second),
+            )
+        )
+        proxy.add_rule(
+            Rule(
+                method="GET",
+                path=r"/referrers/sha256:[0-9a-f]+$",
+                action=Respond(
+                    200, [("Content-Type", INDEX), ("Link", f'<{page_two}>; rel="next"')], first
+                ),
+            )
+        )
+        found = list_referrers(client, Reference(proxy.host, subject.repo_name), subject.digest)
+        assert [d.digest for d in found] == [sig.digest, sbom.digest]
+        assert len([r for r in proxy.requests if "/referrers/" in r.path]) == 2
+
+
+def test_a_non_index_answer_means_no_api(subject: Subject, client: Client) -> None:
+    """A 200 that is not an image index: the fallback tag is read, and that is remembered."""
+    sig = signature_of(subject.manifest)
+    attach_artifact(client, Reference(subject.registry.host, subject.repo_name), sig)
+    with FaultProxy(subject.registry.host) as proxy, client_for() as fresh:
+        proxy.add_rule(
+            Rule(
+                method="GET",
+                path=r"/referrers/",
+                action=Respond(200, {"Content-Type": "text/html"}, b"<html>not an api</html>"),
+            )
+        )
+        repo = Reference(proxy.host, subject.repo_name)
+        assert [d.digest for d in list_referrers(fresh, repo, subject.digest)] == [sig.digest]
+        assert [d.digest for d in list_referrers(fresh, repo, subject.digest)] == [sig.digest]
+        assert referrers_api_supported(fresh, repo) is False
+        assert len([r for r in proxy.requests if "/referrers/" in r.path]) == 1
