@@ -650,8 +650,6 @@ def promote(ctx: Context) -> list[Row]:
             errors = [d for d in docs if d.get("error")]
             if errors:
                 return f"{len(errors)} of {n} reported errors, e.g. {errors[0]['error']}"
-            counts = [d.get("requests") for d in docs]
-            run.extra["clientRequests"] = sum(c for c in counts if isinstance(c, int))
             return check(tag)(run)
 
         try:

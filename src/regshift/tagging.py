@@ -114,7 +114,7 @@ def tag(
             parse_layout_reference(source), tags, expect_digest, no_clobber, dry_run
         )
     src = parse_reference(source) if isinstance(source, str) else source
-    start, start_retries = client.requests, client.stats.retries
+    start, start_retries = client.stats.this_thread, client.stats.retries
     scopes = [src.scope("pull" if dry_run else "pull,push")]
     manifest = client.get_manifest(src, scopes=scopes)
     _check_expected(str(src), manifest.digest, expect_digest)
@@ -132,7 +132,7 @@ def tag(
         size=manifest.size,
         outcomes=tuple(outcomes),
         dry_run=dry_run,
-        requests=client.requests - start,
+        requests=client.stats.this_thread - start,
         retries=client.stats.retries - start_retries,
     )
     if raise_on_error and result.failed:

@@ -69,11 +69,19 @@ class RequestStats:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     retries: int = 0
     retry_wait: float = 0.0
+    _local: threading.local = field(default_factory=threading.local)
 
     def add(self) -> None:
-        """Count one request."""
+        """Count one request (hooks run in the thread that sent it)."""
         with self._lock:
             self._last = next(self._counter) + 1
+        self._local.count = getattr(self._local, "count", 0) + 1
+
+    @property
+    def this_thread(self) -> int:
+        """Requests answered for the calling thread: exact per operation when several
+        operations share a client from different threads."""
+        return int(getattr(self._local, "count", 0))
 
     def retried(self, waited: float) -> None:
         """Count one retry and the time waited before it."""
