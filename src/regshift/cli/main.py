@@ -101,8 +101,6 @@ def _run_tags(
     no_clobber: bool,
     dry_run: bool,
 ) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
     from ..errors import RegistryError
     from ..tagging import tag
     from ..transport import default_jobs
@@ -123,8 +121,14 @@ def _run_tags(
                 raise
             return exc
 
-    with opts.client() as client, ThreadPoolExecutor(max_workers=default_jobs()) as pool:
-        results = list(pool.map(one, jobs))  # images in parallel, reported in file order
+    with opts.client() as client:
+        if len(jobs) == 1:
+            results = [one(jobs[0])]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=default_jobs()) as pool:
+                results = list(pool.map(one, jobs))  # in parallel, reported in file order
     docs: list[dict[str, Any]] = []
     texts: list[str] = []
     errors: list[BaseException] = []
