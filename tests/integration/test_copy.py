@@ -556,3 +556,49 @@ def test_progress_bars_on_a_terminal(
         assert f"blob {layer.digest.split(':')[1][:12]}" in text
     assert "2.1 MB" in text or "2.1/2.1 MB" in text
     assert b"streamed" in stdout
+
+
+def test_include_foreign_copies_a_foreign_layer_the_source_serves(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    import json
+
+    from regshift.digests import compute_digest
+    from regshift.manifests import parse_manifest as parse
+    from regshift.mediatypes import MediaType
+    from regshift.sample import SampleImage
+
+    base = random_image(seed=60, docker=True)
+    foreign = b"a foreign layer this registry happens to hold"
+    doc = json.loads(base.manifest.raw)
+    doc["layers"].append(
+        {
+            "mediaType": MediaType.DOCKER_FOREIGN_LAYER,
+            "digest": compute_digest(foreign),
+            "size": len(foreign),
+            "urls": ["https://example.invalid/layer.tar"],
+        }
+    )
+    manifest = parse(json.dumps(doc, separators=(",", ":")).encode())
+    src = seed(open_registry.host, repo_name, "win", SampleImage(manifest, (*base.blobs, foreign)))
+    result = run_cli(
+        "copy", "--include-foreign", "--json", str(src), f"{other_registry.host}/{repo_name}:win"
+    )
+    assert result.code == 0, result.stderr
+    assert result.json()["blobs"]["streamed"] == len(base.blobs) + 1
+    assert result.json()["notes"] == []
+    url = f"{other_registry.url}/v2/{repo_name}/blobs/{compute_digest(foreign)}"
+    assert httpx.get(url).content == foreign
+
+
+def test_layout_to_layout(open_registry: RegistryServer, repo_name: str, tmp_path: Path) -> None:
+    sample = random_index(seed=61)
+    src = seed(open_registry.host, repo_name, "v1", sample)
+    assert run_cli("copy", str(src), f"oci:{tmp_path / 'a'}:v1").code == 0
+    result = run_cli("copy", "--json", f"oci:{tmp_path / 'a'}:v1", f"oci:{tmp_path / 'b'}:v2")
+    assert result.code == 0, result.stderr
+    assert result.json()["digest"] == sample.manifest.digest and result.json()["requests"] == 0
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{tmp_path / 'b'}:v2"], check=True, capture_output=True
+    )
+    assert raw.stdout == sample.manifest.raw

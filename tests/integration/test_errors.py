@@ -203,3 +203,43 @@ def test_real_process_prints_one_line_even_after_retries() -> None:
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"regshift: error: {ref}: ")
     debug = run_cli_process("digest", "--retries", "1", "--debug", ref)
     assert "retrying in" in debug.stderr
+
+
+def test_retry_after_is_capped_and_reported(
+    proxy: FaultProxy,
+    open_registry: RegistryServer,
+    repo_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A registry asking for an hour gets the cap (here 0.5 s), and the wait is reported."""
+    import time
+
+    from regshift import Client, ClientOptions, TransportOptions
+    from regshift.reference import parse_reference
+
+    image = random_image(seed=40)
+    seed(open_registry.host, repo_name, "v1", image)
+    proxy.add_rule(Rule(method="HEAD", times=1, action=Respond(429, {"Retry-After": "3600"}, b"")))
+    options = ClientOptions(
+        transport=TransportOptions(retries=2, max_retry_after=0.5), cache_dir=None
+    )
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="regshift"), Client(options) as client:
+        found = client.resolve_digest(parse_reference(f"{proxy.host}/{repo_name}:v1"))
+        assert client.stats.retries == 1
+        assert 0.45 <= client.stats.retry_wait <= 0.6
+    assert found.digest == image.manifest.digest
+    assert time.monotonic() - started < 5
+    assert any("Retry-After 3600s capped" in r.getMessage() for r in caplog.records)
+
+
+def test_untrustworthy_digest_header_falls_back_to_get(
+    proxy: FaultProxy, open_registry: RegistryServer, repo_name: str
+) -> None:
+    sample = random_index(seed=41)
+    seed(open_registry.host, repo_name, "v1", sample)
+    proxy.add_rule(Rule(method="HEAD", action=RewriteHeader("Docker-Content-Digest", "md5:0123")))
+    result = run_cli("digest", f"{proxy.host}/{repo_name}:v1")
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip() == sample.manifest.digest
+    assert [r.method for r in proxy.requests if "/manifests/" in r.path] == ["HEAD", "GET"]

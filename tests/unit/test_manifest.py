@@ -110,3 +110,43 @@ def test_platform_matches() -> None:
 def test_parser_total(raw: bytes) -> None:
     with contextlib.suppress(ManifestError):
         parse_manifest(raw)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_DESCRIPTOR = st.fixed_dictionaries(
+    {
+        "mediaType": st.sampled_from([MediaType.OCI_LAYER_GZIP, "x", ""]) | _JSON,
+        "digest": st.sampled_from([D, "sha256:1", "md5:" + "a" * 32]) | _JSON,
+        "size": st.integers(-5, 10**12) | _JSON,
+    },
+    optional={"platform": _JSON, "urls": _JSON, "annotations": _JSON},
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {"schemaVersion": st.sampled_from([2, 1]) | _JSON},
+        optional={
+            "mediaType": st.sampled_from([MediaType.OCI_MANIFEST, MediaType.OCI_INDEX, "text/x"])
+            | _JSON,
+            "config": _DESCRIPTOR | _JSON,
+            "layers": st.lists(_DESCRIPTOR | _JSON, max_size=3) | _JSON,
+            "manifests": st.lists(_DESCRIPTOR | _JSON, max_size=3) | _JSON,
+            "subject": _DESCRIPTOR | _JSON,
+        },
+    )
+)
+def test_structured_manifests_only_raise_our_errors(doc: dict[str, object]) -> None:
+    """Manifest-shaped JSON with wrong types anywhere: parsed, or refused with ManifestError."""
+    raw = json.dumps(doc).encode()
+    try:
+        parsed = parse_manifest(raw)
+    except ManifestError:
+        return
+    assert parsed.raw == raw
