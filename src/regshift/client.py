@@ -232,6 +232,7 @@ class Client:
         *,
         tags: Iterable[str] = (),
         scopes: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
     ) -> PutResult:
         """PUT the manifest's exact bytes under ``ref`` (a tag or its digest).
 
@@ -252,7 +253,7 @@ class Client:
                     ref,
                     f"/manifests/{ref.identifier}",
                     scopes=scope_list,
-                    headers={"Content-Type": manifest.media_type},
+                    headers={"Content-Type": manifest.media_type, **(headers or {})},
                     content=manifest.raw,
                     params=params,
                     retry=False,

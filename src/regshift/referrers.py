@@ -285,15 +285,14 @@ def attach(client: Client, repo: Reference, manifest: Manifest) -> AttachResult:
     :func:`referrer_entry`) unless one with its digest is there; every other entry, whoever
     wrote it, is kept as it was (same fields, values and order), as are the index's own fields.
 
-    Concurrent writers: the distribution-spec allows ``If-Match`` on the index PUT, but
-    :meth:`Client.put_manifest` cannot send extra headers, and CNCF distribution 2.8 ignores
-    conditional headers on manifest PUTs anyway (it stores the index regardless). So the
-    guard is read-verify-retry, which works everywhere: after each PUT the index is read
-    again, and if our entry or any entry we have read is missing (another client wrote a
-    list it had read before ours landed), they are merged into the current list and written
-    again, at most :data:`MAX_INDEX_WRITES` times. This narrows the race but cannot close it:
-    a writer holding an older list may still drop an entry it never saw after its owner has
-    verified it, and an entry removed concurrently by another tool may be written back.
+    Concurrent writers: the index PUT is conditional (``If-Match`` the version read, or
+    ``If-None-Match: *``), so a registry that honours conditional requests answers 412 when
+    another writer came first, and the lists are merged again. CNCF distribution 2.8 ignores
+    conditional headers on manifest PUTs, so after each PUT the index is also read back, and if
+    our entry or any entry we have read is missing they are merged into the current list and
+    written again, at most :data:`MAX_INDEX_WRITES` times. On such registries this narrows the
+    race but cannot close it: a writer holding an older list may still drop an entry it never
+    saw after its owner has verified it.
 
     Raises:
         ManifestError: ``manifest`` has no subject, or the fallback tag holds something
@@ -335,7 +334,7 @@ def _update_fallback(
     protected: list[JSONObject] = []  # every entry we have read: none may be lost by our doing
     writes = 0
     while True:
-        base, current = _read_entries(client, tag_ref, scopes)
+        base, current, etag = _read_entries(client, tag_ref, scopes)
         protected = merge_index_entries(protected, current)
         merged = merge_index_entries(current, [*protected, ours])
         if len(merged) == len(current):
@@ -353,14 +352,26 @@ def _update_fallback(
                 f"{tag_ref}: the referrers index kept changing under concurrent writers; "
                 f"gave up after {writes} writes"
             )
-        _put_index(client, tag_ref, encode_index(base, merged), scopes)
         writes += 1
+        if not _put_index(client, tag_ref, encode_index(base, merged), scopes, etag):
+            log.info("%s: the referrers index changed since it was read; merging again", tag_ref)
 
 
-def _put_index(client: Client, tag_ref: Reference, raw: bytes, scopes: Sequence[str]) -> None:
+def _put_index(
+    client: Client, tag_ref: Reference, raw: bytes, scopes: Sequence[str], etag: str | None
+) -> bool:
+    """PUT the index, conditionally: ``If-Match`` the version read, or ``If-None-Match: *``
+    when there was none. Registries that honour them answer 412 when another writer came
+    first (False: read and merge again); distribution 2.8 ignores them, and the read-back
+    in :func:`_update_fallback` is the guard there."""
+    condition = {"If-Match": etag} if etag else {"If-None-Match": "*"}
     try:
-        client.put_manifest(tag_ref, parse_manifest(raw, MediaType.OCI_INDEX), scopes=scopes)
+        client.put_manifest(
+            tag_ref, parse_manifest(raw, MediaType.OCI_INDEX), scopes=scopes, headers=condition
+        )
     except APIError as exc:
+        if exc.status == 412:
+            return False
         # distribution 2.8 refuses an index naming a manifest it does not have (400
         # MANIFEST_BLOB_UNKNOWN): a referrer deleted without updating the list. Its entry is
         # not ours to drop, so say what is wrong instead.
@@ -375,6 +386,7 @@ def _put_index(client: Client, tag_ref: Reference, raw: bytes, scopes: Sequence[
             context=f"{tag_ref}: the referrers index lists a manifest the registry no longer "
             "has; other tools' entries are never dropped, so remove it from the index first",
         ) from exc
+    return True
 
 
 # -- plumbing --------------------------------------------------------------------------------
@@ -402,15 +414,16 @@ def _read_index(client: Client, tag_ref: Reference, scopes: Sequence[str]) -> Ma
 
 def _read_entries(
     client: Client, tag_ref: Reference, scopes: Sequence[str]
-) -> tuple[JSONObject, list[JSONObject]]:
-    """The fallback index document and its entries as JSON (an empty index when untagged)."""
+) -> tuple[JSONObject, list[JSONObject], str | None]:
+    """The fallback index document, its entries as JSON (an empty index when untagged), and
+    the entity tag of what was read (registries' ETag for a manifest is its quoted digest)."""
     try:
         index = _read_index(client, tag_ref, scopes)
     except NotFound:
-        return empty_index(), []
+        return empty_index(), [], None
     doc = json.loads(index.raw)  # parse_manifest has checked it is an object
     entries = doc.get("manifests", [])  # ... and that this is a list of objects
-    return doc, [dict(e) for e in entries]
+    return doc, [dict(e) for e in entries], f'"{index.digest}"'
 
 
 def _manifest_annotations(manifest: Manifest) -> dict[str, str]:

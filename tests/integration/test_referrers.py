@@ -559,3 +559,41 @@ def test_a_non_index_answer_means_no_api(subject: Subject, client: Client) -> No
         assert [d.digest for d in list_referrers(fresh, repo, subject.digest)] == [sig.digest]
         assert referrers_api_supported(fresh, repo) is False
         assert len([r for r in proxy.requests if "/referrers/" in r.path]) == 1
+
+
+def test_attach_sends_conditions_and_merges_again_on_412(subject: Subject) -> None:
+    """A registry honouring If-Match (emulated: one 412) makes attach re-read and retry."""
+    sig = signature_of(subject.manifest)
+    with FaultProxy(subject.registry.host) as proxy, client_for() as client:
+        repo = Reference(proxy.host, subject.repo_name)
+        push_blobs(client, repo, sig)
+        tag = fallback_tag(subject.digest)
+        proxy.add_rule(
+            Rule(method="PUT", path=f"/manifests/{tag}$", times=1, action=Respond(412, {}, b""))
+        )
+        result = attach(client, repo, sig.manifest)
+        puts = [
+            r for r in proxy.requests if r.method == "PUT" and r.path.endswith(f"/manifests/{tag}")
+        ]
+    assert result.writes == 2 and not result.via_api
+    assert [r.status for r in puts] == [412, 201]
+    assert puts[0].headers.get("if-none-match") == "*"  # no index existed when it was read
+    assert [
+        e["digest"]
+        for e in entries(fallback_index(subject.registry.url, subject.repo_name, subject.digest))
+    ] == [sig.digest]
+
+
+def test_attach_sends_if_match_with_the_version_read(subject: Subject) -> None:
+    sig, sbom = signature_of(subject.manifest), sbom_of(subject.manifest)
+    with FaultProxy(subject.registry.host) as proxy, client_for() as client:
+        repo = Reference(proxy.host, subject.repo_name)
+        attach_artifact(client, repo, sig)
+        tag = fallback_tag(subject.digest)
+        before = client.get_manifest(repo.with_tag(tag)).digest
+        proxy.reset_log()
+        attach_artifact(client, repo, sbom)
+        (put,) = [
+            r for r in proxy.requests if r.method == "PUT" and r.path.endswith(f"/manifests/{tag}")
+        ]
+    assert put.headers.get("if-match") == f'"{before}"'
