@@ -78,6 +78,9 @@ def test_same_registry_mounts_every_blob(token_registry: RegistryServer, repo_na
     assert (
         _head(token_registry, f"{repo_name}-copy", "1.0").status_code == 401
     )  # anonymous: no access
+    with client_for(username=user, password=password) as client:
+        copied = client.get_manifest(parse_reference(dst))
+    assert copied.raw == image.manifest.raw and copied.digest == image.manifest.digest
 
 
 def test_same_registry_open(open_registry: RegistryServer, repo_name: str) -> None:
@@ -86,6 +89,7 @@ def test_same_registry_open(open_registry: RegistryServer, repo_name: str) -> No
     open_registry.mark()
     result = run_cli("copy", "--json", str(src), f"{open_registry.host}/{repo_name}/mirror:v1")
     assert result.code == 0, result.stderr
+    assert result.stderr == "", "no progress output without a terminal or -v"
     assert result.json()["digest"] == sample.manifest.digest
     assert result.json()["blobs"]["mounted"] == 8 and _upload_requests(open_registry) == []
 
