@@ -246,6 +246,27 @@ def _cmd(argv: Sequence[str]) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
+def _copy_rows(case: str) -> list[Row]:
+    """The two rows every copy case has: regshift (the base) and skopeo with an empty cache."""
+    return [
+        Row(
+            case,
+            "regshift copy",
+            case,
+            _cmd(["regshift", "copy", "--json", "SRC", "DST"]),
+            baseline=True,
+            key=REGSHIFT_KEY,
+        ),
+        Row(
+            case,
+            "skopeo copy (empty cache)",
+            case,
+            _cmd(skopeo_copy("SRC", "DST")),
+            key=SKOPEO_KEY,
+        ),
+    ]
+
+
 # -- 1. copy-1g ------------------------------------------------------------------------------
 
 
@@ -289,21 +310,7 @@ def copy_1g(ctx: Context) -> list[Row]:
         return measure(cmd, workdir=ctx.workdir, registries=regs, check=check)
 
     rows = [
-        Row(
-            case,
-            "regshift copy",
-            case,
-            _cmd(["regshift", "copy", "--json", "SRC", "DST"]),
-            baseline=True,
-            key=REGSHIFT_KEY,
-        ),
-        Row(
-            case,
-            "skopeo copy (empty cache)",
-            case,
-            _cmd(skopeo_copy("SRC", "DST")),
-            key=SKOPEO_KEY,
-        ),
+        *_copy_rows(case),
         Row(
             case,
             "raw: curl GET | curl PUT",
@@ -349,21 +356,7 @@ def copy_many_layers(ctx: Context) -> list[Row]:
         return measure(cmd, workdir=ctx.workdir, registries=regs, skopeo=True, check=check)
 
     rows = [
-        Row(
-            case,
-            "regshift copy",
-            case,
-            _cmd(["regshift", "copy", "--json", "SRC", "DST"]),
-            baseline=True,
-            key=REGSHIFT_KEY,
-        ),
-        Row(
-            case,
-            "skopeo copy (empty cache)",
-            case,
-            _cmd(skopeo_copy("SRC", "DST")),
-            key=SKOPEO_KEY,
-        ),
+        *_copy_rows(case),
     ]
     _repeat(ctx, list(zip(rows, (regshift, skopeo), strict=True)))
     rows[0].note = _blob_note(rows[0])
@@ -426,21 +419,7 @@ def copy_same_registry(ctx: Context) -> list[Row]:
         )
 
     rows = [
-        Row(
-            case,
-            "regshift copy",
-            case,
-            _cmd(["regshift", "copy", "--json", "SRC", "DST"]),
-            baseline=True,
-            key=REGSHIFT_KEY,
-        ),
-        Row(
-            case,
-            "skopeo copy (empty cache)",
-            case,
-            _cmd(skopeo_copy("SRC", "DST")),
-            key=SKOPEO_KEY,
-        ),
+        *_copy_rows(case),
         Row(
             case,
             "skopeo copy (warm cache)",

@@ -120,7 +120,7 @@ def tag(
     _check_expected(str(src), manifest.digest, expect_digest)
     previous = _lookup_previous(client, src, tags, scopes) if (no_clobber or dry_run) else {}
     if no_clobber:
-        _refuse_clobber(src, manifest.digest, previous)
+        _refuse_clobber(str(src.repo_only()), manifest.digest, previous)
     if dry_run:
         outcomes = [_planned(t, manifest.digest, previous.get(t)) for t in tags]
     else:
@@ -155,13 +155,11 @@ def _tag_in_layout(
     _check_expected(str(src), manifest.digest, expect_digest)
     previous = {t: (d.digest if (d := layout.head_manifest(t)) else None) for t in tags}
     if no_clobber:
-        _refuse_clobber_in(str(src), manifest.digest, previous)
+        _refuse_clobber(str(src), manifest.digest, previous)
     outcomes = []
     for name in tags:
-        if previous[name] == manifest.digest:
-            outcomes.append(TagOutcome(name, TagAction.UNCHANGED, previous=manifest.digest))
-        elif dry_run:
-            outcomes.append(TagOutcome(name, TagAction.WOULD_TAG, previous=previous[name]))
+        if dry_run or previous[name] == manifest.digest:
+            outcomes.append(_planned(name, manifest.digest, previous[name]))
         else:
             layout.put_manifest(manifest, name)
             outcomes.append(_written(name, "index.json", previous))
@@ -196,11 +194,7 @@ def _lookup_previous(
     return previous
 
 
-def _refuse_clobber(src: Reference, digest: str, previous: dict[str, str | None]) -> None:
-    _refuse_clobber_in(str(src.repo_only()), digest, previous)
-
-
-def _refuse_clobber_in(where: str, digest: str, previous: dict[str, str | None]) -> None:
+def _refuse_clobber(where: str, digest: str, previous: dict[str, str | None]) -> None:
     taken = {t: d for t, d in previous.items() if d is not None and d != digest}
     if taken:
         listing = ", ".join(f"{t} -> {d}" for t, d in taken.items())
