@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
+from . import process
 from .exits import ExitStatus, one_line, run_guarded
 from .options import CommonOptions, common_options, read_password
 
@@ -473,6 +474,10 @@ def _skip_httpx_command_line() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point."""
+    """Console entry point: owns the process (see :mod:`regshift.cli.process`)."""
     _skip_httpx_command_line()
-    cli.main(args=list(argv) if argv is not None else None, prog_name="regshift")
+    process.begin()
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="regshift")
+    finally:
+        process.start_up_done()  # a command that stopped before its client existed

@@ -62,8 +62,11 @@ class CommonOptions:
     def client(self) -> Client:
         """A client configured from the flags."""
         from ..client import Client
+        from .process import start_up_done
 
-        return Client(self.client_options())
+        client = Client(self.client_options())
+        start_up_done()
+        return client
 
     def emit(self, doc: object, text: str) -> None:
         """Print the result: JSON with --json, else the text (if any)."""
