@@ -309,8 +309,9 @@ def render(
     out += [f"- **{k}**: {v}" for k, v in machine.items()]
     mode = "quick" if settings.quick else "full"
     out += [
-        f"- **run**: {mode}, {settings.repeat} repetition(s) per tool (median shown), "
-        f"cases: {', '.join(cases)}; {seconds:.0f} s in total",
+        f"- **run**: {mode}, {settings.repeat} repetition(s) per tool (median shown); "
+        f"{settings.short_repeat} for the short rows of retag and promote-50 (all but the "
+        f"50-process regshift loop), cases: {', '.join(cases)}; {seconds:.0f} s in total",
         "",
         table(rows),
         "",
