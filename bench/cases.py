@@ -735,6 +735,15 @@ def promote(ctx: Context) -> list[Row]:
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)\s*$")
 
 
+# The HTTP stack and CLI library regshift is built on, imported the way the regshift process
+# does it (httpx's own command line kept out, the collector off: see regshift.cli.process).
+_STACK = (
+    "import gc, sys, types; gc.disable(); "
+    "sys.modules['httpx._main'] = types.ModuleType('httpx._main'); "
+    "import httpx, httpcore, click; gc.freeze()"
+)
+
+
 def startup(ctx: Context) -> list[Row]:
     s = ctx.settings
     case = "startup"
@@ -743,6 +752,7 @@ def startup(ctx: Context) -> list[Row]:
         ("regshift --help", [REGSHIFT, "--help"], None),
         ("python -c 'import regshift.cli.main'", [PYTHON, "-c", "import regshift.cli.main"], None),
         ("python -c pass (interpreter floor)", [PYTHON, "-c", "pass"], None),
+        ("python: import httpx, httpcore, click (the stack alone)", [PYTHON, "-c", _STACK], None),
         ("skopeo --help", ["skopeo", "--help"], None),
         ("regshift --help, src/ .pyc not cached", [REGSHIFT, "--help"], no_pyc),
     ]
@@ -750,6 +760,11 @@ def startup(ctx: Context) -> list[Row]:
         Row(case, label, case, _cmd(cmd), baseline=(i == 0))
         for i, (label, cmd, _) in enumerate(commands)
     ]
+    rows[3].note = (
+        "what any command line on httpx and click pays before its own code, with regshift's "
+        "start-up treatment (no httpx CLI, collector off); `regshift tag` = this + regshift's "
+        "modules + its requests"
+    )
     rows[-1].note = (
         "PYTHONDONTWRITEBYTECODE=1, as this machine's environment sets: regshift's own "
         "modules are compiled from source on every start"
