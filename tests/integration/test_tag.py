@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 import pytest
 
@@ -316,3 +319,41 @@ def test_promote_many_images_in_one_run(
     usage = run_cli("tag", "--from-file", str(bad))
     assert usage.code == 2 and "bad.txt:1" in usage.stderr
     assert run_cli("tag", "--from-file", str(plan), "extra").code == 2
+
+
+# Modules a tag has no use for: copying, layouts, referrers, inspection, progress bars.
+_NOT_FOR_TAG = (
+    "rich",
+    "pygments",
+    "regshift.copying",
+    "regshift.layout",
+    "regshift.referrers",
+    "regshift.store",
+    "regshift.inspection",
+    "regshift.progress",
+    "regshift.ops",
+    "regshift.sample",
+    "regshift.cli.copying",
+    "regshift.cli.progress",
+    "regshift.cli.inspecting",
+)
+
+
+def test_tag_process_imports_only_what_it_uses(
+    open_registry: RegistryServer, repo_name: str
+) -> None:
+    """A real `regshift tag` process (the console entry point) loads no copy, layout or UI code."""
+    src = seed(open_registry.host, repo_name, "1.0", random_image(seed=95))
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('MODULES', *sorted(sys.modules)))\n"
+        "from regshift.cli.main import main\n"
+        f"main(['tag', {str(src)!r}, 'stable'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "stable" in proc.stdout and "tagged" in proc.stdout
+    loaded = set(proc.stdout.split("MODULES", 1)[1].split())
+    assert {"httpx", "regshift.tagging", "regshift.client"} <= loaded  # the check sees imports
+    unused = sorted(m for m in loaded if any(m == n or m.startswith(n + ".") for n in _NOT_FOR_TAG))
+    assert unused == []
