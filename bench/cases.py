@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,7 +89,8 @@ class Settings:
             "retag": (
                 f"one new tag for an image of {self.retag_layers} layers x "
                 f"{self.retag_layer_size // KiB} KiB in the same repository; bare loopback, "
-                f"and through a loopback proxy adding {ms} ms to every request"
+                f"and through a loopback proxy adding {ms} ms to every request; plus the "
+                "`-X importtime` profile of one `regshift tag` on bare loopback (untimed)"
             ),
             "promote-50": (
                 f"{self.promote_images} different images (repositories), one new tag each"
@@ -167,6 +167,7 @@ class Context:
     a: RegistryServer | None = None
     b: RegistryServer | None = None
     startup: dict[str, Any] = field(default_factory=dict)
+    tag_startup: dict[str, Any] = field(default_factory=dict)  # retag: `-X importtime` of a tag
 
     @property
     def reg_a(self) -> RegistryServer:
@@ -590,6 +591,9 @@ def retag(ctx: Context) -> list[Row]:
                 f"(it remembers: {learnt}); the rest of the sandbox fresh"
             )
             rows += group
+            if not proxied:
+                ctx.log("  import profile of regshift tag (python -X importtime, untimed)")
+                ctx.tag_startup = tag_import_profile(ctx, src)
     finally:
         proxy.stop()
     return rows
@@ -789,32 +793,68 @@ def _startup_maker(ctx: Context, cmd: list[str], env: dict[str, str | None] | No
     return lambda rep: measure(cmd, workdir=ctx.workdir, overrides=env)
 
 
-def import_profile(ctx: Context, samples: int = 3) -> dict[str, Any]:
-    """``python -X importtime -m regshift --help`` (the sample with the median total).
+#: Modules a tag has no use for (as in tests/integration/test_tag.py): copying, layouts,
+#: referrers, inspection, progress bars. rich and pygments are checked via ``imported``.
+NOT_FOR_TAG = (
+    "regshift.copying",
+    "regshift.layout",
+    "regshift.referrers",
+    "regshift.store",
+    "regshift.inspection",
+    "regshift.progress",
+    "regshift.ops",
+    "regshift.sample",
+    "regshift.cli.copying",
+    "regshift.cli.progress",
+    "regshift.cli.inspecting",
+)
 
-    Reports top-level imports by cumulative time, whether httpx / rich are imported, the
-    import chain that brings in httpx, and per package the summed self time of its modules.
+ImportEntry = tuple[int, int, int, str]  # self µs, cumulative µs, nesting depth, module
+
+
+def import_profile(
+    ctx: Context, args: Sequence[str] = ("--help",), samples: int = 3
+) -> dict[str, Any]:
+    """``python -X importtime -m regshift ARGS`` (the sample with the median total).
+
+    ``{n}`` in an argument becomes the sample's number (1, 2, ...), e.g. for a new tag per
+    sample; ``command`` is the median sample's. ``returncode`` is the first non-zero exit of
+    any sample (0 when all succeeded). Reports top-level imports by cumulative time, whether
+    httpx / rich are imported, the import chain that brings in httpx, and per package the
+    summed self time of its modules.
     """
-    profiles = sorted((_import_sample(ctx) for _ in range(samples)), key=lambda p: p[0])
-    total_us, returncode, entries = profiles[len(profiles) // 2]
+    return _import_profile(ctx, args, samples)[1]
+
+
+def tag_import_profile(ctx: Context, src: str, samples: int = 3) -> dict[str, Any]:
+    """:func:`import_profile` of ``regshift tag SRC NEW`` (a new tag per sample), plus
+    ``unusedRegshiftModules``: those of :data:`NOT_FOR_TAG` it imported (should be none)."""
+    modules, profile = _import_profile(ctx, ("tag", src, "regshift-importtime-{n}"), samples)
+    profile["unusedRegshiftModules"] = [m for m in NOT_FOR_TAG if _has(modules, m)]
+    return profile
+
+
+def _import_profile(
+    ctx: Context, args: Sequence[str], samples: int
+) -> tuple[set[str], dict[str, Any]]:
+    """The profile of :func:`import_profile` and the names of every module imported."""
+    runs = [
+        _import_sample(ctx, [a.replace("{n}", str(n)) for a in args]) for n in range(1, samples + 1)
+    ]
+    total_us, _, entries, argv = sorted(runs, key=lambda p: p[0])[len(runs) // 2]
+    returncode = next((r[1] for r in runs if r[1] != 0), 0)
     modules = {name for _, _, _, name in entries}
     top = sorted((e for e in entries if e[2] == 0), key=lambda e: -e[1])[:10]
     families = ("regshift", "httpx", "httpcore", "rich", "pygments", "click", "anyio", "idna")
-    self_ms = {
-        fam: sum(e[0] for e in entries if e[3] == fam or e[3].startswith(fam + ".")) / 1000
-        for fam in families
-    }
+    self_ms = {fam: sum(e[0] for e in entries if _within(e[3], fam)) / 1000 for fam in families}
     self_ms["other (stdlib, ...)"] = total_us / 1000 - sum(self_ms.values())
-    return {
-        "command": "python -X importtime -m regshift --help",
+    return modules, {
+        "command": "python -X importtime -m regshift " + " ".join(argv),
         "samples": samples,
         "returncode": returncode,
         "modules": len(modules),
         "totalMs": total_us / 1000,
-        "imported": {
-            name: any(m == name or m.startswith(name + ".") for m in modules)
-            for name in ("httpx", "rich", "pygments", "click")
-        },
+        "imported": {name: _has(modules, name) for name in ("httpx", "rich", "pygments", "click")},
         "selfMsByPackage": self_ms,
         "httpxImportedVia": _import_chain(entries, "httpx"),
         "richImportedVia": _import_chain(entries, "rich"),
@@ -822,28 +862,33 @@ def import_profile(ctx: Context, samples: int = 3) -> dict[str, Any]:
     }
 
 
-def _import_sample(ctx: Context) -> tuple[int, int, list[tuple[int, int, int, str]]]:
+def _within(module: str, name: str) -> bool:
+    """Whether ``module`` is ``name`` or a submodule of it."""
+    return module == name or module.startswith(name + ".")
+
+
+def _has(modules: set[str], name: str) -> bool:
+    return any(_within(m, name) for m in modules)
+
+
+def _import_sample(ctx: Context, args: list[str]) -> tuple[int, int, list[ImportEntry], list[str]]:
+    """One ``-X importtime`` run in a fresh sandbox, the environment of the timed runs (a
+    timeout counts as exit -1): total µs, exit status, the imports, ``args``."""
     sandbox = Sandbox(ctx.workdir)
     try:
-        proc = subprocess.run(
-            [PYTHON, "-X", "importtime", "-m", "regshift", "--help"],
-            env=sandbox.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        run = timed([PYTHON, "-X", "importtime", "-m", "regshift", *args], sandbox.env(), 60)
     finally:
         sandbox.close()
     entries = []
-    for line in proc.stderr.splitlines():
+    for line in run.stderr.splitlines():
         m = _IMPORT_LINE.match(line)
         if m:
             entries.append((int(m[1]), int(m[2]), len(m[3]) // 2, m[4]))
     total = sum(e[1] for e in entries if e[2] == 0)
-    return total, proc.returncode, entries
+    return total, run.returncode, entries, args
 
 
-def _import_chain(entries: list[tuple[int, int, int, str]], name: str) -> list[str]:
+def _import_chain(entries: list[ImportEntry], name: str) -> list[str]:
     """The chain of modules whose import led to ``name`` (outermost first)."""
     for i, (_, _, depth, module) in enumerate(entries):
         if module != name:

@@ -278,7 +278,32 @@ def targets(rows: Sequence[Row], ctx: Context) -> list[Target]:
     else:
         t.detail = "startup not measured"
     out.append(t)
+    out.append(_tag_imports(ctx.tag_startup))
     return out
+
+
+def _tag_imports(s: dict[str, Any]) -> Target:
+    """The `regshift tag` import profile of the retag case: no UI, copy or inspect modules."""
+    t = Target(
+        "`regshift tag` imports only what it uses",
+        "no rich/pygments, no copy/layout/referrers/inspect modules",
+    )
+    if not s:
+        t.detail = "retag not measured"
+        return t
+    ui = {m: bool(s["imported"].get(m)) for m in ("rich", "pygments")}
+    unused = s["unusedRegshiftModules"]
+    t.measured = (
+        f"{s['modules']} modules, {s['totalMs']:.0f} ms of imports; "
+        + ", ".join(f"{m} {'yes' if v else 'no'}" for m, v in ui.items())
+        + "; "
+        + (", ".join(unused) + " imported" if unused else "none of the copy/layout/... modules")
+    )
+    t.values = {**ui, "unusedRegshiftModules": unused, "returncode": s["returncode"]}
+    t.status = "PASS" if s["returncode"] == 0 and not any(ui.values()) and not unused else "FAIL"
+    if s["returncode"] != 0:
+        t.detail = f"`tag` exited {s['returncode']}"
+    return t
 
 
 def targets_table(found: Sequence[Target]) -> list[str]:
@@ -330,6 +355,8 @@ def render(
     out += [f"- `{c}`: {described[c]}" for c in cases]
     if ctx.startup:
         out += ["", *_startup_details(ctx.startup)]
+    if ctx.tag_startup:
+        out += ["", *_tag_startup_details(ctx.tag_startup)]
     return "\n".join(out)
 
 
@@ -350,12 +377,31 @@ def document(
         "cases": {c: settings.describe()[c] for c in cases},
         "rows": [r.as_json() for r in rows],
         "startup": ctx.startup or None,
+        "tagStartup": ctx.tag_startup or None,
         "targets": [t.as_json() for t in targets(rows, ctx)],
         "ok": all(r.ok for r in rows),
     }
 
 
 def _startup_details(s: dict[str, Any]) -> list[str]:
+    return _import_details(
+        s,
+        "httpx comes in via " + " → ".join(s["httpxImportedVia"] or ["-"]),
+        "rich comes in via " + " → ".join(s["richImportedVia"] or ["-"]),
+    )
+
+
+def _tag_startup_details(s: dict[str, Any]) -> list[str]:
+    return _import_details(
+        s,
+        "rich comes in via " + " → ".join(s["richImportedVia"] or ["-"]),
+        "modules a tag has no use for (copy, layout, referrers, inspect, progress), imported: "
+        + (", ".join(s["unusedRegshiftModules"]) or "none"),
+    )
+
+
+def _import_details(s: dict[str, Any], *points: str) -> list[str]:
+    """An `-X importtime` profile: totals, ``points`` as a list, the top-level imports."""
     own = s["selfMsByPackage"]
     imported = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in s["imported"].items())
     packages = ", ".join(f"{k} {v:.0f} ms" for k, v in own.items() if v)
@@ -364,8 +410,7 @@ def _startup_details(s: dict[str, Any]) -> list[str]:
         f"{s['totalMs']:.0f} ms of imports. Imported: {imported}. "
         f"Own import time by package: {packages}.",
         "",
-        "- httpx comes in via " + " → ".join(s["httpxImportedVia"] or ["-"]),
-        "- rich comes in via " + " → ".join(s["richImportedVia"] or ["-"]),
+        *(f"- {p}" for p in points),
         "",
         "| top-level import | cumulative ms | self ms |",
         "|---|--:|--:|",
