@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 import httpx
 
@@ -94,8 +94,7 @@ class PutResult:
     subject: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Referrers:
+class Referrers(NamedTuple):
     """The answer of the OCI referrers API for one subject digest.
 
     Attributes:
@@ -107,16 +106,14 @@ class Referrers:
     filtered: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class UploadStart:
+class UploadStart(NamedTuple):
     """The answer to starting an upload: mounted, or a session location to upload to."""
 
     mounted: bool
     location: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class UploadStatus:
+class UploadStatus(NamedTuple):
     """Where an upload session stands: bytes received so far and where to send the next."""
 
     location: str | None

@@ -23,7 +23,7 @@ Messages never contain credentials or tokens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class RegistryError(Exception):
@@ -71,8 +71,7 @@ class TransportError(RegistryError):
         self.retryable = retryable
 
 
-@dataclass(frozen=True, slots=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     """One entry of an OCI error body: ``{"code": ..., "message": ..., "detail": ...}``."""
 
     code: str

@@ -11,7 +11,9 @@ Quoted values may contain commas and escaped quotes; scheme names are case-insen
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 from ..errors import AuthError
 
@@ -23,14 +25,14 @@ _PARAM = re.compile(rf"({_TOKEN})[ \t]*=[ \t]*")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _BARE = re.compile(_TOKEN68)
 _MAX_HEADER = 16 * 1024
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class Challenge:
+class Challenge(NamedTuple):
     """One authentication challenge: a scheme (lower-cased) and its parameters."""
 
     scheme: str
-    params: dict[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = _NO_PARAMS
 
     @property
     def realm(self) -> str:

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -608,6 +607,8 @@ def _run_helper(name: str, action: str, request: str, *, not_found_ok: bool = Fa
     Returns ``None`` when ``not_found_ok`` and the helper says "credentials not found".
     Messages name the helper and exit code only: its output may hold secrets.
     """
+    import subprocess  # only helpers start processes: most runs never import it
+
     binary = f"docker-credential-{name}"
     executable = shutil.which(binary)
     if executable is None:

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import httpx
 
@@ -47,8 +47,7 @@ _CLIENT_ID = "regshift"
 Flow = Generator[httpx.Request, httpx.Response, None]
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """A bearer token and the scopes it was issued for."""
 
     value: str
