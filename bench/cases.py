@@ -35,7 +35,7 @@ class Settings:
 
     quick: bool
     repeat: int
-    short_repeat: int  # runs per tool for rows that take a second or two (retag, promote-50)
+    short_repeat: int  # runs per tool for rows of a second or two (100 layers, retag, promote)
     copy_bytes: int
     copy_layers: int
     many_layers: int
@@ -373,7 +373,7 @@ def copy_many_layers(ctx: Context) -> list[Row]:
     rows = [
         *_copy_rows(case),
     ]
-    _repeat(ctx, list(zip(rows, (regshift, skopeo), strict=True)))
+    _repeat(ctx, list(zip(rows, (regshift, skopeo), strict=True)), times=s.short_repeat)
     rows[0].note = _blob_note(rows[0])
     return rows
 

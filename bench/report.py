@@ -335,8 +335,9 @@ def render(
     mode = "quick" if settings.quick else "full"
     out += [
         f"- **run**: {mode}, {settings.repeat} repetition(s) per tool (median shown); "
-        f"{settings.short_repeat} for the short rows of retag and promote-50 (all but the "
-        f"50-process regshift loop), cases: {', '.join(cases)}; {seconds:.0f} s in total",
+        f"{settings.short_repeat} for the short rows of copy-100-layers, retag and promote-50 "
+        f"(all but the 50-process regshift loop), cases: {', '.join(cases)}; "
+        f"{seconds:.0f} s in total",
         "",
         table(rows),
         "",
