@@ -18,6 +18,7 @@ from runner import BENCH_DIR, PYTHON, RAW, REGSHIFT, REPO_DIR, Run, Sandbox, mea
 
 sys.path.insert(0, str(REPO_DIR / "tests"))
 
+from harness.imports import NOT_FOR_TAG
 from harness.proxy import Delay, FaultProxy, Rule
 from harness.registry import RegistryServer
 
@@ -793,22 +794,6 @@ def _startup_maker(ctx: Context, cmd: list[str], env: dict[str, str | None] | No
     return lambda rep: measure(cmd, workdir=ctx.workdir, overrides=env)
 
 
-#: Modules a tag has no use for (as in tests/integration/test_tag.py): copying, layouts,
-#: referrers, inspection, progress bars. rich and pygments are checked via ``imported``.
-NOT_FOR_TAG = (
-    "regshift.copying",
-    "regshift.layout",
-    "regshift.referrers",
-    "regshift.store",
-    "regshift.inspection",
-    "regshift.progress",
-    "regshift.ops",
-    "regshift.sample",
-    "regshift.cli.copying",
-    "regshift.cli.progress",
-    "regshift.cli.inspecting",
-)
-
 ImportEntry = tuple[int, int, int, str]  # self µs, cumulative µs, nesting depth, module
 
 
@@ -830,7 +815,9 @@ def tag_import_profile(ctx: Context, src: str, samples: int = 3) -> dict[str, An
     """:func:`import_profile` of ``regshift tag SRC NEW`` (a new tag per sample), plus
     ``unusedRegshiftModules``: those of :data:`NOT_FOR_TAG` it imported (should be none)."""
     modules, profile = _import_profile(ctx, ("tag", src, "regshift-importtime-{n}"), samples)
-    profile["unusedRegshiftModules"] = [m for m in NOT_FOR_TAG if _has(modules, m)]
+    profile["unusedRegshiftModules"] = [
+        m for m in NOT_FOR_TAG if m.startswith("regshift.") and _has(modules, m)
+    ]
     return profile
 
 

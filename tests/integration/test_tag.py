@@ -16,6 +16,7 @@ from regshift.mediatypes import MediaType
 from regshift.reference import parse_reference
 from regshift.sample import SampleImage, SampleIndex, random_image, random_index
 
+from harness.imports import NOT_FOR_TAG
 from harness.proxy import Rule
 from harness.registry import RegistryServer
 from support import client_for, run_cli, seed
@@ -321,24 +322,6 @@ def test_promote_many_images_in_one_run(
     assert run_cli("tag", "--from-file", str(plan), "extra").code == 2
 
 
-# Modules a tag has no use for: copying, layouts, referrers, inspection, progress bars.
-_NOT_FOR_TAG = (
-    "rich",
-    "pygments",
-    "regshift.copying",
-    "regshift.layout",
-    "regshift.referrers",
-    "regshift.store",
-    "regshift.inspection",
-    "regshift.progress",
-    "regshift.ops",
-    "regshift.sample",
-    "regshift.cli.copying",
-    "regshift.cli.progress",
-    "regshift.cli.inspecting",
-)
-
-
 def test_tag_process_imports_only_what_it_uses(
     open_registry: RegistryServer, repo_name: str
 ) -> None:
@@ -355,5 +338,5 @@ def test_tag_process_imports_only_what_it_uses(
     assert "stable" in proc.stdout and "tagged" in proc.stdout
     loaded = set(proc.stdout.split("MODULES", 1)[1].split())
     assert {"httpx", "regshift.tagging", "regshift.client"} <= loaded  # the check sees imports
-    unused = sorted(m for m in loaded if any(m == n or m.startswith(n + ".") for n in _NOT_FOR_TAG))
+    unused = sorted(m for m in loaded if any(m == n or m.startswith(n + ".") for n in NOT_FOR_TAG))
     assert unused == []
