@@ -24,7 +24,7 @@ import os
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -390,31 +390,15 @@ class Layout:
         if self.has_blob(digest, size):
             return
         verifier = DigestVerifier(digest, size, what=f"{self._name} blob")
-        try:
+
+        def own_errors() -> contextlib.AbstractContextManager[None]:
+            return _os_errors(f"cannot write {path}")
+
+        with own_errors():
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
-        except OSError as exc:
-            raise LayoutError(f"cannot write {path}: {_os_reason(exc)}") from exc
-        tmp = Path(tmp_name)
         # Only our own file operations become LayoutError; whatever the source of
         # ``chunks`` raises (say, a dropped connection) propagates unchanged.
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    verifier.update(chunk)
-                    with _os_errors(f"cannot write {path}"):
-                        out.write(chunk)
-                verifier.verify()
-                with _os_errors(f"cannot write {path}"):
-                    out.flush()
-                    os.fsync(out.fileno())
-            with _os_errors(f"cannot write {path}"):
-                os.chmod(tmp, _FILE_MODE)
-                os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        _replace_file(path, _fed(verifier, chunks), check=verifier.verify, errors=own_errors)
 
     # ---- checking
 
@@ -451,14 +435,14 @@ class Layout:
             (self.path / _BLOBS_DIR).mkdir(parents=True, exist_ok=True)
             if not (self.path / _LAYOUT_FILE).exists():
                 layout = {"imageLayoutVersion": _LAYOUT_VERSION}
-                _atomic_write(self.path / _LAYOUT_FILE, _encode(layout))
+                _replace_file(self.path / _LAYOUT_FILE, [_encode(layout)])
             if not (self.path / _INDEX_FILE).exists():
                 index = {
                     "schemaVersion": 2,
                     "mediaType": MediaType.OCI_INDEX.value,
                     "manifests": [],
                 }
-                _atomic_write(self.path / _INDEX_FILE, _encode(index))
+                _replace_file(self.path / _INDEX_FILE, [_encode(index)])
         except OSError as exc:
             raise LayoutError(f"cannot create layout {self.path}: {_os_reason(exc)}") from exc
 
@@ -504,7 +488,7 @@ class Layout:
     def _write_index(self, doc: dict[str, Any]) -> None:
         path = self.path / _INDEX_FILE
         with _os_errors(f"cannot write {path}"):
-            _atomic_write(path, _encode(doc))
+            _replace_file(path, [_encode(doc)])
 
     def _tag_list(self, entries: list[Descriptor]) -> str:
         names = _tag_names(entries)
@@ -665,21 +649,46 @@ def _encode(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename."""
-    fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+def _replace_file(
+    path: Path,
+    chunks: Iterable[bytes],
+    *,
+    check: Callable[[], None] | None = None,
+    errors: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+) -> None:
+    """Replace ``path`` with ``chunks``: temp file in the same directory, fsync, rename.
+
+    ``check`` runs before anything is committed. Our own file operations run inside
+    ``errors()`` (a caller may turn them into :class:`LayoutError`); what ``chunks`` or
+    ``check`` raise propagates unchanged. The temporary file never outlives a failure.
+    """
+    with errors():
+        fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
+            for chunk in chunks:
+                with errors():
+                    out.write(chunk)
+            if check is not None:
+                check()
+            with errors():
+                out.flush()
+                os.fsync(out.fileno())
+        with errors():
+            os.chmod(tmp, _FILE_MODE)
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _fed(verifier: DigestVerifier, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks``, each fed to ``verifier`` before it is passed on."""
+    for chunk in chunks:
+        verifier.update(chunk)
+        yield chunk
 
 
 def _fsync_dir(directory: Path) -> None:
