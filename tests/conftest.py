@@ -70,7 +70,7 @@ def binaries() -> Binaries:
     return Binaries(docker_registry=registry, skopeo=skopeo)
 
 
-def _start_registry(
+def _run_registry(
     binaries: Binaries,
     factory: pytest.TempPathFactory,
     name: str,
@@ -78,24 +78,24 @@ def _start_registry(
     htpasswd: dict[str, str] | None = None,
     token: TokenServer | None = None,
     tls: bool = False,
-) -> RegistryServer:
+) -> Iterator[RegistryServer]:
+    """A registry for a fixture to ``yield from``: started now, stopped at the fixture's end."""
     server = RegistryServer(
         factory.mktemp(name),
         htpasswd=htpasswd,
         token=token,
         tls=tls,
         binary=binaries.docker_registry,
-    )
-    return server.start()
+    ).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
 def open_registry(
     binaries: Binaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RegistryServer]:
-    server = _start_registry(binaries, tmp_path_factory, "open-registry")
-    yield server
-    server.stop()
+    yield from _run_registry(binaries, tmp_path_factory, "open-registry")
 
 
 @pytest.fixture(scope="session")
@@ -103,9 +103,7 @@ def other_registry(
     binaries: Binaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RegistryServer]:
     """A second open registry, for cross-registry copies."""
-    server = _start_registry(binaries, tmp_path_factory, "other-registry")
-    yield server
-    server.stop()
+    yield from _run_registry(binaries, tmp_path_factory, "other-registry")
 
 
 @pytest.fixture(scope="session")
@@ -113,11 +111,9 @@ def basic_registry(
     binaries: Binaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RegistryServer]:
     user, password = BASIC_USER
-    server = _start_registry(
+    yield from _run_registry(
         binaries, tmp_path_factory, "basic-registry", htpasswd={user: password}
     )
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -133,18 +129,14 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServ
 def token_registry(
     binaries: Binaries, token_server: TokenServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RegistryServer]:
-    server = _start_registry(binaries, tmp_path_factory, "token-registry", token=token_server)
-    yield server
-    server.stop()
+    yield from _run_registry(binaries, tmp_path_factory, "token-registry", token=token_server)
 
 
 @pytest.fixture(scope="session")
 def tls_registry(
     binaries: Binaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RegistryServer]:
-    server = _start_registry(binaries, tmp_path_factory, "tls-registry", tls=True)
-    yield server
-    server.stop()
+    yield from _run_registry(binaries, tmp_path_factory, "tls-registry", tls=True)
 
 
 def _unique_repo_name(prefix: str, test_name: str) -> str:

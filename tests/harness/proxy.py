@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, Generic, Self, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = [
@@ -581,7 +581,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
 
-class _BaseServerOwner:
+_Record = TypeVar("_Record")
+
+
+class _BaseServerOwner(Generic[_Record]):
+    """A loopback HTTP server on its own threads, keeping a log of the requests it answers."""
+
     _handler_class: type[_Handler]
 
     def __init__(self, host: str) -> None:
@@ -590,8 +595,10 @@ class _BaseServerOwner:
         self._thread: threading.Thread | None = None
         self.host = ""
         self.url = ""
+        self._lock = threading.Lock()  # guards the log, and what a subclass adds
+        self._log: list[_Record] = []
 
-    def start(self) -> Any:
+    def start(self) -> Self:
         if self._server is not None:
             return self
         server = _Server((self._bind_host, 0), self._handler_class, self)
@@ -637,7 +644,7 @@ class _BaseServerOwner:
             threads.append(self._thread)
         return threads
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -647,6 +654,20 @@ class _BaseServerOwner:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    @property
+    def requests(self) -> list[_Record]:
+        """Snapshot of the requests so far, oldest first (FaultProxy entries update in place)."""
+        with self._lock:
+            return list(self._log)
+
+    def reset_log(self) -> None:
+        with self._lock:
+            self._log = []
+
+    def _record(self, rec: _Record) -> None:
+        with self._lock:
+            self._log.append(rec)
 
 
 # --------------------------------------------------------------------------------------------
@@ -689,7 +710,7 @@ class _ProxyHandler(_Handler):
             headers=_header_dict(list(self.headers.items())),
             connection=self._state.number,
         )
-        proxy._log_append(rec)
+        proxy._record(rec)
         rule = proxy._select_rule(self.command, self.path)
         action: Action = Forward()
         if rule is not None:
@@ -897,7 +918,7 @@ def _rewrite_header(headers: list[tuple[str, str]], action: RewriteHeader) -> li
     return kept
 
 
-class FaultProxy(_BaseServerOwner):
+class FaultProxy(_BaseServerOwner[ProxiedRequest]):
     """Fault-injecting HTTP/1.1 reverse proxy in front of a plain-HTTP ``upstream``.
 
     ``upstream`` is ``"host:port"``.  After :meth:`start` (or ``with``), ``host`` is
@@ -919,15 +940,6 @@ class FaultProxy(_BaseServerOwner):
             upstream = urlsplit(upstream).netloc
         self.upstream = upstream
         self._rules: list[Rule] = []
-        self._log: list[ProxiedRequest] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> FaultProxy:
-        super().start()
-        return self
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
 
     # rules ----------------------------------------------------------------------------------
 
@@ -955,22 +967,6 @@ class FaultProxy(_BaseServerOwner):
                 if rule._try_apply(method, target):
                     return rule
         return None
-
-    # log ------------------------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[ProxiedRequest]:
-        """Snapshot of every request seen so far, oldest first (entries update in place)."""
-        with self._lock:
-            return list(self._log)
-
-    def reset_log(self) -> None:
-        with self._lock:
-            self._log = []
-
-    def _log_append(self, rec: ProxiedRequest) -> None:
-        with self._lock:
-            self._log.append(rec)
 
     def _rewrite_location(self, value: str) -> str:
         parts = urlsplit(value)
@@ -1014,7 +1010,7 @@ class _RecorderHandler(_Handler):
             self._abort()
 
 
-class HeaderRecorder(_BaseServerOwner):
+class HeaderRecorder(_BaseServerOwner[RecordedRequest]):
     """A tiny loopback HTTP server ("another host") that records every request's headers and
     serves canned bodies registered with :meth:`serve` (GET/HEAD; anything else is 404).
 
@@ -1026,16 +1022,7 @@ class HeaderRecorder(_BaseServerOwner):
 
     def __init__(self, *, host: str = "127.0.0.1") -> None:
         super().__init__(host)
-        self._lock = threading.Lock()
         self._routes: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
-        self._requests: list[RecordedRequest] = []
-
-    def start(self) -> HeaderRecorder:
-        super().start()
-        return self
-
-    def __enter__(self) -> HeaderRecorder:
-        return self.start()
 
     def serve(self, path: str, body: bytes, headers: HeaderItems | None = None) -> str:
         """Serve ``body`` (with ``headers``) at ``path``; returns the absolute URL.
@@ -1055,19 +1042,6 @@ class HeaderRecorder(_BaseServerOwner):
     def redirect(self, path: str, status: int = 307) -> Redirect:
         """A :class:`Redirect` action to ``path`` on this server."""
         return Redirect(self.url_for(path), status)
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def reset_log(self) -> None:
-        with self._lock:
-            self._requests = []
-
-    def _record(self, rec: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(rec)
 
     def _lookup(self, target: str) -> tuple[bytes, list[tuple[str, str]]] | None:
         with self._lock:

@@ -14,7 +14,7 @@ import pytest
 from regshift.sample import random_image
 
 from harness.registry import RegistryServer
-from support import SECRETS, run_cli, seed, write_docker_config
+from support import SECRETS, CliResult, run_cli, seed, write_docker_config
 
 
 @pytest.fixture(autouse=True)
@@ -29,25 +29,22 @@ def _creds(server: RegistryServer) -> tuple[str, str]:
     return server.username, server.password
 
 
-def _seed_token(registry: RegistryServer, repo: str, seed_: int = 1) -> str:
+def _seed_as_user(registry: RegistryServer, repo: str, seed_: int = 1) -> str:
+    """Push ``random_image(seed=seed_)`` as ``repo:v1``, as ``registry``'s user; its reference."""
     user, password = _creds(registry)
     return str(
         seed(registry.host, repo, "v1", random_image(seed=seed_), username=user, password=password)
     )
 
 
-def _tags(registry: RegistryServer, repo: str, *extra: str) -> list[str]:
+def _run_as_user(registry: RegistryServer, command: str, *args: str) -> CliResult:
+    """``regshift COMMAND -u USER --password-stdin ARGS``, as ``registry``'s user."""
     user, password = _creds(registry)
-    out = run_cli(
-        "ls",
-        "--json",
-        "-u",
-        user,
-        "--password-stdin",
-        *extra,
-        f"{registry.host}/{repo}",
-        input=password,
-    )
+    return run_cli(command, "-u", user, "--password-stdin", *args, input=password)
+
+
+def _tags(registry: RegistryServer, repo: str, *extra: str) -> list[str]:
+    out = _run_as_user(registry, "ls", "--json", *extra, f"{registry.host}/{repo}")
     assert out.code == 0, out.stderr
     return sorted(out.json()["tags"])
 
@@ -55,7 +52,7 @@ def _tags(registry: RegistryServer, repo: str, *extra: str) -> list[str]:
 def test_anonymous_pull_from_token_registry(
     token_registry: RegistryServer, public_repo_name: str
 ) -> None:
-    src = _seed_token(token_registry, public_repo_name)
+    src = _seed_as_user(token_registry, public_repo_name)
     server = token_registry.token_server
     server.reset()
     digest = run_cli("digest", src)
@@ -75,7 +72,7 @@ def test_anonymous_pull_from_token_registry(
 def test_token_auth_denied_without_credentials(
     token_registry: RegistryServer, repo_name: str
 ) -> None:
-    src = _seed_token(token_registry, repo_name)
+    src = _seed_as_user(token_registry, repo_name)
     result = run_cli("digest", src)
     assert result.code == 3
     assert len(result.stderr.strip().splitlines()) == 1
@@ -84,16 +81,7 @@ def test_token_auth_denied_without_credentials(
 
 def test_basic_auth_flags_and_env(basic_registry: RegistryServer, repo_name: str) -> None:
     user, password = _creds(basic_registry)
-    src = str(
-        seed(
-            basic_registry.host,
-            repo_name,
-            "v1",
-            random_image(seed=2),
-            username=user,
-            password=password,
-        )
-    )
+    src = _seed_as_user(basic_registry, repo_name, 2)
     assert run_cli("digest", src).code == 3
     ok = run_cli("tag", "-u", user, "--password-stdin", src, "flags", input=password + "\n")
     assert ok.code == 0, ok.stderr
@@ -103,17 +91,8 @@ def test_basic_auth_flags_and_env(basic_registry: RegistryServer, repo_name: str
 
 
 def test_basic_auth_wrong_password(basic_registry: RegistryServer, repo_name: str) -> None:
-    user, password = _creds(basic_registry)
-    src = str(
-        seed(
-            basic_registry.host,
-            repo_name,
-            "v1",
-            random_image(seed=3),
-            username=user,
-            password=password,
-        )
-    )
+    user, _ = _creds(basic_registry)
+    src = _seed_as_user(basic_registry, repo_name, 3)
     basic_registry.mark()
     wrong = run_cli("tag", "-u", user, "--password-stdin", src, "x", input="not-the-password")
     assert wrong.code == 3
@@ -122,7 +101,7 @@ def test_basic_auth_wrong_password(basic_registry: RegistryServer, repo_name: st
 
 
 def test_token_with_config_json_auth(token_registry: RegistryServer, repo_name: str) -> None:
-    src = _seed_token(token_registry, repo_name)
+    src = _seed_as_user(token_registry, repo_name)
     user, password = _creds(token_registry)
     auth = base64.b64encode(f"{user}:{password}".encode()).decode()
     write_docker_config({"auths": {token_registry.host: {"auth": auth}}})
@@ -132,7 +111,7 @@ def test_token_with_config_json_auth(token_registry: RegistryServer, repo_name: 
 
 
 def test_expired_credentials_in_config(token_registry: RegistryServer, repo_name: str) -> None:
-    src = _seed_token(token_registry, repo_name)
+    src = _seed_as_user(token_registry, repo_name)
     user, _ = _creds(token_registry)
     auth = base64.b64encode(f"{user}:an-expired-password".encode()).decode()
     SECRETS.add("an-expired-password")
@@ -179,7 +158,7 @@ def _install_helper(
 def test_credential_helper(
     token_registry: RegistryServer, repo_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = _seed_token(token_registry, repo_name)
+    src = _seed_as_user(token_registry, repo_name)
     user, password = _creds(token_registry)
     entry = {"ServerURL": token_registry.host, "Username": user, "Secret": password}
     _install_helper(tmp_path, monkeypatch, "regtest", {token_registry.host: entry})
@@ -190,7 +169,7 @@ def test_credential_helper(
 
 
 def test_identity_token(token_registry: RegistryServer, repo_name: str) -> None:
-    src = _seed_token(token_registry, repo_name)
+    src = _seed_as_user(token_registry, repo_name)
     user, _ = _creds(token_registry)
     server = token_registry.token_server
     refresh = server.issue_refresh_token(user)
@@ -214,7 +193,7 @@ def test_identity_token(token_registry: RegistryServer, repo_name: str) -> None:
 
 
 def test_revoked_identity_token(token_registry: RegistryServer, repo_name: str) -> None:
-    src = _seed_token(token_registry, repo_name)
+    src = _seed_as_user(token_registry, repo_name)
     SECRETS.add("revoked-refresh-token")
     write_docker_config(
         {"auths": {token_registry.host: {"identitytoken": "revoked-refresh-token"}}}
@@ -225,7 +204,7 @@ def test_revoked_identity_token(token_registry: RegistryServer, repo_name: str) 
 
 
 def test_login_tag_logout(token_registry: RegistryServer, repo_name: str) -> None:
-    src = _seed_token(token_registry, repo_name)
+    src = _seed_as_user(token_registry, repo_name)
     user, password = _creds(token_registry)
     bad = run_cli(
         "login", token_registry.host, "-u", user, "--password-stdin", input="wrong-password\n"
@@ -307,15 +286,7 @@ def test_redirect_to_other_host_drops_authorization(
         # The first GET learns the Basic challenge (401); the authenticated retry is redirected.
         redirect = storage.redirect("/storage/manifest")
         proxy.add_rule(Rule(method="GET", path="/manifests/v1", skip=1, action=redirect))
-        result = run_cli(
-            "manifest",
-            "--debug",
-            "-u",
-            user,
-            "--password-stdin",
-            f"{proxy.host}/{repo_name}:v1",
-            input=password,
-        )
+        result = _run_as_user(basic_registry, "manifest", "--debug", f"{proxy.host}/{repo_name}:v1")
         assert result.code == 0, result.stderr
         assert result.stdout_bytes == image.manifest.raw
         sent = [r for r in proxy.requests if "/manifests/v1" in r.path]
@@ -331,9 +302,7 @@ def test_debug_output_has_no_secrets(
     """--debug logs every request, and never a password, token or Authorization value."""
     registry = basic_registry if flow == "basic" else token_registry
     user, password = _creds(registry)
-    src = str(
-        seed(registry.host, repo_name, "v1", random_image(seed=7), username=user, password=password)
-    )
+    src = _seed_as_user(registry, repo_name, 7)
     args = ["-u", user, "--password-stdin"]
     if flow == "identity":
         refresh = token_registry.token_server.issue_refresh_token(user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,11 +11,13 @@ import httpx
 import pytest
 
 from regshift.copying import CopyOptions, copy
+from regshift.digests import compute_digest
 from regshift.errors import DigestMismatch
-from regshift.manifests import Platform, parse_manifest
+from regshift.manifests import Manifest, Platform, parse_manifest
+from regshift.mediatypes import MediaType
 from regshift.progress import ProgressEvent, ProgressState
 from regshift.reference import parse_reference
-from regshift.sample import random_image, random_index
+from regshift.sample import SampleImage, random_image, random_index
 
 from harness.proxy import FaultProxy, FlipByte, RefuseMount, ResetRequest, Rule
 from harness.registry import RegistryServer
@@ -47,6 +50,20 @@ def _upload_requests(registry: RegistryServer) -> list[str]:
         for r in registry.requests()
         if r.method in ("PATCH", "PUT") and "/blobs/" in r.path
     ]
+
+
+def _with_foreign_layer(base: SampleImage, foreign: bytes) -> Manifest:
+    """``base``'s Docker manifest with ``foreign`` appended as a foreign layer (with a URL)."""
+    doc = json.loads(base.manifest.raw)
+    doc["layers"].append(
+        {
+            "mediaType": MediaType.DOCKER_FOREIGN_LAYER,
+            "digest": compute_digest(foreign),
+            "size": len(foreign),
+            "urls": ["https://example.invalid/layer.tar"],
+        }
+    )
+    return parse_manifest(json.dumps(doc, separators=(",", ":")).encode())
 
 
 def test_same_registry_mounts_every_blob(token_registry: RegistryServer, repo_name: str) -> None:
@@ -380,25 +397,8 @@ def test_progress_events(open_registry: RegistryServer, repo_name: str) -> None:
 def test_foreign_layers_are_not_copied(
     open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
 ) -> None:
-    import json
-
-    from regshift.digests import compute_digest
-    from regshift.manifests import parse_manifest as parse
-    from regshift.mediatypes import MediaType
-    from regshift.sample import SampleImage
-
     base = random_image(seed=53, docker=True)
-    doc = json.loads(base.manifest.raw)
-    foreign = b"foreign layer bytes"
-    doc["layers"].append(
-        {
-            "mediaType": MediaType.DOCKER_FOREIGN_LAYER,
-            "digest": compute_digest(foreign),
-            "size": len(foreign),
-            "urls": ["https://example.invalid/layer.tar"],
-        }
-    )
-    manifest = parse(json.dumps(doc, separators=(",", ":")).encode())
+    manifest = _with_foreign_layer(base, b"foreign layer bytes")
     src = seed(open_registry.host, repo_name, "win", SampleImage(manifest, base.blobs))
     result = run_cli("copy", "--json", str(src), f"{other_registry.host}/{repo_name}:win")
     assert result.code == 0, result.stderr
@@ -565,25 +565,9 @@ def test_progress_bars_on_a_terminal(
 def test_include_foreign_copies_a_foreign_layer_the_source_serves(
     open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
 ) -> None:
-    import json
-
-    from regshift.digests import compute_digest
-    from regshift.manifests import parse_manifest as parse
-    from regshift.mediatypes import MediaType
-    from regshift.sample import SampleImage
-
     base = random_image(seed=60, docker=True)
     foreign = b"a foreign layer this registry happens to hold"
-    doc = json.loads(base.manifest.raw)
-    doc["layers"].append(
-        {
-            "mediaType": MediaType.DOCKER_FOREIGN_LAYER,
-            "digest": compute_digest(foreign),
-            "size": len(foreign),
-            "urls": ["https://example.invalid/layer.tar"],
-        }
-    )
-    manifest = parse(json.dumps(doc, separators=(",", ":")).encode())
+    manifest = _with_foreign_layer(base, foreign)
     src = seed(open_registry.host, repo_name, "win", SampleImage(manifest, (*base.blobs, foreign)))
     result = run_cli(
         "copy", "--include-foreign", "--json", str(src), f"{other_registry.host}/{repo_name}:win"

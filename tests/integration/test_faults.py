@@ -47,6 +47,7 @@ from harness.proxy import (
     Delay,
     FaultProxy,
     FlipByte,
+    ProxiedRequest,
     ResetRequest,
     ResetResponse,
     Respond,
@@ -56,7 +57,7 @@ from harness.proxy import (
 )
 from harness.registry import RegistryServer
 from harness.tokenserver import TokenServer
-from support import SECRETS, client_for, run_cli, seed
+from support import SECRETS, CliResult, client_for, run_cli, seed
 
 MiB = 1024 * 1024
 ACCEPT = ", ".join(
@@ -221,6 +222,16 @@ def _blob_put(digest: str) -> str:
     return rf"/blobs/uploads/.*digest=sha256(:|%3A){_hex(digest)}"
 
 
+def _sent(proxy: FaultProxy, method: str, part: str) -> list[ProxiedRequest]:
+    """The ``method`` requests ``proxy`` saw with ``part`` in the path, oldest first."""
+    return [r for r in proxy.requests if r.method == method and part in r.path]
+
+
+def _copy_from(src_proxy: FaultProxy, dst: RegistryServer, repo: str) -> CliResult:
+    """``regshift copy --json`` of ``repo:v1`` read through ``src_proxy``, written to ``dst``."""
+    return run_cli("copy", "--json", f"{src_proxy.host}/{repo}:v1", f"{dst.host}/{repo}")
+
+
 def _library_client(*, retries: int = 2) -> Client:
     """A client with a 0.05 s backoff, so retries show up in stats without slowing tests."""
     transport = TransportOptions(retries=retries, backoff=0.05, read_timeout=30.0)
@@ -358,7 +369,7 @@ def test_429_retry_after_is_honoured_by_tag(
     # The backoff is 0.05 s: only Retry-After explains a wait this long.
     assert waited >= (0.95 if form == "seconds" else 0.5)
     assert elapsed >= waited
-    gets = [r for r in src_proxy.requests if r.method == "GET" and "/manifests/" in r.path]
+    gets = _sent(src_proxy, "GET", "/manifests/")
     assert [r.status for r in gets] == [429, 200]
     assert time.time() >= not_before - 0.1, "the retry came before the registry allowed it"
     assert_complete(open_registry, repo_name, "limited", image)
@@ -414,7 +425,7 @@ def test_429_on_streamed_blob_put_restarts_that_blob(
     doc = result.json()
     assert doc["digest"] == image.manifest.digest and doc["blobs"]["streamed"] == 3
     assert elapsed >= 1.0, "Retry-After of the refused upload was not honoured"
-    puts = [r for r in dst_proxy.requests if r.method == "PUT" and _hex(layer) in r.path]
+    puts = _sent(dst_proxy, "PUT", _hex(layer))
     assert [r.status for r in puts] == [429, 201]
     # The streamed body cannot be replayed: the blob was read from the source again.
     assert open_registry.count("GET", f"/blobs/{layer}") == 2
@@ -435,12 +446,10 @@ def test_reset_mid_blob_download_restarts(
     src_proxy.add_rule(
         Rule(method="GET", path=f"/blobs/{layer}", times=1, action=ResetResponse(100_000))
     )
-    result = run_cli(
-        "copy", "--json", f"{src_proxy.host}/{repo_name}:v1", f"{other_registry.host}/{repo_name}"
-    )
+    result = _copy_from(src_proxy, other_registry, repo_name)
     assert result.code == 0, result.stderr
     assert result.json()["digest"] == image.manifest.digest
-    gets = [r for r in src_proxy.requests if r.method == "GET" and layer in r.path]
+    gets = _sent(src_proxy, "GET", layer)
     assert [r.error for r in gets] == ["ResetResponse", None]
     assert_complete(other_registry, repo_name, "v1", image)
 
@@ -459,7 +468,7 @@ def test_reset_mid_monolithic_upload_restarts(
     )
     result = run_cli("copy", "--json", str(src), f"{dst_proxy.host}/{repo_name}:v1")
     assert result.code == 0, result.stderr
-    puts = [r for r in dst_proxy.requests if r.method == "PUT" and _hex(layer) in r.path]
+    puts = _sent(dst_proxy, "PUT", _hex(layer))
     assert [r.error for r in puts] == ["ResetRequest", None]
     assert_complete(other_registry, repo_name, "v1", image)
 
@@ -488,9 +497,7 @@ def test_reset_mid_chunk_resumes(
     assert 0 < result.resent_bytes <= chunk, "a resume re-sends at most one chunk"
     layer_posts = [r for r in dst_proxy.requests if r.method == "POST"]
     assert len(layer_posts) == 2, "config + layer: one session each, the layer was resumed"
-    status_gets = [
-        r for r in dst_proxy.requests if r.method == "GET" and "/blobs/uploads/" in r.path
-    ]
+    status_gets = _sent(dst_proxy, "GET", "/blobs/uploads/")
     assert len(status_gets) == 1
     assert_complete(other_registry, repo_name, "v1", image)
 
@@ -505,11 +512,9 @@ def test_truncated_blob_download_is_never_committed(
         Rule(method="GET", path=f"/blobs/{layer}", times=1, action=TruncateResponse(150_000))
     )
     other_registry.mark()
-    result = run_cli(
-        "copy", "--json", f"{src_proxy.host}/{repo_name}:v1", f"{other_registry.host}/{repo_name}"
-    )
+    result = _copy_from(src_proxy, other_registry, repo_name)
     assert result.code == 0, result.stderr
-    gets = [r for r in src_proxy.requests if r.method == "GET" and layer in r.path]
+    gets = _sent(src_proxy, "GET", layer)
     assert [r.error for r in gets] == ["TruncateResponse", None]
     commits = [
         r
@@ -528,9 +533,7 @@ def test_flipped_byte_on_every_attempt_fails_and_writes_nothing(
     layer = sample.images[1].manifest.layers[0].digest
     rule = src_proxy.add_rule(Rule(method="GET", path=f"/blobs/{layer}", action=FlipByte(5000)))
     other_registry.mark()
-    result = run_cli(
-        "copy", "--json", f"{src_proxy.host}/{repo_name}:v1", f"{other_registry.host}/{repo_name}"
-    )
+    result = _copy_from(src_proxy, other_registry, repo_name)
     assert result.code == 1
     line = _one_line(result.stderr)
     assert "digest mismatch" in line and layer in line
@@ -691,7 +694,7 @@ def test_fresh_challenge_on_put_reauthenticates_once(
         result = run_cli(*args, "-u", user, "--password-stdin", input=password)
         assert result.code == 0, result.stderr
         assert rule.hits == 1
-        puts = [r for r in proxy.requests if r.method == "PUT" and "/manifests/" in r.path]
+        puts = _sent(proxy, "PUT", "/manifests/")
     assert [r.status for r in puts] == [401, 201], "retried exactly once"
     assert puts[0].headers["authorization"] != puts[1].headers["authorization"]
     assert len(server.requests) == 2, "one token for the operation, one re-authentication"

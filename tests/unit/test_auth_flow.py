@@ -16,6 +16,7 @@ from regshift.auth.flow import RegistryAuth
 from regshift.errors import AuthError
 
 SCOPES = frozenset({"repository:a:pull,push"})
+MANIFEST_URL = "https://registry.example/v2/a/manifests/x"
 
 
 class FakeClock:
@@ -77,25 +78,20 @@ def _auth(
     )
 
 
+def _get(http: httpx.Client, auth: RegistryAuth, scopes: frozenset[str] = SCOPES) -> int:
+    """The status of one GET of ``MANIFEST_URL``, authorized for ``scopes``."""
+    return http.get(MANIFEST_URL, auth=auth.scoped(scopes)).status_code
+
+
 def test_token_cached_until_expiry() -> None:
     reg, clock = Registry(), FakeClock()
     auth = _auth(Credential(username="u", password="p"), reg, clock=clock)
     with _client(reg) as http:
         for _ in range(3):
-            assert (
-                http.get(
-                    "https://registry.example/v2/a/manifests/x", auth=auth.scoped(SCOPES)
-                ).status_code
-                == 200
-            )
+            assert _get(http, auth) == 200
         assert len(reg.token_requests) == 1
         clock.now += 51  # past 60 s minus the margin (a fifth, at most 10 s)
-        assert (
-            http.get(
-                "https://registry.example/v2/a/manifests/x", auth=auth.scoped(SCOPES)
-            ).status_code
-            == 200
-        )
+        assert _get(http, auth) == 200
     assert len(reg.token_requests) == 2
     assert auth.token_requests == 2
 
@@ -105,7 +101,7 @@ def test_one_token_request_carries_every_scope() -> None:
     auth = _auth(Credential(username="u", password="p"), reg)
     scopes = frozenset({"repository:a:pull", "repository:b:pull,push", "repository:a:push"})
     with _client(reg) as http:
-        http.get("https://registry.example/v2/a/manifests/x", auth=auth.scoped(scopes))
+        _get(http, auth, scopes)
     (token,) = reg.token_requests
     assert sorted(token.url.params.get_list("scope")) == [
         "repository:a:pull,push",
@@ -119,12 +115,7 @@ def test_identity_token_post_then_get_fallback() -> None:
     reg = Registry(oauth=False)
     auth = _auth(Credential(username="u", identity_token="refresh-1"), reg)
     with _client(reg) as http:
-        assert (
-            http.get(
-                "https://registry.example/v2/a/manifests/x", auth=auth.scoped(SCOPES)
-            ).status_code
-            == 200
-        )
+        assert _get(http, auth) == 200
     post, get = reg.token_requests
     assert post.method == "POST"
     form = dict(x.split("=", 1) for x in post.content.decode().split("&"))
@@ -138,19 +129,14 @@ def test_registry_token_is_sent_as_is() -> None:
     reg.valid.add("static-token")
     auth = _auth(Credential(registry_token="static-token"), reg)
     with _client(reg) as http:
-        assert (
-            http.get(
-                "https://registry.example/v2/a/manifests/x", auth=auth.scoped(SCOPES)
-            ).status_code
-            == 200
-        )
+        assert _get(http, auth) == 200
     assert reg.token_requests == []
 
 
 @pytest.mark.parametrize(
     ("realm", "registry_url"),
     [
-        ("http://auth.example/token", "https://registry.example/v2/a/manifests/x"),  # plain realm
+        ("http://auth.example/token", MANIFEST_URL),  # plain realm
     ],
 )
 def test_no_credentials_over_plain_http(realm: str, registry_url: str) -> None:
@@ -205,15 +191,8 @@ def test_insufficient_scope_reauthenticates_once() -> None:
     auth = _auth(Credential(username="u", password="p"), handler)
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
         pull = frozenset({"repository:a:pull"})
-        assert (
-            http.get(
-                "https://registry.example/v2/a/manifests/x", auth=auth.scoped(pull)
-            ).status_code
-            == 200
-        )
-        put = http.put(
-            "https://registry.example/v2/a/manifests/x", content=b"{}", auth=auth.scoped(pull)
-        )
+        assert _get(http, auth, pull) == 200
+        put = http.put(MANIFEST_URL, content=b"{}", auth=auth.scoped(pull))
         assert put.status_code == 201
     assert seen == ["t1", "t2"]
 
