@@ -22,6 +22,8 @@ from harness.imports import NOT_FOR_TAG
 from harness.proxy import Delay, FaultProxy, Rule
 from harness.registry import RegistryServer
 
+HTTPX_RETAG = str(BENCH_DIR / "httpx_retag.py")
+
 KiB = 1024
 
 #: Stable names for the rows the targets (report.py) are computed from, independent of the
@@ -47,7 +49,8 @@ class Settings:
     retag_layer_size: int
     promote_images: int
     startup_samples: int
-    proxy_delay: float = 0.02
+    proxy_delay: float = 0.02  # the delay the retag target is judged at
+    more_proxy_delays: tuple[float, ...] = (0.03,)  # measured too: where the lines cross
     curl_jobs: int = 4
 
     @classmethod
@@ -72,7 +75,9 @@ class Settings:
         """One line per case: what exactly was measured at these settings."""
         per = self.copy_bytes // self.copy_layers
         same_per = self.same_bytes // self.same_layers
-        ms = round(self.proxy_delay * 1000)
+        ms = " and ".join(
+            f"{round(d * 1000)} ms" for d in (self.proxy_delay, *self.more_proxy_delays)
+        )
         return {
             "copy-1g": (
                 f"registry A → registry B, one OCI image of {_mib(self.copy_bytes)} in "
@@ -90,7 +95,7 @@ class Settings:
             "retag": (
                 f"one new tag for an image of {self.retag_layers} layers x "
                 f"{self.retag_layer_size // KiB} KiB in the same repository; bare loopback, "
-                f"and through a loopback proxy adding {ms} ms to every request; plus the "
+                f"and through a loopback proxy adding {ms} to every request; plus the "
                 "`-X importtime` profile of one `regshift tag` on bare loopback (untimed)"
             ),
             "promote-50": (
@@ -257,7 +262,7 @@ def _seed(ctx: Context, image: SeededImage) -> None:
 
 
 def _cmd(argv: Sequence[str]) -> str:
-    shown = [Path(a).name if a in (REGSHIFT, PYTHON, RAW) else a for a in argv]
+    shown = [Path(a).name if a in (REGSHIFT, PYTHON, RAW, HTTPX_RETAG) else a for a in argv]
     text = " ".join(shown)
     return text if len(text) < 160 else text[:157] + "..."
 
@@ -462,11 +467,9 @@ def copy_same_registry(ctx: Context) -> list[Row]:
 # -- 4. retag --------------------------------------------------------------------------------
 
 
-def retag_case(settings: Settings, proxied: bool) -> str:
-    """The case name of the retag variant on bare loopback or through the delaying proxy."""
-    return (
-        f"retag (+{round(settings.proxy_delay * 1000)} ms/req)" if proxied else "retag (loopback)"
-    )
+def retag_case(delay: float) -> str:
+    """The case name of the retag variant on bare loopback (0) or through the delaying proxy."""
+    return f"retag (+{round(delay * 1000)} ms/req)" if delay else "retag (loopback)"
 
 
 def _warm_regshift_cache(ctx: Context, src: str, key: str) -> tuple[Path, str]:
@@ -507,10 +510,12 @@ def retag(ctx: Context) -> list[Row]:
     proxy = FaultProxy(a.host).start()
     rows: list[Row] = []
     try:
-        proxy.add_rule(Rule(action=Delay(s.proxy_delay)))
-        for proxied, host in ((False, a.host), (True, proxy.host)):
-            key = "proxy" if proxied else "lo"
-            case = retag_case(s, proxied)
+        for delay in (0.0, s.proxy_delay, *s.more_proxy_delays):
+            proxy.clear_rules()
+            proxy.add_rule(Rule(action=Delay(delay)))
+            host = proxy.host if delay else a.host
+            key = f"proxy{round(delay * 1000)}" if delay else "lo"
+            case = retag_case(delay)
             src = f"{host}/bench/retag:1.0"
             ctx.log(f"  warming a regshift cache directory for {host} (one untimed tag)")
             cache, learnt = _warm_regshift_cache(ctx, src, key)
@@ -555,6 +560,15 @@ def retag(ctx: Context) -> list[Row]:
                     check=check(tag),
                 )
 
+            def httpx_floor(rep: int, host: str = host, key: str = key) -> Run:
+                tag = f"httpx-{key}-{rep}"
+                return measure(
+                    [PYTHON, HTTPX_RETAG, f"http://{host}", tag, "bench/retag:1.0"],
+                    workdir=ctx.workdir,
+                    registries=[a],
+                    check=check(tag),
+                )
+
             group = [
                 Row(
                     case,
@@ -583,16 +597,26 @@ def retag(ctx: Context) -> list[Row]:
                     case,
                     "raw.sh retag (GET manifest to a file, PUT it with its Content-Type)",
                 ),
+                Row(
+                    case,
+                    "python + httpx: GET + PUT",
+                    case,
+                    "python httpx_retag.py (no CLI framework, no regshift: the Python floor)",
+                ),
             ]
-            makers = (regshift, regshift_warm, skopeo, curl)
+            makers = (regshift, regshift_warm, skopeo, curl, httpx_floor)
             _repeat(ctx, list(zip(group, makers, strict=True)), times=s.short_repeat)
             group[0].note = "empty REGSHIFT_CACHE_DIR each run"
             group[1].note = (
                 "REGSHIFT_CACHE_DIR kept across runs, pre-warmed by one untimed regshift tag "
                 f"(it remembers: {learnt}); the rest of the sandbox fresh"
             )
+            group[4].note = (
+                "what any httpx-based Python tool pays: interpreter, httpx + httpcore imports, "
+                "the two requests"
+            )
             rows += group
-            if not proxied:
+            if not delay:
                 ctx.log("  import profile of regshift tag (python -X importtime, untimed)")
                 ctx.tag_startup = tag_import_profile(ctx, src)
     finally:

@@ -223,7 +223,7 @@ def targets(rows: Sequence[Row], ctx: Context) -> list[Target]:
     s = ctx.settings
     out: list[Target] = []
 
-    lo = retag_case(s, proxied=False)
+    lo = retag_case(0.0)
     t = Target(f"{lo}: regshift tag requests", f"= {RETAG_REQUESTS}")
     row = _find(rows, lo, REGSHIFT_KEY)
     if row is not None and row.median_requests is not None:
@@ -237,7 +237,7 @@ def targets(rows: Sequence[Row], ctx: Context) -> list[Target]:
         t.detail = f"{lo} not measured"
     out.append(t)
 
-    proxied = retag_case(s, proxied=True)
+    proxied = retag_case(s.proxy_delay)
     out.append(_faster(f"{proxied}: regshift tag wall time", rows, proxied))
     out.append(
         _faster(
