@@ -17,7 +17,13 @@ from .capabilities import MULTI_TAG_PUSH
 from .client import Client
 from .errors import APIError, PreconditionFailed, RegistryError
 from .manifests import Manifest
-from .reference import Reference, is_layout_reference, parse_reference, validate_tag
+from .reference import (
+    Reference,
+    is_layout_reference,
+    parse_reference,
+    validate_digest,
+    validate_tag,
+)
 
 if TYPE_CHECKING:
     from .layout import LayoutReference
@@ -102,11 +108,13 @@ def tag(
         raise_on_error: raise the first per-tag error after trying every tag.
 
     Raises:
-        InvalidReference: a malformed source or tag (nothing is sent).
+        InvalidReference: a malformed source, tag or ``expect_digest`` (nothing is sent).
         PreconditionFailed: ``expect_digest`` or ``no_clobber`` refused (nothing is written).
         RegistryError: the source cannot be read, or (``raise_on_error``) a tag failed.
     """
     tags = _unique([validate_tag(t) for t in new_tags])
+    if expect_digest is not None:
+        validate_digest(expect_digest)
     if isinstance(source, str) and is_layout_reference(source):
         from .layout import parse_layout_reference
 

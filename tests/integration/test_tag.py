@@ -159,6 +159,11 @@ def test_expect_digest(open_registry: RegistryServer, repo_name: str) -> None:
     assert result.code == 5
     assert "not the expected" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not [r for r in open_registry.requests() if r.method == "PUT"]
+    open_registry.mark()
+    malformed = run_cli("tag", "--expect-digest", "nope", str(src), "prod3")
+    assert malformed.code == 2, malformed.stderr
+    assert 'invalid digest "nope"' in malformed.stderr
+    assert open_registry.requests() == [], "a malformed digest is refused before any request"
 
 
 def test_no_clobber(open_registry: RegistryServer, repo_name: str) -> None:
