@@ -58,7 +58,7 @@ class CopyOptions:
     """How to copy.
 
     Attributes:
-        platforms: copy only these platforms of an index (empty: all, digest preserved).
+        platforms: copy only these platforms of an index (empty, or every one: digest kept).
         jobs: blobs transferred at once.
         dry_run: plan only; write nothing.
         include_foreign: also copy non-distributable (foreign) layers.
@@ -224,7 +224,8 @@ def resolve(source: Source, identifier: str, platforms: Sequence[Platform] = ())
     """Fetch the source manifest and, for an index, every child manifest (exact bytes).
 
     With ``platforms``: one match makes that image the top manifest; several make a new
-    index of just those (its digest differs from the source's).
+    index of just those (its digest differs from the source's), unless they are every entry
+    of the source index, which is then kept byte for byte.
 
     Raises:
         NotFound: the source, or a platform asked for, does not exist.
@@ -238,6 +239,8 @@ def resolve(source: Source, identifier: str, platforms: Sequence[Platform] = ())
         return ImageGraph(source, top, images)
     if len(images) == 1:
         return ImageGraph(source, images[0], images, derived=True)
+    if len(entries) == len(top.manifests):  # all chosen: nothing to rebuild, bytes kept
+        return ImageGraph(source, top, images)
     return ImageGraph(source, _sub_index(top, entries), images, derived=True)
 
 

@@ -159,7 +159,7 @@ def _run_tags(
     "platforms",
     multiple=True,
     metavar="OS/ARCH[/VARIANT]",
-    help="Copy only this platform (repeatable); the digest then differs from the source's.",
+    help="Copy only this platform (repeatable); a subset gets a new digest.",
 )
 @click.option("--all-tags", is_flag=True, help="Copy every tag of the SOURCE repository.")
 @click.option("--include", metavar="REGEX", help="With --all-tags: only tags matching REGEX.")
