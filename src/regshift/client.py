@@ -87,11 +87,16 @@ class PutResult:
     Attributes:
         digest: the digest the registry stored (checked against ours).
         tags: the tags the registry confirmed via ``OCI-Tag`` (multi-tag push), else empty.
+        subject: the ``OCI-Subject`` the registry answered (referrers API support).
+        checked: the answer was lost and a HEAD showed the PUT had landed, so nothing was
+            sent again; ``tags`` then lists every tag asked for (each resolved to the digest),
+            which says nothing about the registry's multi-tag support.
     """
 
     digest: str
     tags: tuple[str, ...] = ()
     subject: str | None = None
+    checked: bool = False
 
 
 class Referrers(NamedTuple):
@@ -261,8 +266,8 @@ class Client:
                 if delay is None or (isinstance(exc, APIError) and not exc.retryable):
                     raise
                 # The PUT may have landed before the failure: look before writing again.
-                if not tag_list and self._manifest_is(ref, manifest.digest, scope_list):
-                    return PutResult(digest=manifest.digest)
+                if self._landed(ref, manifest.digest, tag_list, scope_list):
+                    return PutResult(digest=manifest.digest, tags=tuple(tag_list), checked=True)
                 retry_after = exc.retry_after if isinstance(exc, APIError) else None
                 self._wait_before_retry(
                     "PUT", f"/manifests/{ref.identifier}", str(exc), delay, retry_after
@@ -276,6 +281,14 @@ class Client:
             tags=tuple(t for t in tag_list if t in confirmed),
             subject=response.headers.get("oci-subject"),
         )
+
+    def _landed(self, ref: Reference, digest: str, tags: list[str], scopes: list[str]) -> bool:
+        """Whether a manifest PUT whose answer was lost did its work: ``ref`` resolves to
+        ``digest``, or for a multi-tag push (``ref`` by digest) every one of ``tags`` does."""
+        if not tags:
+            return self._manifest_is(ref, digest, scopes)
+        repo = ref.repo_only()
+        return all(self._manifest_is(repo.with_tag(t), digest, scopes) for t in tags)
 
     def _manifest_is(self, ref: Reference, digest: str, scopes: Iterable[str]) -> bool:
         try:

@@ -257,7 +257,8 @@ def _multi_tag(
         log.debug("multi-tag push refused by %s: %s", src.endpoint, exc)
         client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, False)
         return ()
-    client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, bool(result.tags))
+    if not result.checked:  # tags confirmed by looking tell nothing about the feature
+        client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, bool(result.tags))
     return result.tags
 
 

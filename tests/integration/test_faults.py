@@ -741,6 +741,55 @@ def test_lost_manifest_put_response_is_checked_not_resent(
     assert_complete(registry, repo_name, new_tag, image)
 
 
+@pytest.mark.parametrize("already_tagged", [False, True])
+def test_lost_multi_tag_put_response_is_checked_tag_by_tag(
+    already_tagged: bool, open_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    """The same for a multi-tag push (``PUT /manifests/<digest>?tag=a&tag=b``).
+
+    A HEAD of each tag tells whether the push did its work. Where the tags already resolve to
+    the digest nothing is sent again; otherwise the push is sent again (distribution ignores
+    ``?tag=``, so each tag then gets its own PUT). Neither teaches regshift anything about the
+    registry's multi-tag support.
+    """
+    from regshift.capabilities import MULTI_TAG_PUSH, Capabilities
+
+    image = random_image(seed=917)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    if already_tagged:
+        for name in ("a", "b"):
+            seed(open_registry.host, repo_name, name, image)
+    multi = r"/manifests/sha256:[0-9a-f]+\?tag=a&tag=b$"
+    with FaultProxy(open_registry.host) as inner, FaultProxy(inner.host) as outer:
+        lying = RewriteHeader("Content-Length", "1")
+        inner.add_rule(Rule(method="PUT", path=multi, times=1, action=lying))
+        outer.add_rule(Rule(method="PUT", path=multi, times=1, action=ResetResponse(0)))
+        with client_for(cache_dir=tmp_path) as client:
+            result = regshift.tag(client, f"{outer.host}/{repo_name}:{src.tag}", ["a", "b"])
+        seen = [
+            (r.method, r.path.rsplit("/", 1)[1].split("?")[0][:7], r.error)
+            for r in outer.requests
+            if "/manifests/" in r.path
+        ]
+    assert seen[:2] == [("GET", "v1", None), ("PUT", "sha256:", "ResetResponse")]
+    if already_tagged:
+        assert seen[2:] == [("HEAD", "a", None), ("HEAD", "b", None)], "nothing sent again"
+        assert [o.method for o in result.outcomes] == ["multi-tag", "multi-tag"]
+    else:
+        assert seen[2:] == [
+            ("HEAD", "a", None),  # not there: no need to look at b
+            ("PUT", "sha256:", None),
+            ("PUT", "a", None),
+            ("PUT", "b", None),
+        ]
+        assert [o.method for o in result.outcomes] == ["put", "put"]
+    assert Capabilities(tmp_path).get(outer.host, MULTI_TAG_PUSH) is (
+        None if already_tagged else False
+    )
+    for name in ("a", "b"):
+        assert_complete(open_registry, repo_name, name, image)
+
+
 # --------------------------------------------------------------------------------------------
 # Ctrl-C
 # --------------------------------------------------------------------------------------------
