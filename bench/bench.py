@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from cases import CASES, Context, Row, Settings, start_registries, stop_registries
+from cases import CASE_FAILED, CASES, Context, Row, Settings, start_registries, stop_registries
 from report import document, machine_info, render
 from runner import BENCH_DIR, warm_bytecode
 
@@ -80,7 +80,7 @@ def run_cases(ctx: Context, cases: list[str]) -> list[Row]:
             rows += CASES[case](ctx)
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
-            rows.append(Row(case, "(case failed)", case, "", error=f"{type(exc).__name__}: {exc}"))
+            rows.append(Row(case, CASE_FAILED, case, "", error=f"{type(exc).__name__}: {exc}"))
         log(f"case {case} took {time.monotonic() - started:.0f} s")
     return rows
 

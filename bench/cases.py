@@ -28,13 +28,14 @@ KiB = 1024
 
 #: Stable names for the rows the targets (report.py) are computed from, independent of the
 #: labels shown in the table.
+CASE_FAILED = "(case failed)"  # the tool of the one row a case that raised leaves behind
 REGSHIFT_KEY = "regshift"  # regshift's main CLI row of a case (the base)
 SKOPEO_KEY = "skopeo"  # skopeo with an empty blob-info cache
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Sizes and counts; ``--quick`` shrinks them so the whole run takes well under a minute."""
+    """Sizes and counts; ``--quick`` shrinks the sizes, not the repetitions."""
 
     quick: bool
     repeat: int
@@ -48,6 +49,7 @@ class Settings:
     retag_layers: int
     retag_layer_size: int
     promote_images: int
+    promote_layer_size: int
     startup_samples: int
     proxy_delay: float = 0.02  # the delay the retag target is judged at
     more_proxy_delays: tuple[float, ...] = (0.03,)  # measured too: where the lines cross
@@ -68,6 +70,7 @@ class Settings:
             retag_layers=10,
             retag_layer_size=1 * MiB,
             promote_images=5 if quick else 50,
+            promote_layer_size=16 * KiB,
             startup_samples=3 if quick else 10,
         )
 
@@ -99,7 +102,8 @@ class Settings:
                 "`-X importtime` profile of one `regshift tag` on bare loopback (untimed)"
             ),
             "promote-50": (
-                f"{self.promote_images} different images (repositories), one new tag each"
+                f"{self.promote_images} different images (repositories) of 2 layers x "
+                f"{self.promote_layer_size // KiB} KiB, one new tag each"
             ),
             "startup": f"median of {self.startup_samples} starts each; no registry involved",
         }
@@ -633,7 +637,7 @@ def promote(ctx: Context) -> list[Row]:
         build_image(
             f"bench/promote-{i:02d}",
             "1.0",
-            [random_blob(11000 + 2 * i + j, 16 * KiB) for j in range(2)],
+            [random_blob(11000 + 2 * i + j, s.promote_layer_size) for j in range(2)],
             label=f"promote-{i}",
         )
         for i in range(s.promote_images)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from cases import REGSHIFT_KEY, SKOPEO_KEY, Context, Row, Settings, retag_case
+from cases import CASE_FAILED, REGSHIFT_KEY, SKOPEO_KEY, Context, Row, Settings, retag_case
 from registry_io import MiB
 from runner import PYTHON, REPO_DIR
 
@@ -168,8 +168,9 @@ class Target:
 
     name: str
     required: str
+    case: str  # the bench case it is judged from (a crash of that case makes it a FAIL)
     measured: str = "-"
-    status: str = "n/a"  # PASS, FAIL, or n/a (case not run / no data)
+    status: str = "n/a"  # PASS, FAIL, or n/a (case not run)
     detail: str = ""
     values: dict[str, Any] = field(default_factory=dict)
 
@@ -201,7 +202,7 @@ def _find(rows: Sequence[Row], case: str, key: str) -> Row | None:
 def _faster(name: str, rows: Sequence[Row], case: str, factor: float = 1.0) -> Target:
     """regshift's median wall time <= factor x skopeo's, in one case."""
     required = f"regshift <= {factor:g} x skopeo" if factor != 1 else "regshift <= skopeo"
-    target = Target(name, required)
+    target = Target(name, required, case.split(" ", 1)[0])
     ours, theirs = _find(rows, case, REGSHIFT_KEY), _find(rows, case, SKOPEO_KEY)
     if ours is None or theirs is None or not ours.median or not theirs.median:
         target.detail = f"{case} not measured"
@@ -219,12 +220,13 @@ def _faster(name: str, rows: Sequence[Row], case: str, factor: float = 1.0) -> T
 
 
 def targets(rows: Sequence[Row], ctx: Context) -> list[Target]:
-    """Every target, from the medians of this run (n/a for cases that were not run)."""
+    """Every target, from the medians of this run (n/a for cases that were not run, FAIL for
+    cases that crashed)."""
     s = ctx.settings
     out: list[Target] = []
 
     lo = retag_case(0.0)
-    t = Target(f"{lo}: regshift tag requests", f"= {RETAG_REQUESTS}")
+    t = Target(f"{lo}: regshift tag requests", f"= {RETAG_REQUESTS}", "retag")
     row = _find(rows, lo, REGSHIFT_KEY)
     if row is not None and row.median_requests is not None:
         methods = row.runs[-1].extra.get("byMethod") or {}
@@ -250,7 +252,7 @@ def targets(rows: Sequence[Row], ctx: Context) -> list[Target]:
     for case in COPY_CASES:
         out.append(_faster(f"{case}: regshift copy vs skopeo (empty cache)", rows, case))
 
-    t = Target("copy-1g: regshift copy peak RSS", f"< {RSS_LIMIT_MIB} MiB")
+    t = Target("copy-1g: regshift copy peak RSS", f"< {RSS_LIMIT_MIB} MiB", "copy-1g")
     row = _find(rows, "copy-1g", REGSHIFT_KEY)
     median_rss, peak = (row.median_rss_kib, row.peak_rss_kib) if row else (None, None)
     if row is not None and median_rss is not None and peak is not None:
@@ -263,7 +265,7 @@ def targets(rows: Sequence[Row], ctx: Context) -> list[Target]:
         t.detail = "copy-1g not measured"
     out.append(t)
 
-    t = Target("`regshift --help` imports neither httpx nor rich", "neither imported")
+    t = Target("`regshift --help` imports neither httpx nor rich", "neither imported", "startup")
     if ctx.startup:
         imported = ctx.startup["imported"]
         t.measured = ", ".join(
@@ -279,6 +281,10 @@ def targets(rows: Sequence[Row], ctx: Context) -> list[Target]:
         t.detail = "startup not measured"
     out.append(t)
     out.append(_tag_imports(ctx.tag_startup))
+    crashed = {r.case: r.error for r in rows if r.tool == CASE_FAILED}
+    for t in out:
+        if t.status == "n/a" and t.case in crashed:
+            t.status, t.detail = "FAIL", f"case {t.case} failed: {crashed[t.case]}"
     return out
 
 
@@ -287,6 +293,7 @@ def _tag_imports(s: dict[str, Any]) -> Target:
     t = Target(
         "`regshift tag` imports only what it uses",
         "no rich/pygments, no copy/layout/referrers/inspect modules",
+        "retag",
     )
     if not s:
         t.detail = "retag not measured"
