@@ -50,9 +50,11 @@ from .transport import (
     build_http_client,
     candidate_schemes,
     is_tls_mismatch,
+    printable,
     read_limited,
     redact_url,
     retry_after_seconds,
+    stream_error,
     translate,
 )
 
@@ -61,6 +63,10 @@ log = logging.getLogger(__name__)
 QueryList = list[tuple[str, str | int | float | bool | None]]
 
 _ACCEPT = ", ".join(MANIFEST_ACCEPT)
+# Digests are over the bytes as stored, so manifests and blobs are asked for unencoded and
+# read raw, never decoded: storage backends (S3/GCS behind a registry, CDNs) may label a
+# .tar.gz layer "Content-Encoding: gzip", and a decoded body would fail its digest check.
+_IDENTITY = {"Accept-Encoding": "identity"}
 _MAX_TAG_PAGES = 10_000
 _TAG_PAGE_SIZE = 1000  # ECR rejects n > 1000 (go-containerregistry #1091)
 
@@ -215,7 +221,7 @@ class Client:
             ref,
             f"/manifests/{ref.identifier}",
             scopes=scopes,
-            headers={"Accept": _ACCEPT},
+            headers={"Accept": _ACCEPT, **_IDENTITY},
             stream=True,
         )
         raw = _read_limited(response, MAX_MANIFEST_BYTES, what=f"manifest {_display(ref)}")
@@ -435,8 +441,14 @@ class Client:
     def open_blob(
         self, ref: Reference, digest: str, *, scopes: Iterable[str] = ()
     ) -> Iterator[httpx.Response]:
-        """GET a blob as a streamed response (redirects to storage hosts followed without auth)."""
-        response = self._request("GET", ref, f"/blobs/{digest}", scopes=scopes, stream=True)
+        """GET a blob as a streamed response (redirects to storage hosts followed without auth).
+
+        The blob is asked for unencoded: read it with ``response.iter_raw()``, which hands
+        over the bytes as stored even when a storage backend labels them ``Content-Encoding``.
+        """
+        response = self._request(
+            "GET", ref, f"/blobs/{digest}", scopes=scopes, headers=_IDENTITY, stream=True
+        )
         with _closing(response):
             yield response
 
@@ -450,7 +462,15 @@ class Client:
                 url=_display(ref),
                 text="upload response has no Location header",
             )
-        url = response.request.url.join(location)
+        try:
+            url = response.request.url.join(location)
+        except httpx.InvalidURL:
+            raise APIError(
+                status=response.status_code,
+                method=response.request.method,
+                url=_display(ref),
+                text=f"refusing upload Location that is not a valid URL: {printable(location)}",
+            ) from None
         if url.scheme not in ("http", "https") or url.netloc != response.request.url.netloc:
             raise APIError(
                 status=response.status_code,
@@ -492,7 +512,7 @@ class Client:
                 path,
                 scopes=scopes,
                 params=params if len(seen) == 1 else None,
-                headers={"Accept": MediaType.OCI_INDEX},
+                headers={"Accept": MediaType.OCI_INDEX, **_IDENTITY},
                 missing_ok=True,
                 stream=True,
             )
@@ -795,12 +815,12 @@ def _read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
             raise ManifestError(f"{what} is {declared} bytes, above the {limit} limit")
         data = bytearray()
         try:
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_raw():  # the exact bytes: see _IDENTITY
                 data += chunk
                 if len(data) > limit:
                     raise ManifestError(f"{what} is larger than the {limit} byte limit")
-        except httpx.TransportError as exc:
-            raise translate(exc, what) from None
+        except httpx.HTTPError as exc:
+            raise stream_error(exc, response, what) from None
         return bytes(data)
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
-from urllib.parse import urlsplit
+from typing import NamedTuple, NoReturn
+from urllib.parse import SplitResult, urlsplit
 
 from .errors import APIError
 
@@ -47,15 +47,32 @@ def next_link(
     for link in parse_link_header(header):
         if "next" not in link.rels:
             continue
-        parts = urlsplit(link.target)
+        parts = _split(link.target)
+        if parts is None:
+            _refuse(link.target, repository, kind, ": not a valid URL")
         prefix = f"/v2/{repository}/{kind}"
         foreign = parts.netloc not in ("", endpoint) or parts.scheme not in ("", "http", "https")
         if foreign or not parts.path.startswith(prefix):
-            raise APIError(
-                status=200,
-                method="GET",
-                url=f"/v2/{repository}/{kind}",
-                text=f"refusing to follow pagination link {link.target[:200]!r}",
-            )
+            _refuse(link.target, repository, kind)
         return parts.path[len(f"/v2/{repository}") :] + (f"?{parts.query}" if parts.query else "")
     return None
+
+
+def _split(target: str) -> SplitResult | None:
+    """The parts of a link target, or None when it is no URL we could send (an unclosed
+    IPv6 bracket, control characters: urlsplit raises on the first, httpx on the second)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return None
+    try:
+        return urlsplit(target)
+    except ValueError:
+        return None
+
+
+def _refuse(target: str, repository: str, kind: str, why: str = "") -> NoReturn:
+    raise APIError(
+        status=200,
+        method="GET",
+        url=f"/v2/{repository}/{kind}",
+        text=f"refusing to follow pagination link {target[:200]!r}{why}",
+    )

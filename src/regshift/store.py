@@ -21,10 +21,11 @@ import httpx
 
 from . import referrers
 from .client import Client
-from .errors import ManifestError, TransportError
+from .errors import ManifestError
 from .layout import Layout, LayoutReference, is_layout_reference, parse_layout_reference
 from .manifests import Descriptor, Manifest, parse_manifest
 from .reference import Reference, parse_reference, parse_repository
+from .transport import stream_error
 
 
 class Source(Protocol):
@@ -91,7 +92,7 @@ class RegistrySource:
     @contextmanager
     def open_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
         with self.client.open_blob(self.ref, desc.digest, scopes=self.scopes) as response:
-            yield _translated(response.iter_bytes())
+            yield _raw_chunks(response)
 
     def list_tags(self) -> list[str]:
         return self.client.list_tags(self.ref.repo_only(), scopes=self.scopes)
@@ -108,11 +109,13 @@ def _at(ref: Reference, identifier: str) -> Reference:
     return repo.with_digest(identifier) if ":" in identifier else repo.with_tag(identifier)
 
 
-def _translated(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def _raw_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The blob as stored: raw, never decoded, so its digest holds even when a storage
+    backend labels a .tar.gz layer ``Content-Encoding: gzip``; httpx errors become ours."""
     try:
-        yield from chunks
-    except httpx.TransportError as exc:
-        raise TransportError(f"reading source blob: {exc}") from None
+        yield from response.iter_raw()
+    except httpx.HTTPError as exc:
+        raise stream_error(exc, response, "reading source blob") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from ._version import __version__
-from .errors import APIError, Diagnostic, TransportError, api_error_class
+from .errors import APIError, Diagnostic, RegistryError, TransportError, api_error_class
 from .reference import is_loopback_host
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,19 @@ def translate(exc: httpx.TransportError, what: str) -> TransportError:
     return TransportError(f"{what}: {reason}")
 
 
+def stream_error(exc: httpx.HTTPError, response: httpx.Response, what: str) -> RegistryError:
+    """An httpx failure while reading a response body, as one line of ours: a
+    :class:`TransportError` for the connection, an :class:`APIError` for the body itself."""
+    if isinstance(exc, httpx.TransportError):
+        return translate(exc, what)
+    return APIError(
+        status=response.status_code,
+        method=response.request.method,
+        url=redact_url(response.request.url).split("?", 1)[0],
+        text=f"{what}: {printable(exc)}",
+    )
+
+
 def api_error(response: httpx.Response, context: str = "") -> APIError:
     """Build the :class:`APIError` for an error response, reading at most 64 KiB of its body."""
     body = _read_capped(response, MAX_ERROR_BODY)
@@ -276,10 +289,10 @@ def read_limited(response: httpx.Response, limit: int, *, raise_over: bool = Tru
                         text=f"response body larger than {limit} bytes",
                     )
                 break
-    except httpx.TransportError as exc:
+    except httpx.HTTPError as exc:  # a dropped connection, or a body that fails to decode
         if raise_over:
-            what = f"{response.request.method} {response.request.url.host}"
-            raise translate(exc, f"{what}: reading the answer") from None
+            what = f"{response.request.method} {response.request.url.host}: reading the answer"
+            raise stream_error(exc, response, what) from None
     finally:
         response.close()
     return bytes(data[:limit])

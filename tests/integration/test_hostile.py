@@ -496,6 +496,55 @@ def test_descriptor_size_lie_is_refused(
     ]
 
 
+@pytest.mark.parametrize("what", ["gzip-layer", "raw-layer", "manifest"])
+def test_content_encoding_label_leaves_the_bytes_as_stored(
+    what: str,
+    proxy: FaultProxy,
+    open_registry: RegistryServer,
+    other_registry: RegistryServer,
+    repo_name: str,
+) -> None:
+    """A storage backend labels a .tar.gz layer (or a manifest) ``Content-Encoding: gzip``.
+
+    Digests are over the bytes as stored: they are asked for unencoded and copied as sent,
+    never decoded (a decoded gzip layer fails its digest; a body that is no gzip at all must
+    not crash the decoder either).
+    """
+    image = random_image(seed=965, layers=1, raw_layers=what == "raw-layer")
+    layer = image.manifest.layers[0].digest
+    seed(open_registry.host, repo_name, "v1", image)
+    path = "/manifests/" if what == "manifest" else f"/blobs/{layer}"
+    label = proxy.add_rule(
+        Rule(method="GET", path=path, action=RewriteHeader("Content-Encoding", "gzip"))
+    )
+    result = run_cli(
+        "copy", f"{proxy.host}/{repo_name}:v1", f"{other_registry.host}/{repo_name}:v1"
+    )
+    assert result.code == 0, result.stderr
+    assert label.hits >= 1
+    gets = [r for r in proxy.requests if r.method == "GET" and path in r.path]
+    assert gets and all(r.headers.get("accept-encoding") == "identity" for r in gets)
+    copied = httpx.get(f"{other_registry.url}/v2/{repo_name}/blobs/{layer}")
+    assert copied.content == image.blobs[1]
+    top = httpx.get(f"{other_registry.url}/v2/{repo_name}/manifests/v1", headers={"Accept": ACCEPT})
+    assert top.content == image.manifest.raw
+
+
+def test_tag_list_falsely_labelled_gzip_is_a_clean_error(
+    proxy: FaultProxy, open_registry: RegistryServer, repo_name: str
+) -> None:
+    """A small answer (the tag list) that claims gzip but is not: one line, not a crash."""
+    seed(open_registry.host, repo_name, "v1", random_image(seed=966))
+    label = proxy.add_rule(
+        Rule(method="GET", path="/tags/list", action=RewriteHeader("Content-Encoding", "gzip"))
+    )
+    result = run_cli("ls", f"{proxy.host}/{repo_name}")
+    assert label.hits == 1
+    assert result.code == 1, result.stderr
+    assert "internal error" not in result.stderr
+    assert "reading the answer" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 # --------------------------------------------------------------------------------------------
 # upload locations and pagination links elsewhere
 # --------------------------------------------------------------------------------------------
@@ -526,6 +575,29 @@ def test_upload_location_elsewhere_is_refused(
     assert result.code == 1
     assert "refusing upload Location" in _one_line(result.stderr)
     assert recorder.requests == [], "a request went to the host the Location named"
+    assert sent == [], "no upload may be sent anywhere"
+    _tag_absent(other_registry, repo_name, "v1")
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://[::1/v2/x/blobs/uploads/1", "//:abc/", "http://127.0.0.1/up\x01load"],
+    ids=["unclosed-ipv6", "bad-port", "control-character"],
+)
+def test_malformed_upload_location_is_refused(
+    location: str, open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    src = seed(open_registry.host, repo_name, "v1", random_image(seed=966))
+    with FaultProxy(other_registry.host) as dst:
+        dst.add_rule(
+            Rule(method="POST", path="/blobs/uploads/", action=RewriteHeader("Location", location))
+        )
+        result = run_cli("copy", str(src), f"{dst.host}/{repo_name}:v1")
+        sent = [(r.method, r.path) for r in dst.requests if r.method in ("PUT", "PATCH")]
+    assert result.code == 1
+    line = _one_line(result.stderr)
+    assert "refusing upload Location that is not a valid URL" in line, line
+    assert "\x01" not in line, "a control character reached the terminal"
     assert sent == [], "no upload may be sent anywhere"
     _tag_absent(other_registry, repo_name, "v1")
 
@@ -579,6 +651,24 @@ def test_ls_link_elsewhere_is_refused(
     assert result.code == 1
     assert "refusing to follow pagination link" in _one_line(result.stderr)
     assert recorder.requests == []
+    assert len([r for r in proxy.requests if "/tags/list" in r.path]) == 1
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://[::1/v2/{repo}/tags/list?last=v1", "/v2/{repo}/tags/list?last=\x01"],
+    ids=["unclosed-ipv6", "control-character"],
+)
+def test_ls_malformed_link_is_refused(
+    target: str, proxy: FaultProxy, open_registry: RegistryServer, repo_name: str
+) -> None:
+    _seed_for_ls(open_registry, repo_name)
+    link = f'<{target.format(repo=repo_name)}>; rel="next"'
+    proxy.add_rule(Rule(method="GET", path="/tags/list", action=RewriteHeader("Link", link)))
+    result = run_cli("ls", f"{proxy.host}/{repo_name}")
+    assert result.code == 1
+    line = _one_line(result.stderr)
+    assert "refusing to follow pagination link" in line and "not a valid URL" in line, line
     assert len([r for r in proxy.requests if "/tags/list" in r.path]) == 1
 
 
