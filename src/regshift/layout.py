@@ -267,7 +267,7 @@ class Layout:
         Without, an untagged entry is added unless an entry for this digest exists.
 
         The children of an index are not entries of ``index.json``: store them with
-        :meth:`write_blob` (``layout.write_blob(m.digest, m.size, [m.raw])``).
+        :meth:`write_blob` (``write_blob(m.digest, m.size, [m.raw], check_existing=True)``).
 
         Raises:
             InvalidReference: ``tag`` is not a valid tag.
@@ -276,7 +276,7 @@ class Layout:
         """
         if tag is not None:
             validate_tag(tag)
-        self.write_blob(manifest.digest, manifest.size, [manifest.raw])
+        self.write_blob(manifest.digest, manifest.size, [manifest.raw], check_existing=True)
         entry: dict[str, Any] = {
             "mediaType": manifest.media_type,
             "digest": manifest.digest,
@@ -337,6 +337,12 @@ class Layout:
     def has_blob(self, digest: str, size: int | None = None) -> bool:
         """Whether the blob exists (and, when ``size`` is given, has that size).
 
+        The content is not hashed: copying into an existing layout would otherwise read
+        every layer already there (gigabytes) on every run. Blobs regshift writes are
+        verified before their atomic rename, so a wrong one of the right size comes only
+        from another tool; :meth:`verify` finds it. Manifests, which are small and whose
+        corruption would be written under a tag, are checked by :meth:`has_manifest_blob`.
+
         Raises:
             InvalidReference: the digest is malformed.
         """
@@ -349,6 +355,22 @@ class Layout:
                 f"{self._name}: cannot stat blob {digest}: {_os_reason(exc)}"
             ) from exc
         return size is None or st.st_size == size
+
+    def has_manifest_blob(self, digest: str, size: int | None = None) -> bool:
+        """Whether a manifest blob exists and its bytes match ``digest`` (and ``size``).
+
+        The file is read and hashed (manifests are at most 4 MiB): a truncated or corrupt
+        one, say left by a tool that does not write atomically, does not count.
+
+        Raises:
+            InvalidReference: the digest is malformed.
+            LayoutError: the blob exists but cannot be read.
+        """
+        try:
+            raw = self._read_blob_bytes(digest, MAX_MANIFEST_BYTES)
+        except (NotFoundInLayout, ManifestError, DigestMismatch):
+            return False
+        return size is None or len(raw) == size
 
     @contextlib.contextmanager
     def open_blob(self, digest: str) -> Iterator[Iterator[bytes]]:
@@ -373,12 +395,20 @@ class Layout:
         with handle:
             yield self._chunks(handle, digest, path)
 
-    def write_blob(self, digest: str, size: int | None, chunks: Iterable[bytes]) -> None:
+    def write_blob(
+        self,
+        digest: str,
+        size: int | None,
+        chunks: Iterable[bytes],
+        *,
+        check_existing: bool = False,
+    ) -> None:
         """Store a blob, verifying its digest (and size, when given) while streaming.
 
         The bytes go to a temporary file in ``blobs/<alg>/`` that is renamed into place
         only once verified and flushed to disk. An existing blob of the right size is
-        kept and ``chunks`` is not consumed.
+        kept and ``chunks`` is not consumed; with ``check_existing`` (for manifests, see
+        :meth:`has_manifest_blob`) it must also hash to ``digest``, else it is replaced.
 
         Raises:
             InvalidReference: the digest is malformed.
@@ -387,7 +417,8 @@ class Layout:
             LayoutError: the blob cannot be written.
         """
         path = self.blob_path(digest)
-        if self.has_blob(digest, size):
+        present = self.has_manifest_blob if check_existing else self.has_blob
+        if present(digest, size):
             return
         verifier = DigestVerifier(digest, size, what=f"{self._name} blob")
 

@@ -182,17 +182,20 @@ class LayoutTarget:
         return head.digest if head else None
 
     def has_blob(self, desc: Descriptor) -> bool:
+        """Present with the right size; deliberately not hashed (see :meth:`Layout.has_blob`)."""
         return self.layout.has_blob(desc.digest, desc.size)
 
     def has_manifest(self, digest: str) -> bool:
-        return self.layout.has_blob(digest)
+        """Present and intact: a truncated or corrupt manifest left by another tool is
+        rewritten (hashing a manifest is cheap; blobs are checked by size only)."""
+        return self.layout.has_manifest_blob(digest)
 
     def write_blob(self, desc: Descriptor, chunks: Iterator[bytes]) -> None:
         self.layout.write_blob(desc.digest, desc.size, chunks)
 
     def put_child(self, manifest: Manifest) -> None:
         """A manifest below the top one: a blob, not an index.json entry."""
-        self.layout.write_blob(manifest.digest, manifest.size, [manifest.raw])
+        self.layout.write_blob(manifest.digest, manifest.size, [manifest.raw], check_existing=True)
 
     def put_top(self, manifest: Manifest) -> None:
         self.layout.put_manifest(manifest, self.ref.tag)
