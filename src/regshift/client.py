@@ -673,11 +673,19 @@ class Client:
             return response
 
     def pause_before_retry(
-        self, what: str, why: str, attempt: int, retry_after: float | None = None
+        self,
+        what: str,
+        why: str,
+        attempt: int,
+        retry_after: float | None = None,
+        *,
+        stop: threading.Event | None = None,
     ) -> None:
         """Back off before retrying a larger operation (a blob transfer): same policy,
-        ``Retry-After`` and reporting as for single requests. ``attempt`` counts from 1."""
-        self._wait_before_retry("", what, why, self._retry.delay(attempt - 1), retry_after)
+        ``Retry-After`` and reporting as for single requests. ``attempt`` counts from 1;
+        setting ``stop`` (a cancelled copy) ends the pause at once."""
+        delay = self._retry.delay(attempt - 1)
+        self._wait_before_retry("", what, why, delay, retry_after, stop)
 
     @property
     def max_attempts(self) -> int:
@@ -685,9 +693,15 @@ class Client:
         return self._retry.retries + 1
 
     def _wait_before_retry(
-        self, method: str, target: str, why: str, delay: float, retry_after: float | None
+        self,
+        method: str,
+        target: str,
+        why: str,
+        delay: float,
+        retry_after: float | None,
+        stop: threading.Event | None = None,
     ) -> None:
-        waited = self._retry.wait(delay, retry_after)
+        waited = self._retry.wait(delay, retry_after, stop)
         capped = retry_after is not None and retry_after > waited
         self.stats.retried(waited)
         log.warning(

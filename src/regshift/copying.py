@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -122,8 +122,8 @@ class ImageGraph:
         return list(seen.values())
 
     def foreign(self) -> list[Descriptor]:
-        """The non-distributable layers."""
-        return [d for i in self.images for d in i.layers if is_foreign(d.media_type)]
+        """The non-distributable layers, once each."""
+        return _unique(d for i in self.images for d in i.layers if is_foreign(d.media_type))
 
     def children(self) -> list[Manifest]:
         """Manifests to PUT by digest before the top one (the images of an index)."""
@@ -198,6 +198,11 @@ class _Cancel:
     def set(self) -> None:
         self._event.set()
 
+    @property
+    def event(self) -> threading.Event:
+        """Set once the copy is cancelled (pauses wait on it, so they end at once)."""
+        return self._event
+
     def check(self) -> None:
         if self._event.is_set():
             raise _Cancelled
@@ -234,7 +239,7 @@ def resolve(source: Source, identifier: str, platforms: Sequence[Platform] = ())
     if not top.is_index:
         return ImageGraph(source, top, (top,))
     entries = _select(top, platforms, f"{source.name}:{identifier}")
-    images = tuple(_child(source, d) for d in entries)
+    images = tuple(_child(source, d) for d in _unique(entries))
     if not platforms:
         return ImageGraph(source, top, images)
     if len(images) == 1:
@@ -245,9 +250,13 @@ def resolve(source: Source, identifier: str, platforms: Sequence[Platform] = ())
 
 
 def _select(index: Manifest, platforms: Sequence[Platform], where: str) -> list[Descriptor]:
-    entries = [d for d in index.manifests if is_manifest(d.media_type)]
+    """The entries to copy. Without a platform filter that is every entry: the index is kept
+    byte for byte, so everything it names must reach the destination (or the copy fails
+    before writing anything, for an entry regshift cannot copy)."""
+    entries = list(index.manifests)
     if not platforms:
         return entries
+    entries = [d for d in entries if is_manifest(d.media_type) or not d.media_type]
     chosen = [d for d in entries if d.platform and any(d.platform.matches(p) for p in platforms)]
     if not chosen:
         have = ", ".join(str(d.platform) for d in entries if d.platform) or "none"
@@ -258,6 +267,17 @@ def _select(index: Manifest, platforms: Sequence[Platform], where: str) -> list[
             text=f"no platform matches {', '.join(map(str, platforms))} (has: {have})",
         )
     return chosen
+
+
+def _known(digest: str | None) -> str | None:
+    """A digest a HEAD answered, or None when it named none: a registry may leave out
+    ``Docker-Content-Digest``, and two empty answers must not count as the same manifest."""
+    return digest if digest and ":" in digest else None
+
+
+def _unique(entries: Iterable[Descriptor]) -> list[Descriptor]:
+    """Entries by digest, once each (an index may list the same manifest twice)."""
+    return list({d.digest: d for d in entries}.values())
 
 
 def _child(source: Source, desc: Descriptor) -> Manifest:
@@ -303,6 +323,10 @@ def copy(
     writers = [_writer_for(client, d, src, identifier) for d in destinations]
     src = _with_scopes(src, writers)
     graph = resolve(src, identifier, opts.platforms)
+    if graph.derived and ":" in identifier:
+        # By digest, filtered to some platforms: a destination given without tag or digest
+        # takes the digest of what is copied, not the source's.
+        writers = [_writer_for(client, d, src, graph.top.digest) for d in destinations]
     with _workers(opts.jobs) as (pool, cancel):
         return [_copy_one(graph, w, opts, pool, cancel) for w in writers]
 
@@ -483,8 +507,21 @@ class _Run:
         )
 
     def copy_blobs(self, steps: tuple[BlobStep, ...]) -> tuple[BlobStep, ...]:
-        """Run the plan; return the steps with their outcomes."""
-        return tuple(self.pool.map(self._run_step, steps))
+        """Run the plan; return the steps with their outcomes.
+
+        The first failure stops the other transfers at their next chunk (and the ones not
+        started yet) and is raised at once, not after every blob before it in the plan.
+        """
+        futures = [self.pool.submit(self._run_step, step) for step in steps]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            error = future.exception()
+            if error is not None:
+                self.cancel.set()
+                for other in futures:
+                    other.cancel()
+                raise error
+        return tuple(f.result() for f in futures)
 
     def _run_step(self, step: BlobStep) -> BlobStep:
         self.cancel.check()
@@ -553,7 +590,8 @@ class _Run:
         wanted = {f"{d.replace(':', '-')}.{kind}" for d in digests for kind in _COSIGN_SUFFIXES}
         for tag in (t for t in self.source.list_tags() if t in wanted):
             target = self.writer.retagged(tag)
-            if self.source.head_digest(tag) == target.current_digest():
+            current = target.current_digest()
+            if current is not None and _known(self.source.head_digest(tag)) == current:
                 continue  # copied before and unchanged since
             artifact = self._copy_artifact(tag)
             target.put_top(artifact.top)
@@ -659,10 +697,11 @@ class _RegistryWriter(_Writer):
     def current_digest(self) -> str | None:
         if self.dst.tag is None:
             return None
-        head = self.client.head_manifest(
-            self.dst.repo_only().with_tag(self.dst.tag), scopes=self.scopes
-        )
-        return head.digest if head else None
+        tagged = self.dst.repo_only().with_tag(self.dst.tag)
+        try:  # HEAD, or GET when the HEAD names no usable digest
+            return self.client.resolve_digest(tagged, scopes=self.scopes).digest
+        except NotFound:
+            return None
 
     def has_blob(self, desc: Descriptor) -> bool:
         return self.client.blob_exists(self.dst, desc.digest, scopes=self.scopes)
@@ -728,19 +767,19 @@ class _RegistryWriter(_Writer):
         """Stream one blob; on a transient failure restart it (a fresh session, a fresh GET)."""
         attempts = max(run.opts.attempts, self.client.max_attempts)
         for attempt in range(1, attempts + 1):
+            chunked = self.chunked or desc.size > run.opts.chunked_threshold
             try:
                 if location is None:
                     location = self.client.start_upload(self.dst, scopes=self.scopes).location
                 assert location is not None
-                self._stream(run, desc, location)
+                self._stream(run, desc, location, chunked)
                 return
-            except DigestMismatch:
-                self._abandon(location)
-                raise
             except (TransportError, _Restart, APIError) as exc:
                 self._abandon(location)
                 location = None
-                if not self._may_restart(exc, attempt, attempts):
+                if not self._may_restart(exc, attempt, attempts, chunked):
+                    if isinstance(exc, _Restart):
+                        raise TransportError(f"blob {desc.digest}: {exc}") from None
                     raise
                 if self.has_blob(desc):  # the commit landed; only its answer was lost
                     return
@@ -748,14 +787,20 @@ class _RegistryWriter(_Writer):
                 run.cancel.check()
                 retry_after = exc.retry_after if isinstance(exc, APIError) else None
                 self.client.pause_before_retry(
-                    f"blob {desc.digest}", str(exc), attempt, retry_after
+                    f"blob {desc.digest}", str(exc), attempt, retry_after, stop=run.cancel.event
                 )
+                run.cancel.check()
+            except BaseException:  # a bad blob, a cancelled copy, a broken layout source
+                self._abandon(location)
+                raise
 
-    def _may_restart(self, exc: Exception, attempt: int, attempts: int) -> bool:
-        if isinstance(exc, APIError) and exc.status == 413 and not self.chunked:
-            # The registry (or a proxy in front of it) caps request bodies: use chunks.
-            log.info("monolithic upload refused (413); switching to chunked uploads")
-            self.chunked = True
+    def _may_restart(self, exc: Exception, attempt: int, attempts: int, chunked: bool) -> bool:
+        if isinstance(exc, APIError) and exc.status == 413 and not chunked:
+            # The registry (or a proxy in front of it) caps request bodies: use chunks, for
+            # this blob and every later one (a blob already in flight may see its own 413).
+            if not self.chunked:
+                log.info("monolithic upload refused (413); switching to chunked uploads")
+                self.chunked = True
             return True
         if attempt >= attempts or (isinstance(exc, TransportError) and not exc.retryable):
             return False
@@ -767,9 +812,9 @@ class _RegistryWriter(_Writer):
         if location is not None:
             self.client.cancel_upload(self.dst, location, scopes=self.scopes)
 
-    def _stream(self, run: _Run, desc: Descriptor, location: str) -> None:
+    def _stream(self, run: _Run, desc: Descriptor, location: str, chunked: bool) -> None:
         with run.chunks(desc) as verified:
-            if self.chunked or desc.size > run.opts.chunked_threshold:
+            if chunked:
                 self._chunked(run, desc, location, verified)
             else:
                 self.client.finish_upload(
@@ -966,7 +1011,7 @@ def _copy_tag(
     """Copy one tag, checking the cheap way first: HEAD both sides, compare digests."""
     previous = writer.current_digest()
     cheap = not (opts.force or opts.platforms or opts.referrers or opts.digest_tags)
-    if cheap and previous is not None and src.head_digest(tag) == previous:
+    if cheap and previous is not None and _known(src.head_digest(tag)) == previous:
         run = _Run(src, writer, opts, pool, cancel)
         graph = ImageGraph(src, Manifest(raw=b"", media_type="", digest=previous), ())
         return run.result(graph, previous, steps=(), up_to_date=True)

@@ -360,8 +360,13 @@ class RetryPolicy:
         """The jittered delay before retry number ``attempt`` (0-based)."""
         return float(self.backoff * 2**attempt * (0.5 + random.random()))
 
-    def wait(self, default: float, retry_after: float | None) -> float:
-        """Sleep before a retry; return how long we slept."""
+    def wait(
+        self, default: float, retry_after: float | None, stop: threading.Event | None = None
+    ) -> float:
+        """Sleep before a retry, or until ``stop`` is set; return the delay chosen."""
         delay = default if retry_after is None else min(retry_after, self.max_retry_after)
-        self.sleep(delay)
+        if stop is None:
+            self.sleep(delay)
+        else:
+            stop.wait(delay)
         return delay

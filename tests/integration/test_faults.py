@@ -36,6 +36,7 @@ import regshift
 from regshift import (
     Client,
     ClientOptions,
+    DigestMismatch,
     TransportOptions,
     parse_reference,
 )
@@ -699,6 +700,34 @@ def test_fresh_challenge_on_put_reauthenticates_once(
     assert puts[0].headers["authorization"] != puts[1].headers["authorization"]
     assert len(server.requests) == 2, "one token for the operation, one re-authentication"
     assert_complete(token_registry, repo_name, new_tag, image, headers=_bearer(server, repo_name))
+
+
+def test_a_failure_ends_the_other_blobs_retry_pauses(
+    src_proxy: FaultProxy,
+    dst_proxy: FaultProxy,
+    other_registry: RegistryServer,
+    repo_name: str,
+) -> None:
+    """One blob fails for good while another waits out a long ``Retry-After``: the copy
+    stops at once, the waiting blob starts no new upload, and no tag is written."""
+    image = random_image(seed=918, layers=2, layer_size=32 * 1024)
+    seed(src_proxy.upstream, repo_name, "v1", image)
+    bad, busy = (d.digest for d in image.manifest.layers)
+    src_proxy.add_rule(Rule(method="GET", path=f"/blobs/{bad}", action=Delay(1.0, FlipByte(10))))
+    busy_put = f"digest=sha256(:|%3A){busy.split(':')[1]}"
+    dst_proxy.add_rule(
+        Rule(method="PUT", path=busy_put, times=1, action=Respond.retry_after(429, 30))
+    )
+    started = time.monotonic()
+    with _library_client(retries=1) as client, pytest.raises(DigestMismatch):
+        copy(client, f"{src_proxy.host}/{repo_name}:v1", [f"{dst_proxy.host}/{repo_name}:v1"])
+    assert time.monotonic() - started < 10, "the 30 s pause was not cut short"
+    busy_hex = busy.split(":")[1]
+    busy_sessions = [r for r in dst_proxy.requests if r.method == "PUT" and busy_hex in r.path]
+    assert len(busy_sessions) == 1, "no second upload of the waiting blob"
+    assert not [
+        r for r in other_registry.requests() if r.method == "PUT" and "/manifests/" in r.path
+    ]
 
 
 # --------------------------------------------------------------------------------------------
