@@ -25,12 +25,12 @@ from typing import Any
 import httpx
 import pytest
 
-from regshift import MediaType, parse_manifest
+from regshift import MediaType, Reference, parse_manifest
 from regshift.sample import SampleImage, random_image, random_index
 
 from harness.proxy import FaultProxy, HeaderRecorder, Respond, RewriteHeader, Rule
 from harness.registry import RegistryServer
-from support import SECRETS, run_cli, run_cli_process, seed, write_docker_config
+from support import SECRETS, CliResult, run_cli, run_cli_process, seed, write_docker_config
 
 MiB = 1024 * 1024
 ACCEPT = ", ".join(
@@ -534,7 +534,7 @@ def test_tag_list_falsely_labelled_gzip_is_a_clean_error(
     proxy: FaultProxy, open_registry: RegistryServer, repo_name: str
 ) -> None:
     """A small answer (the tag list) that claims gzip but is not: one line, not a crash."""
-    seed(open_registry.host, repo_name, "v1", random_image(seed=966))
+    seed(open_registry.host, repo_name, "v1", random_image(seed=967))
     label = proxy.add_rule(
         Rule(method="GET", path="/tags/list", action=RewriteHeader("Content-Encoding", "gzip"))
     )
@@ -566,12 +566,7 @@ def test_upload_location_elsewhere_is_refused(
         "ftp": f"ftp://{recorder.host}/upload",
         "file": "file:///etc/passwd",
     }[where]
-    with FaultProxy(other_registry.host) as dst:
-        dst.add_rule(
-            Rule(method="POST", path="/blobs/uploads/", action=RewriteHeader("Location", location))
-        )
-        result = run_cli("copy", str(src), f"{dst.host}/{repo_name}:v1")
-        sent = [(r.method, r.path) for r in dst.requests if r.method in ("PUT", "PATCH")]
+    result, sent = _copy_with_upload_location(src, other_registry, repo_name, location)
     assert result.code == 1
     assert "refusing upload Location" in _one_line(result.stderr)
     assert recorder.requests == [], "a request went to the host the Location named"
@@ -588,18 +583,27 @@ def test_malformed_upload_location_is_refused(
     location: str, open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
 ) -> None:
     src = seed(open_registry.host, repo_name, "v1", random_image(seed=966))
-    with FaultProxy(other_registry.host) as dst:
-        dst.add_rule(
-            Rule(method="POST", path="/blobs/uploads/", action=RewriteHeader("Location", location))
-        )
-        result = run_cli("copy", str(src), f"{dst.host}/{repo_name}:v1")
-        sent = [(r.method, r.path) for r in dst.requests if r.method in ("PUT", "PATCH")]
+    result, sent = _copy_with_upload_location(src, other_registry, repo_name, location)
     assert result.code == 1
     line = _one_line(result.stderr)
     assert "refusing upload Location that is not a valid URL" in line, line
     assert "\x01" not in line, "a control character reached the terminal"
     assert sent == [], "no upload may be sent anywhere"
     _tag_absent(other_registry, repo_name, "v1")
+
+
+def _copy_with_upload_location(
+    src: Reference, dst_registry: RegistryServer, repo: str, location: str
+) -> tuple[CliResult, list[tuple[str, str]]]:
+    """``regshift copy`` to ``dst_registry`` through a proxy answering every upload POST
+    with ``location``; the result and the uploads (PUT, PATCH) that reached the proxy."""
+    with FaultProxy(dst_registry.host) as dst:
+        dst.add_rule(
+            Rule(method="POST", path="/blobs/uploads/", action=RewriteHeader("Location", location))
+        )
+        result = run_cli("copy", str(src), f"{dst.host}/{repo}:v1")
+        sent = [(r.method, r.path) for r in dst.requests if r.method in ("PUT", "PATCH")]
+    return result, sent
 
 
 def _seed_for_ls(open_registry: RegistryServer, repo: str) -> None:
