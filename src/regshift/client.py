@@ -628,7 +628,7 @@ class Client:
             raise TransportError(f"{_display(ref)}: {exc}", retryable=exc.retryable) from None
         if response.status_code < 400 or (missing_ok and response.status_code == 404):
             return response if stream else _buffered(response)
-        raise _error_for(response, ref, self._registry_auth(ref.endpoint).credential)
+        raise _error_for(response, ref, self._registry_auth(ref.endpoint))
 
     def _send_retrying(
         self,
@@ -810,11 +810,11 @@ _MAX_BODY = 4 * 1024 * 1024  # tag-list pages, upload answers: nothing legitimat
 def _buffered(response: httpx.Response, limit: int = _MAX_BODY) -> httpx.Response:
     """The response with its body read (at most ``limit`` bytes; above that an error)."""
     data = read_limited(response, limit, raise_over=limit == _MAX_BODY)
-    headers = [
-        (k, v)
-        for k, v in response.headers.multi_items()
-        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-    ]
+    # A HEAD answer's Content-Length is the size of what a GET would send (the manifest's).
+    dropped = {"content-encoding", "transfer-encoding"}
+    if response.request.method != "HEAD":
+        dropped.add("content-length")
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in dropped]
     buffered = httpx.Response(
         response.status_code, headers=headers, content=data, request=response.request
     )
@@ -890,9 +890,10 @@ def _display(ref: Reference) -> str:
     return str(ref)
 
 
-def _error_for(response: httpx.Response, ref: Reference, cred: Credential) -> RegistryError:
+def _error_for(response: httpx.Response, ref: Reference, auth: RegistryAuth) -> RegistryError:
     error = api_error(response, context=_display(ref))
     if isinstance(error, Unauthorized) and response.status_code == 401:
+        cred = auth.credential  # looked up only here: a 404 must not depend on credentials
         hint = (
             "no credentials found; use regshift login or --username"
             if cred.is_anonymous

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .auth.credentials import Credential, StaticKeychain, erase_credential, store_credential
 from .client import Client, ClientOptions
-from .errors import APIError, PreconditionFailed, Unsupported
+from .errors import APIError, NotFound, PreconditionFailed, Unsupported
 from .layout import (
     Layout,
     LayoutError,
@@ -97,6 +97,8 @@ def delete(
     target = _ref(ref)
     scopes = [target.scope("pull,delete")]
     if target.digest:
+        if dry_run:  # the real run would find out with its DELETE
+            client.resolve_digest(target, scopes=scopes)
         return _delete_digest(client, target, target.digest, force, dry_run, scopes, asked_tag=None)
     found = client.resolve_digest(target, scopes=scopes)
     if dry_run:
@@ -107,7 +109,9 @@ def delete(
     except APIError as exc:
         if not _no_tag_delete(exc):
             raise
-    return _delete_digest(client, target, found.digest, force, dry_run, scopes, target.tag)
+        return _delete_digest(
+            client, target, found.digest, force, dry_run, scopes, target.tag, refused=exc
+        )
 
 
 def _delete_in_layout(ref: LayoutReference, dry_run: bool) -> DeleteResult:
@@ -136,13 +140,22 @@ def _delete_digest(
     dry_run: bool,
     scopes: list[str],
     asked_tag: str | None,
+    *,
+    refused: APIError | None = None,
 ) -> DeleteResult:
     sharing = tags_pointing_at(client, target.repo_only(), digest_, scopes=scopes)
     others = [t for t in sharing if t != asked_tag]
     if others and not force:
+        # distribution answers a tag DELETE 405 UNSUPPORTED when it allows no deletes at all,
+        # and 400 DIGEST_INVALID when it only cannot delete tags: say which it may be.
+        maybe = (
+            " (it refused to delete the tag with 405: it may allow no deletes at all)"
+            if isinstance(refused, Unsupported)
+            else ""
+        )
         raise PreconditionFailed(
             f"{target}: the registry can only delete manifest {digest_}, which would also remove "
-            f"tag(s) {', '.join(others)}; use --force to delete by digest"
+            f"tag(s) {', '.join(others)}; use --force to delete by digest{maybe}"
         )
     if not dry_run:
         try:
@@ -158,11 +171,15 @@ def _delete_digest(
 def tags_pointing_at(
     client: Client, repo: Reference, digest_: str, *, scopes: list[str] | None = None
 ) -> list[str]:
-    """The tags of ``repo`` that currently resolve to ``digest_`` (one HEAD per tag)."""
+    """The tags of ``repo`` that currently resolve to ``digest_``: one HEAD per tag, or a GET
+    where the HEAD names no usable digest (a missing header must not hide a shared tag)."""
     found = []
     for name in client.list_tags(repo, scopes=scopes or ()):
-        head = client.head_manifest(repo.with_tag(name), scopes=scopes or ())
-        if head is not None and head.digest == digest_:
+        try:
+            head = client.resolve_digest(repo.with_tag(name), scopes=scopes or ())
+        except NotFound:
+            continue  # deleted since the listing
+        if head.digest == digest_:
             found.append(name)
     return found
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .capabilities import MULTI_TAG_PUSH
 from .client import Client
-from .errors import APIError, PreconditionFailed, RegistryError
+from .errors import APIError, NotFound, PreconditionFailed, RegistryError
 from .manifests import Manifest
 from .reference import (
     Reference,
@@ -197,8 +197,10 @@ def _lookup_previous(
 ) -> dict[str, str | None]:
     previous: dict[str, str | None] = {}
     for name in tags:
-        head = client.head_manifest(src.with_tag(name), scopes=scopes)
-        previous[name] = head.digest if head else None
+        try:  # HEAD, or GET when the HEAD names no usable digest
+            previous[name] = client.resolve_digest(src.with_tag(name), scopes=scopes).digest
+        except NotFound:
+            previous[name] = None
     return previous
 
 

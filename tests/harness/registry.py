@@ -119,6 +119,7 @@ class RegistryServer:
             (realm = its ``/token`` URL, its service, issuer and signing certificate).
         tls: serve HTTPS with a certificate for ``127.0.0.1``/``localhost`` signed by a
             throw-away CA whose PEM is :attr:`ca_file`.
+        delete: ``storage.delete.enabled``; without it every DELETE is 405 UNSUPPORTED.
         binary: the registry executable.
 
     Call :meth:`start` (returns ``self``), then :meth:`stop`.
@@ -131,6 +132,7 @@ class RegistryServer:
         htpasswd: Mapping[str, str] | None = None,
         token: TokenServer | None = None,
         tls: bool = False,
+        delete: bool = True,
         binary: str = "docker-registry",
     ) -> None:
         if htpasswd is not None and token is not None:
@@ -143,6 +145,7 @@ class RegistryServer:
         self.htpasswd: dict[str, str] | None = dict(htpasswd) if htpasswd is not None else None
         self.token_server = token
         self.tls = tls
+        self.delete = delete  # distribution's storage.delete.enabled
         self.binary = binary
         self.storage_dir = self.directory / "storage"
         self.config_file = self.directory / "config.yml"
@@ -345,7 +348,7 @@ class RegistryServer:
             "log": {"level": "info", "accesslog": {"disabled": False}},
             "storage": {
                 "filesystem": {"rootdirectory": str(self.storage_dir)},
-                "delete": {"enabled": True},
+                "delete": {"enabled": self.delete},
             },
             "http": http_section,
             "health": {"storagedriver": {"enabled": False}},

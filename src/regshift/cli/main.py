@@ -6,9 +6,10 @@ the commands so ``regshift --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -72,7 +73,10 @@ def tag_cmd(
     its NEW_TAGs; all of them share one connection pool and token cache.
     """
     jobs = _tag_jobs(source, new_tags, from_file, expect_digest)
-    run_guarded(opts, lambda: _run_tags(opts, jobs, expect_digest, no_clobber, dry_run))
+    if from_file is not None:  # --insecure covers the registries the file names, too
+        opts.registries = (*opts.registries, *_endpoints(src for src, _ in jobs))
+    many = from_file is not None  # --json: a list for a file, whatever its length
+    run_guarded(opts, lambda: _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many))
 
 
 def _tag_jobs(
@@ -85,14 +89,29 @@ def _tag_jobs(
     if source or new_tags or expect:
         raise click.UsageError("--from-file takes no SOURCE/NEW_TAG arguments or --expect-digest")
     jobs = []
-    for number, line in enumerate(from_file, 1):
-        words = line.split("#", 1)[0].split()
-        if not words:
-            continue
-        if len(words) < 2:
-            raise click.UsageError(f"{from_file.name}:{number}: expected 'SOURCE NEW_TAG...'")
-        jobs.append((words[0], words[1:]))
+    try:
+        for number, line in enumerate(from_file, 1):
+            words = line.split("#", 1)[0].split()
+            if not words:
+                continue
+            if len(words) < 2:
+                raise click.UsageError(f"{from_file.name}:{number}: expected 'SOURCE NEW_TAG...'")
+            jobs.append((words[0], words[1:]))
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(f"{from_file.name}: not UTF-8 text (byte {exc.start})") from None
     return jobs
+
+
+def _endpoints(sources: Iterable[str]) -> tuple[str, ...]:
+    """The registries of the sources that parse (the others fail on their own line)."""
+    from ..errors import InvalidReference
+    from ..reference import parse_reference
+
+    found = []
+    for text in sources:
+        with contextlib.suppress(InvalidReference):
+            found.append(parse_reference(text).endpoint)
+    return tuple(found)
 
 
 def _run_tags(
@@ -101,6 +120,7 @@ def _run_tags(
     expect_digest: str | None,
     no_clobber: bool,
     dry_run: bool,
+    many: bool,
 ) -> int:
     from ..errors import RegistryError
     from ..tagging import tag
@@ -146,7 +166,7 @@ def _run_tags(
             if failed.error is not None:
                 click.echo(f"regshift: error: tag {failed.tag}: {one_line(failed.error)}", err=True)
                 errors.append(failed.error)
-    opts.emit(docs[0] if len(jobs) == 1 else docs, "\n".join(texts))
+    opts.emit(docs if many else docs[0], "\n".join(texts))
     return ExitStatus.for_error(errors[0]) if errors else ExitStatus.OK
 
 
