@@ -19,6 +19,8 @@ References to layouts are written ``oci:PATH``, ``oci:PATH:TAG`` or ``oci:PATH@D
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -60,8 +62,11 @@ _TMP_PREFIX = ".regshift-tmp-"
 _FILE_MODE = 0o644
 _MAX_LISTED_TAGS = 20
 _DIGEST_PREFIXES = ("sha256:", "sha512:")
+#: flock errors meaning "this file system cannot lock", not "this lock failed".
+_NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 
-# index.json updates are read-modify-write: one lock per layout directory in this process.
+# index.json updates are read-modify-write: one lock per layout directory in this process,
+# plus an flock on the directory against other processes (see Layout._index_update).
 _INDEX_LOCKS: dict[str, threading.Lock] = {}
 _INDEX_LOCKS_GUARD = threading.Lock()
 
@@ -71,7 +76,8 @@ class LayoutError(RegistryError):
 
 
 class NotFoundInLayout(LayoutError):
-    """A tag, manifest or blob is not in the layout."""
+    """A tag, manifest or blob is not in the layout, or there is no layout there at all
+    (no such directory, or no ``index.json`` in it)."""
 
 
 # --------------------------------------------------------------------------- references
@@ -168,10 +174,12 @@ def _parse_layout_reference(text: str) -> LayoutReference:
 class Layout:
     """An OCI image layout directory. Thread-safe for concurrent blob writes.
 
-    ``index.json`` is read afresh by every call (other programs may change it), and
-    updates to it are serialised by a lock shared by every ``Layout`` on the same directory
-    in this process. Two processes updating the same ``index.json`` at once may lose one
-    update (each replacement is still atomic).
+    ``index.json`` is read afresh by every call (other programs may change it). Each
+    read-modify-write of it holds a lock shared by every ``Layout`` on the same directory in
+    this process and an exclusive ``flock`` on the layout directory itself (no lock file is
+    added to the layout), so concurrent regshift processes never lose each other's updates.
+    The flock is advisory: tools that do not take it are not kept out, and on a file system
+    without ``flock`` support updates go ahead unlocked. Each replacement is atomic anyway.
 
     Attributes:
         path: The layout directory.
@@ -186,8 +194,9 @@ class Layout:
                 ``index.json`` when they are missing (existing files are kept).
 
         Raises:
-            LayoutError: ``oci-layout`` or ``index.json`` is missing (without ``create``),
-                unreadable or invalid.
+            NotFoundInLayout: the directory or its ``index.json`` is missing (without
+                ``create``).
+            LayoutError: ``oci-layout`` is missing, or a file is unreadable or invalid.
         """
         self.path = Path(path)
         self._name = f"{LAYOUT_PREFIX}{self.path}"
@@ -223,7 +232,21 @@ class Layout:
             ManifestError: the blob is not a manifest.
             LayoutError: the layout is unreadable or invalid.
         """
+        return self._find(self._read_index()[1], tag_or_digest)
+
+    def head_manifest(self, tag_or_digest: str) -> Descriptor | None:
+        """Like :meth:`resolve`, but ``None`` when the tag or manifest is not in the layout.
+
+        A missing layout (no directory or no ``index.json``) is still an error.
+        """
         entries = self._read_index()[1]
+        try:
+            return self._find(entries, tag_or_digest)
+        except NotFoundInLayout:
+            return None
+
+    def _find(self, entries: list[Descriptor], tag_or_digest: str) -> Descriptor:
+        """:meth:`resolve` among ``entries`` (the ``index.json`` entries just read)."""
         if not tag_or_digest.startswith(_DIGEST_PREFIXES):
             for entry in entries:
                 if _ref_name(entry) == tag_or_digest:
@@ -237,13 +260,6 @@ class Layout:
                 return entry
         manifest = self._load_manifest(tag_or_digest, size=None, media_type="")
         return manifest.descriptor()
-
-    def head_manifest(self, tag_or_digest: str) -> Descriptor | None:
-        """Like :meth:`resolve`, but ``None`` when the tag or manifest is not in the layout."""
-        try:
-            return self.resolve(tag_or_digest)
-        except NotFoundInLayout:
-            return None
 
     def get_manifest(self, tag_or_digest: str) -> Manifest:
         """Read a manifest by tag or digest, verifying its digest and size.
@@ -284,7 +300,7 @@ class Layout:
         }
         if tag is not None:
             entry["annotations"] = {REF_NAME_ANNOTATION: tag}
-        with self._index_lock:
+        with self._index_update():
             doc, entries = self._read_index()
             raw_entries: list[Any] = doc["manifests"]
             if tag is None:
@@ -312,7 +328,7 @@ class Layout:
         Raises:
             LayoutError: the layout is invalid, or ``index.json`` cannot be written.
         """
-        with self._index_lock:
+        with self._index_update():
             doc, entries = self._read_index()
             keep = [
                 raw for raw, e in zip(doc["manifests"], entries, strict=True) if _ref_name(e) != tag
@@ -489,6 +505,13 @@ class Layout:
                 f" (expected {_LAYOUT_VERSION})"
             )
 
+    @contextlib.contextmanager
+    def _index_update(self) -> Iterator[None]:
+        """Hold ``index.json`` for one read-modify-write: against other threads of this
+        process (the shared lock) and against other processes (the directory's flock)."""
+        with self._index_lock, _dir_flock(self.path):
+            yield
+
     def _read_index(self) -> tuple[dict[str, Any], list[Descriptor]]:
         """Load ``index.json``: the whole document, and its entries as descriptors."""
         path = self.path / _INDEX_FILE
@@ -504,8 +527,9 @@ class Layout:
             data = path.read_bytes()
         except FileNotFoundError:
             if not self.path.is_dir():
-                raise LayoutError(f"{self.path}: no such layout directory") from None
-            raise LayoutError(f"{path}: missing; not an OCI image layout") from None
+                raise NotFoundInLayout(f"{self.path}: no such layout directory") from None
+            missing = NotFoundInLayout if path.name == _INDEX_FILE else LayoutError
+            raise missing(f"{path}: missing; not an OCI image layout") from None
         except OSError as exc:
             raise LayoutError(f"cannot read {path}: {_os_reason(exc)}") from exc
         try:
@@ -659,6 +683,28 @@ def _index_lock_for(path: Path) -> threading.Lock:
     key = os.path.realpath(path)
     with _INDEX_LOCKS_GUARD:
         return _INDEX_LOCKS.setdefault(key, threading.Lock())
+
+
+@contextlib.contextmanager
+def _dir_flock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory`` itself (Linux and macOS allow it on a
+    directory descriptor), so no lock file is added to the layout. Closing releases it.
+
+    Raises:
+        LayoutError: the directory cannot be opened or locked (a file system without
+            flock support is not an error: the caller goes ahead unlocked).
+    """
+    with _os_errors(f"cannot lock {directory}"):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in _NO_FLOCK:
+                raise LayoutError(f"cannot lock {directory}: {_os_reason(exc)}") from exc
+        yield
+    finally:
+        os.close(fd)
 
 
 def _guess_media_type(raw: bytes) -> str:

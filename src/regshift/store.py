@@ -24,6 +24,7 @@ from .client import Client
 from .errors import ManifestError
 from .layout import Layout, LayoutReference, is_layout_reference, parse_layout_reference
 from .manifests import Descriptor, Manifest, parse_manifest
+from .mediatypes import MediaType
 from .reference import Reference, parse_reference, parse_repository
 from .transport import stream_error
 
@@ -201,20 +202,37 @@ class LayoutTarget:
         self.layout.put_manifest(manifest, self.ref.tag)
 
     def attach(self, manifest: Manifest) -> None:
-        """Store a referrer and list it under its subject's fallback tag (entries merged)."""
+        """Store a referrer and list it under its subject's fallback tag (entries merged).
+
+        Raises:
+            ManifestError: the manifest has no subject, or the fallback tag already holds
+                something other than an OCI image index (nothing is written then).
+        """
         if manifest.subject is None:
             raise ManifestError(f"{manifest.digest}: manifest has no subject to attach it to")
-        self.put_child(manifest)
         tag = referrers.fallback_tag(manifest.subject.digest)
-        base: dict[str, object] = referrers.empty_index()
-        if self.layout.head_manifest(tag) is not None:
-            base = json.loads(self.layout.get_manifest(tag).raw)
+        base = self._referrers_index(tag)
+        self.put_child(manifest)
         current = base.get("manifests")
         entries = referrers.merge_index_entries(
             current if isinstance(current, list) else [], [referrers.referrer_entry(manifest)]
         )
         raw = referrers.encode_index(base, entries)
         self.layout.put_manifest(parse_manifest(raw), tag)
+
+    def _referrers_index(self, tag: str) -> dict[str, object]:
+        """The document under the fallback ``tag`` (an empty index when untagged); like the
+        registry path (:func:`referrers._read_index`), anything but an OCI index is refused."""
+        if self.layout.head_manifest(tag) is None:
+            return referrers.empty_index()
+        index = self.layout.get_manifest(tag)
+        if index.media_type != MediaType.OCI_INDEX:
+            raise ManifestError(
+                f"{self.name}: referrers tag {tag} holds a {index.media_type or 'manifest'},"
+                " not an OCI image index"
+            )
+        doc: dict[str, object] = json.loads(index.raw)
+        return doc
 
     def at(self, tag: str) -> LayoutTarget:
         return LayoutTarget(self.layout, LayoutReference(self.layout.path, tag=tag))
