@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .copying import resolve
+from .digests import DigestVerifier
 from .errors import ManifestError
 from .manifests import Descriptor, Manifest, Platform
-from .referrers import ReferrerNode
-from .store import Source
+from .referrers import ReferrerNode, require_subject
+from .store import LayoutSource, RegistrySource, Source
 
 _MAX_CONFIG = 4 * 1024 * 1024
 _MAX_LISTINGS = 10_000
@@ -59,20 +60,24 @@ class ImageInfo:
 
     @property
     def total_size(self) -> int:
-        """Every byte of the image: the index and each platform's manifest, config and layers."""
-        extra = self.size if len(self.images) != 1 or self.images[0].digest != self.digest else 0
-        return extra + sum(i.total_size for i in self.images)
+        """Every byte of the image: the index and each platform's manifest, config and layers
+        (a manifest an index lists under several platforms counted once)."""
+        distinct = {i.digest: i for i in self.images}
+        extra = self.size if list(distinct) != [self.digest] else 0
+        return extra + sum(i.total_size for i in distinct.values())
 
 
 def describe(source: Source, identifier: str, platforms: Sequence[Platform] = ()) -> ImageInfo:
     """Summarise an image: media type, digest, platforms, config of each, layers, referrers.
 
+    An index entry is one platform: a manifest listed under two platforms is shown twice.
+
     Raises:
-        RegistryError: the image or one of its manifests or configs cannot be read.
+        RegistryError: the image or one of its manifests or configs cannot be read, or a
+            config does not match its digest and size (:class:`DigestMismatch`).
     """
     graph = resolve(source, identifier, platforms)
     top = graph.top if not graph.derived else source.get_manifest(identifier)
-    images = tuple(_image(source, m, _platform_of(top, m)) for m in graph.images)
     return ImageInfo(
         name=f"{source.name}:{identifier}"
         if ":" not in identifier
@@ -80,49 +85,120 @@ def describe(source: Source, identifier: str, platforms: Sequence[Platform] = ()
         digest=top.digest,
         media_type=top.media_type,
         size=top.size,
-        images=images,
-        referrers=len(source.list_referrers(top.digest)),
+        images=_images(source, top, graph.images, platforms),
+        referrers=len({d.digest for d in source.list_referrers(top.digest)}),
     )
 
 
-def _platform_of(top: Manifest, image: Manifest) -> str:
-    for entry in top.manifests:
-        if entry.digest == image.digest and entry.platform:
-            return str(entry.platform)
-    return ""
+def _images(
+    source: Source, top: Manifest, images: Sequence[Manifest], platforms: Sequence[Platform]
+) -> tuple[PlatformImage, ...]:
+    """One summary per index entry chosen (each config read once), or the image itself."""
+    by_digest = {m.digest: _image(source, m) for m in images}
+    if not top.is_index:
+        return tuple(by_digest.values())
+    return tuple(
+        replace(by_digest[entry.digest], platform=str(entry.platform))
+        if entry.platform
+        else by_digest[entry.digest]
+        for entry in top.manifests
+        if entry.digest in by_digest and _wanted(entry, platforms)
+    )
 
 
-def _image(source: Source, manifest: Manifest, platform: str) -> PlatformImage:
+def _wanted(entry: Descriptor, platforms: Sequence[Platform]) -> bool:
+    if not platforms:
+        return True
+    return entry.platform is not None and any(entry.platform.matches(p) for p in platforms)
+
+
+def _image(source: Source, manifest: Manifest) -> PlatformImage:
+    """The image's summary; its platform from the config (an index entry's wins later)."""
     config = _config(source, manifest.config) if manifest.config else {}
-    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
-    assert isinstance(inner, dict)
-    if not platform:
-        parts = [str(config.get(k, "")) for k in ("os", "architecture", "variant")]
-        platform = "/".join(p for p in parts if p)
+    inner = _object(config.get("config"))
+    parts = [_string(config.get(k)) for k in ("os", "architecture", "variant")]
     return PlatformImage(
-        platform=platform,
+        platform="/".join(p for p in parts if p),
         digest=manifest.digest,
         media_type=manifest.media_type,
         size=manifest.size + (manifest.config.size if manifest.config else 0),
-        created=str(config.get("created", "")),
-        labels={str(k): str(v) for k, v in (inner.get("Labels") or {}).items()},
-        entrypoint=[str(x) for x in inner.get("Entrypoint") or []],
-        cmd=[str(x) for x in inner.get("Cmd") or []],
+        created=_string(config.get("created")),
+        labels=_labels(inner.get("Labels")),
+        entrypoint=_strings(inner.get("Entrypoint")),
+        cmd=_strings(inner.get("Cmd")),
         layers=tuple(Layer(d.digest, d.size, d.media_type) for d in manifest.layers),
     )
 
 
+# The image spec's types; a config that breaks them (any tool can push one) is shown with
+# those fields absent rather than guessed at.
+
+
+def _object(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def _string(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _labels(value: object) -> dict[str, str]:
+    """``Labels``: an object of strings; entries of any other type are left out."""
+    items = value.items() if isinstance(value, dict) else ()
+    return {k: v for k, v in items if isinstance(k, str) and isinstance(v, str)}
+
+
+def _strings(value: object) -> list[str]:
+    """``Entrypoint`` / ``Cmd``: an array of strings, else absent (a bare string too)."""
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return list(value)
+    return []
+
+
 def _config(source: Source, desc: Descriptor) -> dict[str, object]:
-    """The image config as JSON (bounded); empty for artifacts whose config is not JSON."""
-    if desc.size > _MAX_CONFIG:
-        raise ManifestError(f"config {desc.digest} is {desc.size} bytes, above the limit")
-    with source.open_blob(desc) as chunks:
-        data = b"".join(chunks)
+    """The image config as JSON; empty for artifacts whose config is not JSON (or is too
+    deeply nested to parse).
+
+    Raises:
+        ManifestError: the config is announced larger than the limit.
+        DigestMismatch: the bytes served do not match the descriptor's digest and size.
+    """
     try:
-        doc = json.loads(data)
-    except ValueError:
+        doc = json.loads(_read_config(source, desc))
+    except (ValueError, RecursionError):
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def _read_config(source: Source, desc: Descriptor) -> bytes:
+    """The config blob, bounded by its descriptor's size and verified as it is read."""
+    if desc.size > _MAX_CONFIG:
+        raise ManifestError(f"config {desc.digest} is {desc.size} bytes, above the limit")
+    verifier = DigestVerifier(desc.digest, desc.size, what="config")
+    parts = []
+    with source.open_blob(desc) as chunks:
+        for chunk in chunks:
+            verifier.update(chunk)
+            parts.append(chunk)
+    verifier.verify()
+    return b"".join(parts)
+
+
+def subject_digest(source: Source, identifier: str) -> str:
+    """The digest of the manifest ``identifier`` names, once it is known to exist: listing
+    the referrers of a manifest that is not there is an error, not an empty list.
+
+    Raises:
+        NotFound: no such manifest or repository in the registry.
+        NotFoundInLayout: no such tag or manifest in the layout.
+    """
+    if ":" not in identifier:
+        return source.get_manifest(identifier).digest
+    if isinstance(source, RegistrySource):
+        return require_subject(source.client, source.ref, identifier).digest
+    if isinstance(source, LayoutSource):
+        return source.layout.resolve(identifier).digest
+    return source.get_manifest(identifier).digest
 
 
 def referrer_tree(

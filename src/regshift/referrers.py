@@ -40,6 +40,7 @@ __all__ = [
     "referrer_entry",
     "referrer_tree",
     "referrers_api_supported",
+    "require_subject",
 ]
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,23 @@ def referrers_api_supported(client: Client, repo: Reference) -> bool | None:
     return client.run_capabilities.get(repo.endpoint, REFERRERS_API)
 
 
+def require_subject(client: Client, repo: Reference, digest: str) -> Descriptor:
+    """The descriptor of subject manifest ``digest`` in ``repo`` (a HEAD; GET when the
+    answer names no usable digest).
+
+    :func:`list_referrers` treats a missing fallback tag, or even a missing repository, as "no
+    referrers"; callers that are asked about one manifest confirm it exists with this first.
+
+    Raises:
+        InvalidReference: ``digest`` is not a sha256/sha512 digest.
+        NotFound: no such manifest, or no such repository.
+        RegistryError: any other failure talking to the registry.
+    """
+    validate_digest(digest)
+    subject = repo.repo_only().with_digest(digest)
+    return client.resolve_digest(subject, scopes=[repo.scope("pull")])
+
+
 def list_referrers(
     client: Client, repo: Reference, digest: str, *, artifact_type: str | None = None
 ) -> list[Descriptor]:
@@ -217,12 +235,14 @@ def referrer_tree(
 
     Raises:
         ValueError: ``max_depth`` is below 1.
+        NotFound: ``digest`` is not a manifest in ``repo`` (see :func:`require_subject`).
         ManifestError: a fallback index is unusable, or the tree needs more than
             :data:`MAX_TREE_LISTINGS` listings.
         RegistryError: any other failure talking to the registry.
     """
     if max_depth < 1:
         raise ValueError("max_depth must be at least 1")
+    require_subject(client, repo, digest)
     walk = _Walk(client, repo, seen={digest})
     return walk.level(digest, artifact_type, max_depth)
 

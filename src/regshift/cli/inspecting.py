@@ -83,13 +83,12 @@ def _info_lines(info: ImageInfo) -> list[str]:
 
 def run_referrers(opts: CommonOptions, reference: str, artifact_type: str | None) -> int:
     """List the referrers of an image as a tree."""
-    from ..inspection import referrer_tree
+    from ..inspection import referrer_tree, subject_digest
     from ..store import open_source
 
     with opts.client() as client:
         source = open_source(client, reference)
-        identifier = source.identifier or "latest"
-        digest = identifier if ":" in identifier else source.get_manifest(identifier).digest
+        digest = subject_digest(source, source.identifier or "latest")  # exit 4 when missing
         tree = referrer_tree(source, digest, artifact_type=artifact_type)
     doc = {"reference": reference, "digest": digest, "referrers": [_node_doc(n) for n in tree]}
     lines = [f"{reference} {digest}"] + [line for n in tree for line in _node_lines(n, 1)]
