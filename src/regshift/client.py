@@ -39,11 +39,11 @@ from .links import next_link
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from .mediatypes import MANIFEST_ACCEPT, MediaType
 from .reference import Reference
+from .retries import RETRY_STATUSES, RetryPolicy, retry_after_seconds, translate
 from .transport import (
     IDEMPOTENT_METHODS,
     MAX_ERROR_BODY,
     RequestStats,
-    RetryPolicy,
     TransportOptions,
     allows_plain_http,
     api_error,
@@ -53,9 +53,7 @@ from .transport import (
     printable,
     read_limited,
     redact_url,
-    retry_after_seconds,
     stream_error,
-    translate,
 )
 
 log = logging.getLogger(__name__)
@@ -591,6 +589,8 @@ class Client:
                     allow_plain_http=allows_plain_http(registry, self.options.transport),
                     user_agent=self.options.transport.user_agent,
                     send=lambda request: self._http.send(request, stream=True),
+                    insecure=self.options.transport.insecure,
+                    retry=self._retry,
                 )
                 self._auth[registry] = auth
             return auth
@@ -661,7 +661,7 @@ class Client:
                     raise
                 self._wait_before_retry(method, suffix, str(exc), delay, None)
                 continue
-            if response.status_code in _RETRY_STATUSES:
+            if response.status_code in RETRY_STATUSES:
                 delay = next(delays, None)
                 if delay is not None:
                     retry_after = retry_after_seconds(response.headers.get("retry-after"))
@@ -778,9 +778,6 @@ class Client:
             plain = scheme == "http"
             if self.capabilities.get(endpoint, PLAIN_HTTP) is not plain:
                 self.capabilities.set(endpoint, PLAIN_HTTP, plain)
-
-
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @contextmanager

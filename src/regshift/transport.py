@@ -6,16 +6,13 @@ into :mod:`regshift.errors` at this boundary.
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import json
 import logging
 import os
-import random
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -23,6 +20,13 @@ import httpx
 from ._version import __version__
 from .errors import APIError, Diagnostic, RegistryError, TransportError, api_error_class
 from .reference import is_loopback_host
+from .retries import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_RETRIES,
+    retry_after_seconds,
+    translate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +56,9 @@ class TransportOptions:
     ca_file: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    retries: int = 3
-    backoff: float = 0.5
-    max_retry_after: float = 60.0
+    retries: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
     max_connections: int = 16
     per_registry: int = 6
     user_agent: str = f"regshift/{__version__}"
@@ -216,24 +220,6 @@ def is_tls_mismatch(exc: httpx.TransportError) -> bool:
     return False
 
 
-def translate(exc: httpx.TransportError, what: str) -> TransportError:
-    """Turn an httpx transport failure into a one-line :class:`TransportError`."""
-    if isinstance(exc, httpx.TimeoutException):
-        kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
-        return TransportError(f"{what}: {kind} timed out (see --timeout)")
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return TransportError(
-                f"{what}: TLS certificate verification failed ({cause.verify_message}); "
-                "pass the registry's CA with --ca-file, or --insecure to skip verification",
-                retryable=False,
-            )
-        cause = cause.__cause__ or cause.__context__
-    reason = str(exc) or type(exc).__name__
-    return TransportError(f"{what}: {reason}")
-
-
 def stream_error(exc: httpx.HTTPError, response: httpx.Response, what: str) -> RegistryError:
     """An httpx failure while reading a response body, as one line of ours: a
     :class:`TransportError` for the connection, an :class:`APIError` for the body itself."""
@@ -326,47 +312,3 @@ def printable(value: object, limit: int = 200) -> str:
     escaped (no escape sequences reach the terminal), cut to ``limit`` characters."""
     text = str(value).translate(_CONTROL)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Parse ``Retry-After`` in either form: delta-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-@dataclass(slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter, honouring ``Retry-After`` up to a cap."""
-
-    retries: int
-    backoff: float
-    max_retry_after: float
-    sleep: Callable[[float], None] = time.sleep
-
-    def delays(self) -> Iterable[float]:
-        """The default delays before each retry."""
-        for attempt in range(self.retries):
-            yield self.delay(attempt)
-
-    def delay(self, attempt: int) -> float:
-        """The jittered delay before retry number ``attempt`` (0-based)."""
-        return float(self.backoff * 2**attempt * (0.5 + random.random()))
-
-    def wait(
-        self, default: float, retry_after: float | None, stop: threading.Event | None = None
-    ) -> float:
-        """Sleep before a retry, or until ``stop`` is set; return the delay chosen."""
-        delay = default if retry_after is None else min(retry_after, self.max_retry_after)
-        if stop is None:
-            self.sleep(delay)
-        else:
-            stop.wait(delay)
-        return delay

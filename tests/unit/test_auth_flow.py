@@ -212,3 +212,202 @@ def test_token_server_refusal_is_an_auth_error_without_secrets() -> None:
         http.get("https://registry.example/v2/", auth=auth.scoped(SCOPES))
     assert "refused the credentials" in str(info.value) and "config.json" in str(info.value)
     assert "secret-pw" not in str(info.value)
+
+
+# -- appended: the realm is judged by its own host; redirect targets; token retries; rotation.
+# Imports stay local below so that this section only appends to the file.
+
+
+def _registry_auth(
+    registry: str,
+    cred: Credential,
+    handler: Callable[[httpx.Request], httpx.Response],
+    *,
+    plain: bool = False,
+    insecure: frozenset[str] = frozenset(),
+    sleeps: list[float] | None = None,
+) -> RegistryAuth:
+    """A ``RegistryAuth`` for ``registry``; plain HTTP allowed for loopback as the client does.
+
+    With ``sleeps``, token requests are retried twice (Retry-After capped at 5 s), recording
+    the waits instead of sleeping.
+    """
+    from regshift.reference import is_loopback_host
+    from regshift.retries import RetryPolicy
+
+    extra: dict[str, frozenset[str] | RetryPolicy] = {}  # only what a test needs
+    if insecure:
+        extra["insecure"] = insecure
+    if sleeps is not None:
+        extra["retry"] = RetryPolicy(
+            retries=2, backoff=0.01, max_retry_after=5.0, sleep=sleeps.append
+        )
+    tokens = httpx.Client(transport=httpx.MockTransport(handler))
+    return RegistryAuth(
+        registry,
+        lambda: cred,
+        allow_plain_http=plain or is_loopback_host(registry),
+        user_agent="t",
+        send=lambda request: tokens.send(request, stream=True),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("registry", "realm", "insecure", "allowed"),
+    [
+        ("127.0.0.1:5000", "http://auth.example/token", frozenset(), False),
+        ("localhost:5000", "http://vm:5001/token", frozenset(), False),
+        ("127.0.0.1:5000", "http://127.0.0.1:5001/token", frozenset(), True),
+        ("127.0.0.1:5000", "https://auth.example/token", frozenset(), True),
+        ("127.0.0.1:5000", "http://auth.example/token", frozenset({"auth.example:80"}), True),
+    ],
+)
+def test_plain_realm_judged_by_its_own_host(
+    registry: str, realm: str, insecure: frozenset[str], allowed: bool
+) -> None:
+    """A loopback registry is no licence for its realm: that host must be loopback or insecure."""
+    reg = Registry(realm=realm)
+    cred = Credential(username="u", password="secret-pw")
+    auth = _registry_auth(registry, cred, reg, insecure=insecure)
+    url = f"http://{registry}/v2/a/manifests/x"
+    with _client(reg) as http:
+        if allowed:
+            assert http.get(url, auth=auth.scoped(SCOPES)).status_code == 200
+            assert len(reg.token_requests) == 1
+            return
+        with pytest.raises(AuthError, match="refusing to send credentials over plain HTTP"):
+            http.get(url, auth=auth.scoped(SCOPES))
+    assert reg.token_requests == []
+
+
+def test_insecure_registry_may_use_a_plain_realm_on_its_own_host() -> None:
+    reg = Registry(realm="http://reg.example:5001/token")
+    cred = Credential(username="u", password="p")
+    auth = _registry_auth("reg.example:5000", cred, reg, plain=True)  # --insecure
+    with _client(reg) as http:
+        assert http.get("http://reg.example:5000/v2/", auth=auth.scoped(SCOPES)).status_code == 200
+
+
+def test_redirect_target_401_is_not_answered() -> None:
+    """Storage that a GET was redirected to answers 401 naming its own realm: nothing sent."""
+    seen: list[httpx.Request] = []
+    basic = "Basic " + base64.b64encode(b"u:secret-pw").decode()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "storage.example":
+            evil = 'Bearer realm="https://evil.example/token",service="s"'
+            return httpx.Response(401, headers={"WWW-Authenticate": evil})
+        if request.headers.get("authorization") != basic:
+            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+        if request.url.path == "/v2/":
+            return httpx.Response(200)
+        return httpx.Response(307, headers={"Location": "https://storage.example/blob"})
+
+    auth = _auth(Credential(username="u", password="secret-pw"), handler)
+    with httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=True) as http:
+        # The first request learns the Basic challenge; the next is sent with it at once.
+        assert http.get("https://registry.example/v2/", auth=auth.scoped(SCOPES)).status_code == 200
+        response = http.get(MANIFEST_URL, auth=auth.scoped(SCOPES))
+    assert response.status_code == 401 and response.url.host == "storage.example"
+    hosts = [r.url.host for r in seen]
+    assert hosts == ["registry.example"] * 3 + ["storage.example"], "no token request"
+    assert "authorization" not in seen[-1].headers
+    # The registry's own challenge is still the one remembered.
+    assert auth.preemptive(SCOPES, httpx.URL(MANIFEST_URL)) == basic
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
+def test_token_request_retried_on_transient_status(status: int) -> None:
+    reg, answers = Registry(), [status]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token" and answers:
+            return httpx.Response(answers.pop(), headers={"Retry-After": "120"})
+        return reg(request)
+
+    sleeps: list[float] = []
+    cred = Credential(username="u", password="p")
+    auth = _registry_auth("registry.example", cred, handler, sleeps=sleeps)
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        assert _get(http, auth) == 200
+    assert sleeps == [5.0], "Retry-After honoured, capped at max_retry_after"
+    assert len(reg.token_requests) == 1
+
+
+def test_unreachable_token_server_is_a_transport_error() -> None:
+    from regshift.errors import TransportError
+
+    attempts: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            attempts.append(request)
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return Registry()(request)
+
+    sleeps: list[float] = []
+    cred = Credential(username="u", password="secret-pw")
+    auth = _registry_auth("registry.example", cred, handler, sleeps=sleeps)
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as http,
+        pytest.raises(TransportError) as info,
+    ):
+        _get(http, auth)
+    assert len(attempts) == 3 and len(sleeps) == 2
+    assert "token server auth.example" in str(info.value) and "secret-pw" not in str(info.value)
+    assert not info.value.retryable, "already retried: the caller must not repeat the series"
+
+
+def test_rotating_refresh_token_fetched_one_at_a_time() -> None:
+    """Parallel requests for different repositories: each refresh_token grant sends the token
+    the previous grant returned (single-use refresh tokens, as OAuth2 rotation issues them)."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+    state = {"refresh": 0, "refused": 0}
+    valid: set[str] = set()
+
+    def token(request: httpx.Request) -> httpx.Response:
+        form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
+        with lock:
+            if form["refresh_token"] != f"refresh-{state['refresh']}":
+                state["refused"] += 1
+                return httpx.Response(401)
+            state["refresh"] += 1
+            rotated = f"refresh-{state['refresh']}"
+        time.sleep(0.05)  # concurrent fetches would overlap here
+        valid.add(f"token-{rotated}")
+        return httpx.Response(
+            200, json={"access_token": f"token-{rotated}", "refresh_token": rotated}
+        )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return token(request)
+        if request.headers.get("authorization", "").removeprefix("Bearer ") in valid:
+            return httpx.Response(200)
+        challenge = 'Bearer realm="https://auth.example/token",service="reg"'
+        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+
+    auth = _registry_auth("registry.example", Credential(identity_token="refresh-0"), handler)
+    start = threading.Barrier(4)
+    statuses: list[int | str] = []
+
+    def pull(repo: str) -> None:
+        with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+            start.wait()
+            try:
+                statuses.append(_get(http, auth, frozenset({f"repository:{repo}:pull"})))
+            except AuthError as exc:
+                statuses.append(str(exc))
+
+    threads = [threading.Thread(target=pull, args=(f"r{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 4 and state == {"refresh": 4, "refused": 0}
+    assert auth.credential.identity_token == "refresh-4"

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
+from regshift.retries import retry_after_seconds
 from regshift.transport import (
     TransportOptions,
     allows_plain_http,
     candidate_schemes,
     printable,
     redact_url,
-    retry_after_seconds,
 )
 
 INSECURE = TransportOptions(insecure=frozenset({"registry.internal:5000"}))

@@ -26,7 +26,6 @@ exception messages, log lines or reprs.
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -479,6 +478,12 @@ def _load_config(path: Path) -> _JSONObject | None:
         # `from None`: a JSONDecodeError keeps the whole document, secrets included, in `.doc`.
         where = f"line {exc.lineno}, column {exc.colno}"
         raise AuthError(f"auth file {path} is not valid JSON ({where})") from None
+    except (ValueError, RecursionError):
+        # json.loads raises RecursionError for arrays/objects nested thousands deep and
+        # ValueError for integers past Python's digit limit: not JSON any tool writes.
+        raise AuthError(
+            f"auth file {path} is not valid JSON (nested too deeply or a number too long)"
+        ) from None
     if not isinstance(data, dict):
         raise AuthError(f"auth file {path} is not a JSON object")
     return data
@@ -530,8 +535,9 @@ def _decode_auth(value: str, where: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
         text = decoded.decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        # `from None`: these errors can carry the decoded bytes.
+    except ValueError:
+        # binascii.Error, UnicodeDecodeError, and the ValueError b64decode raises for
+        # non-ASCII text. `from None`: these errors can carry the decoded bytes.
         raise AuthError(f"{where}: 'auth' is not valid base64 of user:password") from None
     username, sep, password = text.partition(":")
     if not sep:
@@ -643,7 +649,7 @@ def _helper_get(name: str, server: str) -> Credential:
     source = _helper_source(name)
     try:
         data = json.loads(output)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise AuthError(f"{source} get returned malformed JSON") from None
     if not isinstance(data, dict):
         raise AuthError(f"{source} get did not return a JSON object")

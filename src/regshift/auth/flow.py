@@ -13,10 +13,13 @@ The flow (Docker token spec, distribution ``auth/token``):
    not 403, on insufficient scope), fetch one token for the whole scope set and replay once.
 
 Token requests are sent through the same client (``send``), so they share its connection
-pool and TLS settings; their answers are read with a size cap. Credentials are never sent
-over plain HTTP unless the registry is loopback or named insecure, and tokens are attached
-only to the registry's own host (httpx drops ``Authorization`` on cross-origin redirects,
-e.g. to S3 blob storage).
+pool and TLS settings; their answers are read with a size cap, and they are retried on
+connection errors, 408, 429 and 5xx like any idempotent request (``Retry-After`` honoured,
+capped). Credentials are never sent over plain HTTP unless the URL they go to is loopback or
+on a host named insecure (the realm is judged by its own host, not the registry's), and
+tokens are attached only to the registry's own host (httpx drops ``Authorization`` on
+cross-origin redirects, e.g. to S3 blob storage). Only a 401 from the registry's own origin
+is answered: a redirect target's challenge is not the registry's.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from typing import NamedTuple
 
 import httpx
 
-from ..errors import AuthError
+from ..errors import AuthError, TransportError
 from ..reference import is_loopback_host
+from ..retries import RETRY_STATUSES, RetryPolicy, retry_after_seconds, translate
 from .challenge import Challenge, parse_challenges, select_challenge
 from .credentials import Credential
 from .scopes import ScopeSet, covers, merge_scopes
@@ -43,6 +47,7 @@ log = logging.getLogger(__name__)
 _MAX_TOKEN_RESPONSE = 256 * 1024
 _DEFAULT_LIFETIME = 60.0
 _CLIENT_ID = "regshift"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Flow = Generator[httpx.Request, httpx.Response, None]
 
@@ -71,16 +76,25 @@ class RegistryAuth:
         user_agent: str,
         send: Callable[[httpx.Request], httpx.Response],
         clock: Callable[[], float] = time.monotonic,
+        insecure: frozenset[str] = frozenset(),
+        retry: RetryPolicy | None = None,
     ) -> None:
+        """Create the state; ``insecure`` are the registries (``host[:port]``) named insecure,
+        ``retry`` the client's policy for token requests (transport defaults when omitted)."""
         self.registry = registry
         self._credential_source = credential
         self._credential: Credential | None = None
-        self._allow_plain = allow_plain_http
+        # Hosts that may get secrets over plain HTTP besides loopback: those named insecure,
+        # and this registry itself when it is allowed plain HTTP (loopback or --insecure).
+        named = insecure | ({registry} if allow_plain_http else frozenset())
+        self._plain_hosts = frozenset(_host_of(name) for name in named)
         self._user_agent = user_agent
         self._send = send
         self._clock = clock
+        self._retry = retry or RetryPolicy()
         self._lock = threading.Lock()
         self._fetch_locks: dict[ScopeSet, threading.Lock] = {}
+        self._refresh_lock = threading.Lock()
         self._challenge: Challenge | None = None
         self._tokens: list[Token] = []
         self.token_requests = 0
@@ -143,8 +157,8 @@ class RegistryAuth:
             if stale is not None:
                 self._drop(stale)
             token = self._fetch_token(challenge, scopes)
-        with self._lock:
-            self._tokens.append(token)
+            with self._lock:  # cached before the lock is released: waiters find it
+                self._tokens.append(token)
         return f"Bearer {token.value}"
 
     def _basic_header(self, url: httpx.URL) -> str | None:
@@ -157,8 +171,19 @@ class RegistryAuth:
 
     @contextlib.contextmanager
     def _fetch_lock(self, scopes: ScopeSet) -> Iterator[None]:
-        with self._lock:
-            lock = self._fetch_locks.setdefault(scopes, threading.Lock())
+        """One token fetch at a time per scope set, or per registry for refresh tokens.
+
+        OAuth2 servers may rotate refresh tokens and accept each only once (RFC 9700
+        section 4.14.2; e.g. Keycloak with "Revoke Refresh Token" enabled): parallel
+        fetches for different repositories would all send the same one and all but the
+        first be refused. Serialised, each fetch re-reads the credential inside the lock
+        (``_fetch_token``) and so sends the token the previous fetch got back.
+        """
+        if self.credential.identity_token:
+            lock = self._refresh_lock
+        else:
+            with self._lock:
+                lock = self._fetch_locks.setdefault(scopes, threading.Lock())
         with lock:
             yield
 
@@ -183,11 +208,43 @@ class RegistryAuth:
         return self._token_from(answer, realm, scopes, cred)
 
     def _send_token_request(self, request: httpx.Request) -> tuple[int, bytes]:
-        """Send a token request; read at most the token size cap of its answer."""
+        """Send a token request, retrying transient failures; return its status and body.
+
+        Token requests are safe to repeat (a GET, or a POST whose refresh token a server
+        that failed with 5xx/429 has not consumed). A connection failure that outlasts the
+        retries is a :class:`TransportError` (a network problem, not a refusal), marked not
+        retryable so the request that needed the token does not repeat this whole series.
+
+        Raises:
+            TransportError: the token server could not be reached.
+            AuthError: its answer could not be read (too large, undecodable).
+        """
+        delays = iter(self._retry.delays())
+        while True:
+            try:
+                status, data, retry_after = self._token_attempt(request)
+            except TransportError as exc:
+                delay = next(delays, None) if exc.retryable else None
+                if delay is None:
+                    raise TransportError(str(exc), retryable=False) from None
+                self._pause(request, str(exc), delay, None)
+                continue
+            if status in RETRY_STATUSES:
+                delay = next(delays, None)
+                if delay is not None:
+                    self._pause(request, f"HTTP {status}", delay, retry_after)
+                    continue
+            return status, data
+
+    def _token_attempt(self, request: httpx.Request) -> tuple[int, bytes, float | None]:
+        """One token request: status, body (at most the size cap), ``Retry-After`` seconds."""
+        what = f"token server {request.url.host}"
         try:
             response = self._send(request)
+        except httpx.TransportError as exc:
+            raise translate(exc, what) from None
         except httpx.HTTPError as exc:
-            raise AuthError(f"{self.registry}: token server {request.url.host}: {exc}") from None
+            raise AuthError(f"{self.registry}: {what}: {exc}") from None
         try:
             data = bytearray()
             for chunk in response.iter_bytes():
@@ -196,11 +253,26 @@ class RegistryAuth:
                     raise AuthError(
                         f"{self.registry}: token response from {request.url.host} is too large"
                     )
+        except httpx.TransportError as exc:
+            raise translate(exc, f"{what}: reading the answer") from None
         except httpx.HTTPError as exc:
-            raise AuthError(f"{self.registry}: token server {request.url.host}: {exc}") from None
+            raise AuthError(f"{self.registry}: {what}: {exc}") from None
         finally:
             response.close()
-        return response.status_code, bytes(data)
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        return response.status_code, bytes(data), retry_after
+
+    def _pause(
+        self, request: httpx.Request, why: str, delay: float, retry_after: float | None
+    ) -> None:
+        waited = self._retry.wait(delay, retry_after)
+        log.warning(
+            "%s: token server %s: %s; retrying in %.1fs",
+            self.registry,
+            request.url.host,
+            why,
+            waited,
+        )
 
     def _realm_url(self, challenge: Challenge) -> httpx.URL:
         try:
@@ -282,13 +354,32 @@ class RegistryAuth:
         return body
 
     def _require_secure(self, url: httpx.URL, what: str) -> None:
-        """Refuse to send secrets in clear text, except to loopback or insecure registries."""
-        if url.scheme == "https" or self._allow_plain or is_loopback_host(url.host):
+        """Refuse to send secrets in clear text, except to loopback or insecure hosts.
+
+        ``url`` itself is judged, not the registry: a loopback or ``--insecure`` registry may
+        name a token realm on another host, and that host gets nothing over plain HTTP.
+        """
+        if url.scheme == "https" or is_loopback_host(url.host) or url.host in self._plain_hosts:
             return
+        own_host = url.host == _host_of(self.registry)
+        hint = "mark the registry --insecure" if own_host else "its token realm must use HTTPS"
         raise AuthError(
             f"{self.registry}: refusing to send {what} over plain HTTP to {url.host}; "
-            "use HTTPS or mark the registry --insecure"
+            f"use HTTPS or {hint}"
         )
+
+
+def _host_of(authority: str) -> str:
+    """The host of ``host[:port]`` (``[v6]:port`` too), lower-cased as httpx gives it."""
+    try:
+        return httpx.URL(f"http://{authority}").host
+    except httpx.InvalidURL:
+        return authority.lower()
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the default port made explicit) of ``url``."""
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
 
 
 def _usable_lifetime(expires_in: object) -> float:
@@ -314,6 +405,10 @@ class ScopedAuth(httpx.Auth):
             request.headers["Authorization"] = header
         response = yield request
         if response.status_code != 401:
+            return
+        if _origin(response.request.url) != _origin(request.url):
+            # A redirect target (S3, a CDN) answered 401: its challenge is not the
+            # registry's, and its realm must not get the registry's credentials.
             return
         challenge = state.learn(response)
         if challenge is None or not _replayable(request):
