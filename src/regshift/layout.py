@@ -35,7 +35,13 @@ from .digests import DigestVerifier, split_digest
 from .errors import DigestMismatch, InvalidReference, ManifestError, RegistryError
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import MediaType, is_foreign, is_manifest
-from .reference import LAYOUT_PREFIX, is_layout_reference, validate_digest, validate_tag
+from .reference import (
+    DEFAULT_TAG,
+    LAYOUT_PREFIX,
+    is_layout_reference,
+    validate_digest,
+    validate_tag,
+)
 
 __all__ = [
     "LAYOUT_PREFIX",
@@ -218,6 +224,20 @@ class Layout:
             LayoutError: ``index.json`` is unreadable or invalid.
         """
         return _tag_names(self._read_index()[1])
+
+    def default_identifier(self) -> str:
+        """What ``oci:PATH`` names without tag or digest: the ``latest`` tag if there is one,
+        else the only manifest of a layout that holds exactly one (skopeo and umoci write an
+        image copied without a tag that way, and read such a layout back as ``oci:PATH``).
+
+        Raises:
+            NotFoundInLayout: there is no layout here.
+            LayoutError: ``index.json`` is unreadable or invalid.
+        """
+        entries = self._read_index()[1]
+        if len(entries) == 1 and _ref_name(entries[0]) != DEFAULT_TAG:
+            return entries[0].digest
+        return DEFAULT_TAG
 
     def resolve(self, tag_or_digest: str) -> Descriptor:
         """Find a manifest by tag (an ``index.json`` entry) or by digest (any manifest blob).

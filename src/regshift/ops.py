@@ -28,11 +28,12 @@ def _ref(text: str | Reference) -> Reference:
 
 
 def _layout(text: str | Reference) -> tuple[Layout, str] | None:
-    """The layout and identifier (tag or digest, default ``latest``) of an ``oci:`` reference."""
+    """The layout and identifier (tag or digest, else the layout's default) of ``oci:``."""
     if not isinstance(text, str) or not is_layout_reference(text):
         return None
     ref = parse_layout_reference(text)
-    return Layout(ref.path), ref.identifier or "latest"
+    layout = Layout(ref.path)
+    return layout, ref.identifier or layout.default_identifier()
 
 
 def digest(client: Client, ref: str | Reference) -> Descriptor:

@@ -132,7 +132,9 @@ class LayoutSource:
 
     @property
     def identifier(self) -> str | None:
-        return self.ref.identifier
+        """The tag or digest asked for, else the layout's default (see
+        :meth:`Layout.default_identifier`)."""
+        return self.ref.identifier or self.layout.default_identifier()
 
     def get_manifest(self, identifier: str) -> Manifest:
         return self.layout.get_manifest(identifier)

@@ -159,7 +159,7 @@ def _tag_in_layout(
     from .layout import Layout
 
     layout = Layout(src.path)
-    manifest = layout.get_manifest(src.identifier or "latest")
+    manifest = layout.get_manifest(src.identifier or layout.default_identifier())
     _check_expected(str(src), manifest.digest, expect_digest)
     previous = {t: (d.digest if (d := layout.head_manifest(t)) else None) for t in tags}
     if no_clobber:

@@ -21,6 +21,8 @@ from regshift.layout import Layout
 from regshift.mediatypes import MediaType
 from regshift.sample import SampleImage, SampleIndex, random_image, random_index
 
+from support import run_cli
+
 _TIMEOUT = 60
 
 
@@ -181,6 +183,27 @@ def test_regshift_reads_a_skopeo_layout(tools: Tools, tmp_path: Path) -> None:
     assert out.encode() == extra.manifest.raw
     tools.skopeo_run("copy", "--all", f"oci:{theirs}:x", f"oci:{tmp_path / 'again'}:x")
     assert_index_complete(Layout(tmp_path / "again"), "x", index)
+
+
+def test_regshift_reads_an_untagged_skopeo_layout_as_skopeo_does(
+    tools: Tools, tmp_path: Path
+) -> None:
+    """``skopeo copy … oci:PATH`` (no tag) writes one untagged entry, and skopeo reads it back
+    as ``oci:PATH``: so does regshift (a lone entry is what an untagged reference names)."""
+    image = random_image(seed=107)
+    ours = Layout(tmp_path / "ours", create=True)
+    write_image(ours, image, "v1")
+    theirs = tmp_path / "untagged"
+    tools.skopeo_run("copy", f"oci:{ours.path}:v1", f"oci:{theirs}")
+    assert Layout(theirs).tags() == []
+    digest = run_cli("digest", f"oci:{theirs}")
+    assert digest.code == 0, digest.stderr
+    assert digest.stdout.strip() == image.manifest.digest
+    manifest = run_cli("manifest", f"oci:{theirs}")
+    assert manifest.stdout_bytes == image.manifest.raw
+    copied = run_cli("copy", f"oci:{theirs}", f"oci:{tmp_path / 'again'}:v2")
+    assert copied.code == 0, copied.stderr
+    assert Layout(tmp_path / "again").resolve("v2").digest == image.manifest.digest
 
 
 def test_regshift_reads_a_umoci_layout(tools: Tools, tmp_path: Path) -> None:
