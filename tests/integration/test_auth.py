@@ -230,6 +230,25 @@ def test_login_tag_logout(token_registry: RegistryServer, repo_name: str) -> Non
     assert _tags(token_registry, repo_name) == ["after-login", "v1"]
 
 
+def test_login_writes_to_registry_auth_file_when_set(
+    basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """podman and skopeo log in to $REGISTRY_AUTH_FILE, the first file read: so does regshift
+    (a login written to config.json would be shadowed by an older entry there)."""
+    user, password = _creds(basic_registry)
+    auth_file = tmp_path / "auth.json"
+    auth_file.write_text(json.dumps({"auths": {basic_registry.host: {"auth": "eDp5"}}}))  # x:y
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth_file))
+    login = run_cli("login", basic_registry.host, "-u", user, "--password-stdin", input=password)
+    assert login.code == 0, login.stderr
+    stored = json.loads(auth_file.read_text())["auths"][basic_registry.host]["auth"]
+    assert base64.b64decode(stored).decode() == f"{user}:{password}"
+    assert not (Path(os.environ["DOCKER_CONFIG"]) / "config.json").exists()
+    assert run_cli("ls", f"{basic_registry.host}/nothing-here").code == 4  # authenticated, 404
+    assert run_cli("logout", basic_registry.host).code == 0
+    assert basic_registry.host not in json.loads(auth_file.read_text()).get("auths", {})
+
+
 def test_login_with_credential_store(
     basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

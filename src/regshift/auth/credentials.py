@@ -323,7 +323,9 @@ def store_credential(
         registry: registry host; ``docker.io`` is stored under :data:`DOCKER_HUB_KEY`.
         username: user name; must not contain ``:``.
         password: password or access token.
-        config_path: the file to update; :func:`docker_config_path` when omitted.
+        config_path: the file to update; when omitted ``$REGISTRY_AUTH_FILE`` if set (as
+            podman and skopeo do: it is the first file credentials are read from), else
+            :func:`docker_config_path`.
         env: environment used to find the default file; ``os.environ`` when omitted.
 
     Returns:
@@ -369,7 +371,7 @@ def erase_credential(
 
     Args:
         registry: registry host; ``docker.io`` means :data:`DOCKER_HUB_KEY`.
-        config_path: the file to update; :func:`docker_config_path` when omitted.
+        config_path: the file to update; chosen as for :func:`store_credential`.
         env: environment used to find the default file; ``os.environ`` when omitted.
 
     Returns:
@@ -454,7 +456,11 @@ def _auth_files(env: Mapping[str, str]) -> list[Path]:
 
 
 def _config_target(config_path: Path | None, env: Mapping[str, str] | None) -> Path:
-    path = config_path if config_path is not None else docker_config_path(env)
+    auth_file = (os.environ if env is None else env).get("REGISTRY_AUTH_FILE")
+    if config_path is not None:
+        path = config_path
+    else:
+        path = Path(auth_file) if auth_file else docker_config_path(env)
     # Like docker, write through a symlinked config instead of replacing the link.
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
