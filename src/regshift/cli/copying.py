@@ -45,6 +45,8 @@ def run_copy(
         wanted = tuple(Platform.parse(p) for p in platforms)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    # The result is printed once the progress display is closed: a live display redraws its
+    # region of the terminal and would overwrite anything printed under it.
     with make_display(verbose, quiet or opts.json) as display, opts.client() as client:
         options = CopyOptions(
             platforms=wanted,
@@ -60,9 +62,12 @@ def run_copy(
             repo = copy_repository(
                 client, source, targets[0], include=include, exclude=exclude, options=options
             )
-            _render_repository(opts, repo)
         else:
-            _render(opts, copy(client, source, targets, options=options))
+            results = copy(client, source, targets, options=options)
+    if all_tags:
+        _render_repository(opts, repo)
+    else:
+        _render(opts, results)
     return ExitStatus.OK
 
 

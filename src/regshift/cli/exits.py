@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -66,10 +67,15 @@ def run_guarded(opts: CommonOptions, work: Callable[[], int]) -> None:
     try:
         with _debug_logging(opts.debug):
             code = work()
-    except KeyboardInterrupt:
+        sys.stdout.flush()  # a reader gone away shows here, not at interpreter exit
+    except (KeyboardInterrupt, click.Abort):  # click.Abort: Ctrl-C or Ctrl-D at a prompt
         click.echo("regshift: interrupted", err=True)
         code = ExitStatus.INTERRUPTED
-    except click.ClickException:
+    except BrokenPipeError:
+        code = _stdout_gone()
+    except click.ClickException as exc:
+        if opts.json and isinstance(exc, click.UsageError):
+            _json_error(exc, ExitStatus.USAGE)
         raise
     except RegistryError as exc:
         code = _report(opts, exc, ExitStatus.for_error(exc))
@@ -84,9 +90,23 @@ def _report(opts: CommonOptions, exc: BaseException, code: ExitStatus, prefix: s
     message = prefix + one_line(exc)
     click.echo(f"regshift: error: {message}", err=True)
     if opts.json:
-        doc = {"error": {"type": type(exc).__name__, "message": message, "exitCode": int(code)}}
-        click.echo(json.dumps(doc, indent=2))
+        _json_error(exc, code, message)
     return code
+
+
+def _json_error(exc: BaseException, code: ExitStatus, message: str | None = None) -> None:
+    text = message if message is not None else one_line(exc)
+    doc = {"error": {"type": type(exc).__name__, "message": text, "exitCode": int(code)}}
+    click.echo(json.dumps(doc, indent=2))
+
+
+def _stdout_gone() -> int:
+    """The reader of our output went away (``regshift ls REPO | head -1``): not an error of
+    ours. Standard output is pointed at /dev/null so the final flush at exit cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return ExitStatus.OK
 
 
 class _StderrHandler(logging.Handler):
