@@ -544,3 +544,18 @@ def test_erase_with_helper(config: Path, make_helper: MakeHelper) -> None:
     assert read_json(config) == {"credsStore": "test", "auths": {}}
     assert FileKeychain(config).resolve("ghcr.io") is ANONYMOUS
     assert erase_credential("ghcr.io", config_path=config) is False
+
+
+def test_no_home_directory_skips_the_files_under_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME unset and a uid without a passwd entry (some containers): lookups go on without
+    the files under ``~``; only writing Docker's config there is an error."""
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    env = {"REGSHIFT_USERNAME": "u", "REGSHIFT_PASSWORD": "p"}
+    cred = creds.default_keychain(env).resolve("registry.example")
+    assert (cred.username, cred.source) == ("u", "env")
+    with pytest.raises(AuthError, match="set HOME or DOCKER_CONFIG"):
+        creds.docker_config_path({})

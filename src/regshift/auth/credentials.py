@@ -441,17 +441,29 @@ def _without_host(auths: _JSONObject, host: str) -> _JSONObject:
 
 
 def _home(env: Mapping[str, str]) -> Path:
-    return Path(env["HOME"]) if env.get("HOME") else Path.home()
+    """``$HOME``, else the passwd entry's home.
+
+    Raises:
+        AuthError: neither exists (some containers run a uid with no passwd entry).
+    """
+    if env.get("HOME"):
+        return Path(env["HOME"])
+    try:
+        return Path.home()
+    except RuntimeError:
+        raise AuthError("no home directory (HOME is unset): set HOME or DOCKER_CONFIG") from None
 
 
 def _auth_files(env: Mapping[str, str]) -> list[Path]:
     paths: list[Path] = []
     if env.get("REGISTRY_AUTH_FILE"):
         paths.append(Path(env["REGISTRY_AUTH_FILE"]))
-    paths.append(docker_config_path(env))
+    with contextlib.suppress(AuthError):  # no home: no files there to read
+        paths.append(docker_config_path(env))
     if env.get("XDG_RUNTIME_DIR"):
         paths.append(Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
-    paths.append(_home(env) / ".config" / "containers" / "auth.json")
+    with contextlib.suppress(AuthError):
+        paths.append(_home(env) / ".config" / "containers" / "auth.json")
     return list(dict.fromkeys(paths))
 
 
