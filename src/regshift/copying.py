@@ -328,7 +328,28 @@ def copy(
         # takes the digest of what is copied, not the source's.
         writers = [_writer_for(client, d, src, graph.top.digest) for d in destinations]
     with _workers(opts.jobs) as (pool, cancel):
-        return [_copy_one(graph, w, opts, pool, cancel) for w in writers]
+        return _copy_each(graph, writers, opts, pool, cancel)
+
+
+def _copy_each(
+    graph: ImageGraph,
+    writers: Sequence[_Writer],
+    opts: CopyOptions,
+    pool: ThreadPoolExecutor,
+    cancel: _Cancel,
+) -> list[CopyResult]:
+    """Copy to each destination in turn; a failure names the destinations already done."""
+    results: list[CopyResult] = []
+    for writer in writers:
+        try:
+            results.append(_copy_one(graph, writer, opts, pool, cancel))
+        except RegistryError as exc:
+            if results:
+                exc.add_note(
+                    f"copied before the failure: {', '.join(r.destination for r in results)}"
+                )
+            raise
+    return results
 
 
 def _writer_for(client: Client, text: str | Reference, src: Source, identifier: str) -> _Writer:

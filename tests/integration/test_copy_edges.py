@@ -339,3 +339,20 @@ def test_a_failed_copy_leaves_no_upload_session_open(
     assert cancelled >= 1 and opened == committed + cancelled, (opened, committed, cancelled)
     assert not _has_blob(other_registry, repo_name, bad)
     assert _manifest(other_registry, repo_name, "v1").status_code == 404
+
+
+def test_a_failed_destination_names_the_ones_already_copied(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """``copy SRC A B`` where B fails: A was written, and the error says so."""
+    image = random_image(seed=753)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    done = f"{other_registry.host}/{repo_name}-a:v1"
+    with FaultProxy(other_registry.host) as broken:
+        broken.add_rule(Rule(method="PUT", path="/manifests/", action=Respond(500, {}, b"")))
+        result = run_cli(
+            "copy", "--retries", "0", str(src), done, f"{broken.host}/{repo_name}-b:v1"
+        )
+    assert result.code == 1
+    assert f"copied before the failure: {done}" in result.stderr
+    assert _manifest(other_registry, f"{repo_name}-a", "v1").status_code == 200
