@@ -4,80 +4,172 @@ Some features can only be discovered by trying them (the OCI multi-tag push cost
 request on a registry that ignores it). The answer is kept per registry in a small JSON file
 (``$REGSHIFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/regshift``, else ``~/.cache/regshift``)
 for a week, so a registry upgrade is noticed. The file holds no secrets; losing it only
-costs one probe.
+costs one probe, so every failure to read or write it is ignored, and without a cache
+directory (no ``$HOME``) nothing is remembered across runs.
+
+The file is read once, lock-free; each write takes an exclusive ``flock`` on
+``capabilities.json.lock`` next to it, re-reads the file, merges in what this process
+learnt and replaces the file atomically, so concurrent runs keep each other's entries.
+Malformed entries count as unknown; an entry whose age is negative or not finite is stale.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 MULTI_TAG_PUSH = "multi_tag_push"
 PLAIN_HTTP = "plain_http"  # a loopback / insecure registry that speaks plain HTTP
 _TTL = 7 * 24 * 3600.0
 _FILE = "capabilities.json"
+_LOCK_SUFFIX = ".lock"
+_TMP_PREFIX = ".capabilities."
+#: How long a write waits for another process's lock before going ahead unlocked.
+_LOCK_WAIT = 5.0
+_LOCK_POLL = 0.01
+
+_Doc = dict[str, dict[str, object]]
 
 
-def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The directory for regshift's cache files."""
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """The directory for regshift's cache files, or ``None`` when none can be determined.
+
+    ``$REGSHIFT_CACHE_DIR`` and ``$XDG_CACHE_HOME`` need no home directory; the fallback
+    ``~/.cache/regshift`` does (``$HOME``, else the user's passwd entry).
+    """
     env = os.environ if env is None else env
     if env.get("REGSHIFT_CACHE_DIR"):
         return Path(env["REGSHIFT_CACHE_DIR"])
     if env.get("XDG_CACHE_HOME"):
         return Path(env["XDG_CACHE_HOME"]) / "regshift"
-    return Path.home() / ".cache" / "regshift"
+    try:
+        return Path.home() / ".cache" / "regshift"
+    except (RuntimeError, KeyError, OSError):  # no $HOME and no passwd entry for this uid
+        return None
 
 
 class Capabilities:
-    """Per-registry feature flags learnt at run time; file-backed when given a directory."""
+    """Per-registry feature flags learnt at run time; file-backed when given a directory.
+
+    Args:
+        directory: where ``capabilities.json`` lives; ``None`` keeps everything in memory.
+        clock: a fixed "now" (seconds since the epoch) for tests; by default the clock is
+            read on every :meth:`get` and :meth:`set`.
+    """
 
     def __init__(self, directory: Path | None = None, *, clock: float | None = None) -> None:
         self._path = directory / _FILE if directory else None
-        self._now = clock if clock is not None else time.time()
+        self._clock = clock
         self._lock = threading.Lock()
-        self._data: dict[str, dict[str, list[object]]] = self._load()
+        self._data: _Doc = _read(self._path) if self._path else {}
+        self._learnt: _Doc = {}  # what this instance set and has not written yet
 
     def get(self, registry: str, feature: str) -> bool | None:
         """True/False when known and not stale, else None."""
         with self._lock:
             entry = self._data.get(registry, {}).get(feature)
-        if not entry or len(entry) != 2 or not isinstance(entry[0], bool):
+        if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], bool):
             return None
-        learnt = entry[1]
-        if not isinstance(learnt, int | float) or self._now - learnt > _TTL:
-            return None
-        return entry[0]
+        return entry[0] if _fresh(entry[1], self._now()) else None
 
     def set(self, registry: str, feature: str, value: bool) -> None:
         """Record what we learnt and persist it (best effort: a read-only home is fine)."""
         with self._lock:
-            self._data.setdefault(registry, {})[feature] = [value, self._now]
-            self._save()
+            entry: list[object] = [value, self._now()]
+            self._data.setdefault(registry, {})[feature] = entry
+            self._learnt.setdefault(registry, {})[feature] = entry
+            if self._path is not None:
+                self._save(self._path)
 
-    def _load(self) -> dict[str, dict[str, list[object]]]:
-        if self._path is None:
-            return {}
+    def _now(self) -> float:
+        return self._clock if self._clock is not None else time.time()
+
+    def _save(self, path: Path) -> None:
+        """Merge what this instance learnt into the file, under the lock (caller holds
+        ``self._lock``); on any failure the file is left as it was."""
         try:
-            doc = json.loads(self._path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(doc, dict):
-            return {}
-        return {k: v for k, v in doc.items() if isinstance(k, str) and isinstance(v, dict)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with _file_lock(path.with_name(path.name + _LOCK_SUFFIX)):
+                merged = _merge(_read(path), self._learnt)
+                _write_atomically(path, merged)
+        except (OSError, ValueError, RecursionError):
+            return  # kept in self._learnt for the next write
+        self._data, self._learnt = merged, {}
 
-    def _save(self) -> None:
-        if self._path is None:
+
+def _fresh(learnt: object, now: float) -> bool:
+    """Was an entry stamped ``learnt`` learnt at most a week before ``now`` (and not later)?"""
+    if isinstance(learnt, bool) or not isinstance(learnt, int | float):
+        return False
+    try:
+        age = now - learnt
+    except OverflowError:  # an integer too large for a float
+        return False
+    return 0.0 <= age <= _TTL  # False for NaN; negative = stamped in the future
+
+
+def _read(path: Path) -> _Doc:
+    """The registries in ``path`` (entries unchecked), or nothing if it is unreadable."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {k: v for k, v in doc.items() if isinstance(v, dict)}
+
+
+def _merge(doc: _Doc, learnt: _Doc) -> _Doc:
+    """``doc`` with every entry of ``learnt`` put in (``doc`` is modified)."""
+    for registry, features in learnt.items():
+        doc.setdefault(registry, {}).update(features)
+    return doc
+
+
+def _write_atomically(path: Path, doc: _Doc) -> None:
+    """Replace ``path`` with ``doc`` via a temporary file, which never outlives a failure."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(doc, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing, never removed)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        _flock(fd)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _flock(fd: int) -> None:
+    """Lock ``fd`` exclusively, best effort: on a file system without ``flock``, or when the
+    holder keeps it longer than :data:`_LOCK_WAIT` (a stopped process), go ahead unlocked;
+    each replacement of the file is atomic anyway."""
+    import fcntl  # only writers need it; kept off the import path of every command
+
+    deadline = time.monotonic() + _LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=".capabilities.")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self._data, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self._path)
-        except OSError:
-            pass
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return
+        except OSError:  # no flock here
+            return
+        time.sleep(_LOCK_POLL)
