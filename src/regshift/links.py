@@ -7,6 +7,7 @@ from typing import NamedTuple, NoReturn
 from urllib.parse import SplitResult, urlsplit
 
 from .errors import APIError
+from .redaction import redact_url_text
 
 _LINK = re.compile(r"\s*<([^>]*)>\s*((?:;\s*[^;,]*)*)")
 _PARAM = re.compile(r';\s*([^=;,\s]+)\s*=\s*(?:"([^"]*)"|([^;,\s]*))')
@@ -74,5 +75,5 @@ def _refuse(target: str, repository: str, kind: str, why: str = "") -> NoReturn:
         status=200,
         method="GET",
         url=f"/v2/{repository}/{kind}",
-        text=f"refusing to follow pagination link {target[:200]!r}{why}",
+        text=f"refusing to follow pagination link {redact_url_text(target)[:200]!r}{why}",
     )

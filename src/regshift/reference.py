@@ -35,6 +35,7 @@ import string
 from dataclasses import dataclass
 
 from regshift.errors import InvalidReference
+from regshift.redaction import mask_userinfo
 
 __all__ = [
     "DEFAULT_TAG",
@@ -344,6 +345,8 @@ def _check_name(registry: str, repository: str) -> tuple[str, str]:
 
 
 def _check_registry(domain: str) -> None:
+    if "@" in domain:  # never quote the part after a colon: it may be a password
+        raise _Problem("a registry cannot carry user info (user:password@)")
     if not _looks_like_domain(domain):
         raise _Problem(f'registry {_quote(domain)} must contain "." or ":" or be "localhost"')
     host, port = _split_port(domain)
@@ -435,8 +438,9 @@ def _compose(registry: str, repository: str, tag: str | None, digest: str | None
 
 
 def _quote(value: str) -> str:
-    """Double-quote ``value`` on one line, escaping quotes and unprintable characters."""
-    return '"' + "".join(map(_escape_char, value)) + '"'
+    """Double-quote ``value`` on one line, escaping quotes and unprintable characters;
+    a password typed into a URL (``user:password@host``) is masked."""
+    return '"' + "".join(map(_escape_char, mask_userinfo(value))) + '"'
 
 
 def _escape_char(ch: str) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 
 from .errors import TransportError
+from .redaction import redact_secrets
 
 #: Defaults of :class:`~regshift.transport.TransportOptions` (retries after the first try,
 #: first delay in seconds, longest ``Retry-After`` honoured in seconds).
@@ -33,6 +34,13 @@ def translate(exc: httpx.TransportError, what: str) -> TransportError:
     if isinstance(exc, httpx.TimeoutException):
         kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
         return TransportError(f"{what}: {kind} timed out (see --timeout)")
+    if isinstance(exc, httpx.LocalProtocolError):
+        # h11 quotes the refused header value (a whole ``Authorization`` token): never print it.
+        return TransportError(
+            f"{what}: a request header is not valid HTTP "
+            "(a credential with a line break or control character?)",
+            retryable=False,
+        )
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
@@ -42,7 +50,7 @@ def translate(exc: httpx.TransportError, what: str) -> TransportError:
                 retryable=False,
             )
         cause = cause.__cause__ or cause.__context__
-    reason = str(exc) or type(exc).__name__
+    reason = redact_secrets(str(exc)) or type(exc).__name__
     return TransportError(f"{what}: {reason}")
 
 

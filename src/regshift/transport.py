@@ -19,6 +19,7 @@ import httpx
 
 from ._version import __version__
 from .errors import APIError, Diagnostic, RegistryError, TransportError, api_error_class
+from .redaction import redact_secrets
 from .reference import is_loopback_host
 from .retries import (
     DEFAULT_BACKOFF,
@@ -308,7 +309,9 @@ _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
 
 
 def printable(value: object, limit: int = 200) -> str:
-    """A registry-supplied string made safe for one terminal line: control characters
-    escaped (no escape sequences reach the terminal), cut to ``limit`` characters."""
-    text = str(value).translate(_CONTROL)
+    """A registry-supplied string made safe for one terminal line: credentials masked
+    (``Basic``/``Bearer`` values, JWTs, URL passwords; a server may echo what we sent),
+    control characters escaped (no escape sequences reach the terminal), cut to ``limit``
+    characters. Every error text taken from a server answer goes through here."""
+    text = redact_secrets(str(value)).translate(_CONTROL)
     return text if len(text) <= limit else text[: limit - 1] + "…"

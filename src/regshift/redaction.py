@@ -1,0 +1,41 @@
+"""Mask credentials in text before it is printed: the lowest layer, importing nothing of ours.
+
+Registries, proxies and users put secrets where regshift later quotes them in an error:
+``Authorization`` values echoed in an error body, ``user:password@`` typed into a URL, a
+``?token=`` in a pagination link. These helpers work on plain strings (also ones no URL
+parser accepts), so every module can mask before it prints.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+
+_AUTH_VALUE = re.compile(r"\b(?:basic|bearer)\s+[^\s\"',;]+", re.IGNORECASE)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+#: ``scheme://user:password@`` or a bare ``user:password@host``; the user name stays.
+#: ``name:tag@sha256:...`` (a tag before a digest) is no user info and stays.
+_USERINFO = re.compile(
+    r"((?:^|[\s\"'<(=]|//)[^\s\"'<>/@:]*):[^\s\"'<>/@]*@(?![A-Za-z0-9+._-]+:[A-Fa-f0-9]{6})"
+)
+_QUERY = re.compile(r"\?[^\s\"'<>#]*")
+_QUERY_PAIR = re.compile(r"([^&=?]+)=[^&]*")
+
+
+def mask_userinfo(text: str) -> str:
+    """``https://ci:secret@host`` → ``https://ci:***@host`` (the password, wherever it is)."""
+    return _USERINFO.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
+
+
+def redact_secrets(text: str) -> str:
+    """Mask ``Basic``/``Bearer`` credentials, JWT-shaped tokens and URL passwords in ``text``."""
+    text = _AUTH_VALUE.sub(MASK, text)
+    text = _JWT.sub(MASK, text)
+    return mask_userinfo(text)
+
+
+def redact_url_text(url: str) -> str:
+    """A URL string (parsable or not) without its password and query values (``k=...``)."""
+    masked = redact_secrets(url)
+    return _QUERY.sub(lambda m: "?" + _QUERY_PAIR.sub(r"\1=...", m.group(0)[1:]), masked)
