@@ -66,6 +66,7 @@ _ACCEPT = ", ".join(MANIFEST_ACCEPT)
 # .tar.gz layer "Content-Encoding: gzip", and a decoded body would fail its digest check.
 _IDENTITY = {"Accept-Encoding": "identity"}
 _MAX_TAG_PAGES = 10_000
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _TAG_PAGE_SIZE = 1000  # ECR rejects n > 1000 (go-containerregistry #1091)
 
 
@@ -451,7 +452,13 @@ class Client:
             yield response
 
     def _upload_location(self, ref: Reference, response: httpx.Response) -> str:
-        """The absolute upload URL of a 202 response, refusing other hosts and schemes."""
+        """The absolute upload URL of a 202 response, refusing other hosts and schemes.
+
+        The Location must be on the registry itself -- its endpoint's host and port, over the
+        scheme this client uses for it -- not merely on whatever host answered: after a
+        redirect, ``response.request`` is the redirect target's, which must get no upload
+        (nor the registry's credentials with it).
+        """
         location = response.headers.get("location", "")
         if not location:
             raise APIError(
@@ -469,12 +476,19 @@ class Client:
                 url=_display(ref),
                 text=f"refusing upload Location that is not a valid URL: {printable(location)}",
             ) from None
-        if url.scheme not in ("http", "https") or url.netloc != response.request.url.netloc:
+        first = response.history[0].request.url if response.history else response.request.url
+        scheme = self._base.get(ref.endpoint, first.scheme)
+        try:
+            registry = httpx.URL(f"{scheme}://{ref.endpoint}")
+        except httpx.InvalidURL:
+            registry = first
+        if _origin(url) != _origin(registry):
+            where = "another host" if url.host != registry.host else "another port or scheme"
             raise APIError(
                 status=response.status_code,
                 method=response.request.method,
                 url=_display(ref),
-                text=f"refusing upload Location on another host: {url.host}",
+                text=f"refusing upload Location on {where}: {url.scheme}://{url.netloc.decode()}",
             )
         return str(url)
 
@@ -588,7 +602,11 @@ class Client:
                     lambda: self._keychain.resolve(registry),
                     allow_plain_http=allows_plain_http(registry, self.options.transport),
                     user_agent=self.options.transport.user_agent,
-                    send=lambda request: self._http.send(request, stream=True),
+                    # Never follow a token server's redirect: a POST would re-send its body
+                    # (the refresh token) to the target. RegistryAuth refuses the answer.
+                    send=lambda request: self._http.send(
+                        request, stream=True, follow_redirects=False
+                    ),
                     insecure=self.options.transport.insecure,
                     retry=self._retry,
                 )
@@ -778,6 +796,11 @@ class Client:
             plain = scheme == "http"
             if self.capabilities.get(endpoint, PLAIN_HTTP) is not plain:
                 self.capabilities.set(endpoint, PLAIN_HTTP, plain)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the default port made explicit) of ``url``."""
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
 
 
 @contextmanager

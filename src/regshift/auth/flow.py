@@ -15,11 +15,15 @@ The flow (Docker token spec, distribution ``auth/token``):
 Token requests are sent through the same client (``send``), so they share its connection
 pool and TLS settings; their answers are read with a size cap, and they are retried on
 connection errors, 408, 429 and 5xx like any idempotent request (``Retry-After`` honoured,
-capped). Credentials are never sent over plain HTTP unless the URL they go to is loopback or
-on a host named insecure (the realm is judged by its own host, not the registry's), and
-tokens are attached only to the registry's own host (httpx drops ``Authorization`` on
-cross-origin redirects, e.g. to S3 blob storage). Only a 401 from the registry's own origin
-is answered: a redirect target's challenge is not the registry's.
+capped). Token requests never follow redirects (an OAuth2 POST would re-send its refresh
+token to the redirect target): a redirect from the token server is an :class:`AuthError`.
+Credentials are never sent over plain HTTP unless the URL they go to is loopback or on a host
+named insecure (the realm is judged by its own host, not the registry's), and credentials of
+any kind are attached only to the registry's own origin (host and port; HTTPS, or plain HTTP
+where allowed) -- never to an upload ``Location`` or any other URL on another host (httpx
+also drops ``Authorization`` on cross-origin redirects, e.g. to S3 blob storage). Only a 401
+from the registry's own origin is answered: a redirect target's challenge is not the
+registry's.
 """
 
 from __future__ import annotations
@@ -98,6 +102,21 @@ class RegistryAuth:
         self._challenge: Challenge | None = None
         self._tokens: list[Token] = []
         self.token_requests = 0
+
+    def owns(self, url: httpx.URL) -> bool:
+        """Whether ``url`` is on this registry's origin: its host and port (the scheme's
+        default port when the registry names none), over a scheme it may be reached by."""
+        if url.scheme not in _DEFAULT_PORTS:
+            return False
+        try:
+            own = httpx.URL(f"{url.scheme}://{self.registry}")
+        except httpx.InvalidURL:
+            return False
+        return _origin(own) == _origin(url)
+
+    def require_secure(self, url: httpx.URL, what: str) -> None:
+        """Raise :class:`AuthError` unless secrets may be sent to ``url`` (see below)."""
+        self._require_secure(url, what)
 
     def scoped(self, scopes: ScopeSet) -> ScopedAuth:
         """An ``httpx.Auth`` for one request of an operation needing ``scopes``."""
@@ -245,6 +264,14 @@ class RegistryAuth:
             raise translate(exc, what) from None
         except httpx.HTTPError as exc:
             raise AuthError(f"{self.registry}: {what}: {exc}") from None
+        if response.is_redirect or response.history:
+            # Never followed: a POST would carry its refresh token to the redirect target.
+            status = (response.history[0] if response.history else response).status_code
+            response.close()
+            raise AuthError(
+                f"{self.registry}: {what} answered with a redirect (HTTP {status}); "
+                "token requests are not redirected: the realm must name the token endpoint"
+            )
         try:
             data = bytearray()
             for chunk in response.iter_bytes():
@@ -400,8 +427,14 @@ class ScopedAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Flow:
         state = self._state
+        if not state.owns(request.url):
+            # Another origin (or scheme) than the registry's: it gets no credential at all.
+            request.headers.pop("Authorization", None)
+            yield request
+            return
         header = state.cached_header(self._scopes) or state.preemptive(self._scopes, request.url)
         if header:
+            state.require_secure(request.url, "credentials")
             request.headers["Authorization"] = header
         response = yield request
         if response.status_code != 401:
@@ -417,6 +450,7 @@ class ScopedAuth(httpx.Auth):
         fresh = state.authorize(challenge, scopes, request.url, stale=header)
         if fresh is None or fresh == header:
             return
+        state.require_secure(request.url, "credentials")
         request.headers["Authorization"] = fresh
         yield request
 
