@@ -17,6 +17,8 @@ from regshift.cli.main import cli
 from regshift.reference import Reference, parse_reference
 from regshift.sample import SampleImage, SampleIndex, push_sample
 
+from harness.registry import RegistryServer
+
 SECRETS: set[str] = set()  # every password/token a test used; checked against all CLI output
 
 
@@ -98,3 +100,11 @@ def write_docker_config(doc: dict[str, Any]) -> Path:
 def manifest_paths(requests: list[Any]) -> list[tuple[str, str]]:
     """(method, path) of every logged request, for readable assertions."""
     return [(r.method, r.path) for r in requests]
+
+
+def registry_user(server: RegistryServer) -> tuple[str, str]:
+    """The user name and password of an htpasswd or token registry; the password is
+    remembered in :data:`SECRETS`, so no output of a test may contain it."""
+    assert server.username and server.password
+    SECRETS.add(server.password)
+    return server.username, server.password

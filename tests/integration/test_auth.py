@@ -14,19 +14,16 @@ import pytest
 from regshift.sample import random_image
 
 from harness.registry import RegistryServer
-from support import SECRETS, CliResult, run_cli, seed, write_docker_config
+from support import SECRETS, CliResult, registry_user, run_cli, seed, write_docker_config
 
 
 @pytest.fixture(autouse=True)
 def _remember_secrets(token_registry: RegistryServer, basic_registry: RegistryServer) -> None:
-    for server in (token_registry, basic_registry):
-        assert server.password
-        SECRETS.add(server.password)
+    registry_user(token_registry)
+    registry_user(basic_registry)
 
 
-def _creds(server: RegistryServer) -> tuple[str, str]:
-    assert server.username and server.password
-    return server.username, server.password
+_creds = registry_user
 
 
 def _seed_as_user(registry: RegistryServer, repo: str, seed_: int = 1) -> str:

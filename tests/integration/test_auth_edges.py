@@ -31,19 +31,16 @@ from regshift.sample import random_image
 from harness.proxy import FaultProxy, HeaderRecorder, ResetRequest, Respond, RewriteHeader, Rule
 from harness.registry import RegistryServer
 from harness.tokenserver import TokenServer, _first, _HTTPError, _Reply
-from support import SECRETS, CliResult, run_cli, seed, write_docker_config
+from support import SECRETS, CliResult, registry_user, run_cli, seed, write_docker_config
 
 
 @pytest.fixture(autouse=True)
 def _remember_secrets(token_registry: RegistryServer, basic_registry: RegistryServer) -> None:
-    for server in (token_registry, basic_registry):
-        assert server.password
-        SECRETS.add(server.password)
+    registry_user(token_registry)
+    registry_user(basic_registry)
 
 
-def _creds(server: RegistryServer) -> tuple[str, str]:
-    assert server.username and server.password
-    return server.username, server.password
+_creds = registry_user
 
 
 def _seed(registry: RegistryServer, repo: str, seed_: int) -> str:
