@@ -320,6 +320,8 @@ def copy(
     opts = options or CopyOptions()
     src = open_source(client, source)
     identifier = src.identifier or "latest"
+    if isinstance(destinations, str):  # one destination, not its characters
+        destinations = [destinations]
     writers = [_writer_for(client, d, src, identifier) for d in destinations]
     src = _with_scopes(src, writers)
     graph = resolve(src, identifier, opts.platforms)
@@ -478,7 +480,8 @@ class _Run:
             cancel,
         )
         self.tally = _Tally()
-        self.referrers: list[str] = []
+        self.referrers: list[str] = []  # copied in this run
+        self.seen_referrers: list[str] = []  # every referrer found, copied now or before
         self.digest_tags: list[str] = []
         self.started = time.monotonic()
         self.start_requests = self._requests()
@@ -598,8 +601,12 @@ class _Run:
                     continue
                 seen.add(desc.digest)
                 queue.append(desc.digest)  # its own referrers (a signature of an SBOM)
+                self.seen_referrers.append(desc.digest)
                 if self.writer.has_manifest(desc.digest):
-                    continue  # copied before (re-runs only bring what is new)
+                    # Copied before: list it again (attaching is idempotent), in case the
+                    # earlier run stored it but failed to update the listing.
+                    self.writer.attach(self.source.get_manifest(desc.digest))
+                    continue
                 artifact = self._copy_artifact(desc.digest)
                 self.writer.attach(artifact.top)
                 self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="referrer")
@@ -607,7 +614,7 @@ class _Run:
 
     def copy_digest_tags(self, graph: ImageGraph) -> None:
         """The legacy cosign tags ``sha256-<hex>.sig/.att/.sbom`` of every copied manifest."""
-        digests = {graph.top.digest, *(m.digest for m in graph.images), *self.referrers}
+        digests = {graph.top.digest, *(m.digest for m in graph.images), *self.seen_referrers}
         wanted = {f"{d.replace(':', '-')}.{kind}" for d in digests for kind in _COSIGN_SUFFIXES}
         for tag in (t for t in self.source.list_tags() if t in wanted):
             target = self.writer.retagged(tag)
@@ -858,10 +865,16 @@ class _RegistryWriter(_Writer):
                 )
                 return status.location or location, status.offset
             except (TransportError, APIError) as exc:
-                if isinstance(exc, APIError) and not exc.retryable:
+                if isinstance(exc, NotFound):  # the session expired or was cleaned up
+                    raise _Restart(f"upload session lost: {exc}") from None
+                if isinstance(exc, APIError) and not exc.retryable and exc.status != 416:
                     raise
+                # A dropped connection, or 416 (the registry holds another offset than this
+                # chunk assumed): ask the registry where it stands and go on from there.
                 location, sent_from = self._resume_point(location, start, len(chunk))
                 log.info("chunk at %d failed (%s); registry has %d bytes", start, exc, sent_from)
+                if sent_from == start + len(chunk):
+                    return location, sent_from  # all of it landed; only the answer was lost
                 run.tally.add_resent(start + len(chunk) - sent_from)
         raise _Restart(f"chunk at offset {start} failed {run.opts.attempts + 1} times")
 
@@ -991,13 +1004,22 @@ def copy_repository(
     dst_text = destination if isinstance(destination, str) else str(destination.repo_only())
     if not is_layout_reference(dst_text):
         dst_text = str(parse_repository(dst_text))
-    chosen, excluded = _filter_tags(src.list_tags(), include, exclude)
-    results = []
+    # Referrers fallback tags (sha256-<hex>) are indexes to merge, not tags to overwrite:
+    # --referrers merges them entry by entry; copied as tags they would drop other entries.
+    tags = [t for t in src.list_tags() if not _FALLBACK_TAG.fullmatch(t)]
+    chosen, excluded = _filter_tags(tags, include, exclude)
+    results: list[CopyResult] = []
     with _workers(opts.jobs) as (pool, cancel):
         for tag in chosen:
             writer = _writer_for(client, _tagged(dst_text, tag), src, tag)
             tag_source = _with_scopes(src.at(tag), [writer])
-            results.append(_copy_tag(tag_source, tag, writer, opts, pool, cancel))
+            try:
+                results.append(_copy_tag(tag_source, tag, writer, opts, pool, cancel))
+            except RegistryError as exc:
+                if results:
+                    copied = ", ".join(r.tags[0] for r in results if r.tags)
+                    exc.add_note(f"tags copied before the failure: {copied}")
+                raise
     return RepositoryCopyResult(
         source=src.name,
         destination=dst_text,
@@ -1006,6 +1028,9 @@ def copy_repository(
         requests=client.requests - start_requests,
         seconds=time.monotonic() - started,
     )
+
+
+_FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 
 
 def _tagged(repository: str, tag: str) -> str:

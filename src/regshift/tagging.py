@@ -112,6 +112,8 @@ def tag(
         PreconditionFailed: ``expect_digest`` or ``no_clobber`` refused (nothing is written).
         RegistryError: the source cannot be read, or (``raise_on_error``) a tag failed.
     """
+    if isinstance(new_tags, str):  # one tag, not its characters
+        new_tags = [new_tags]
     tags = _unique([validate_tag(t) for t in new_tags])
     if expect_digest is not None:
         validate_digest(expect_digest)
@@ -254,10 +256,13 @@ def _multi_tag(
         result = client.put_manifest(
             src.with_digest(manifest.digest), manifest, tags=tags, scopes=scopes
         )
-    except APIError as exc:
-        # A registry may refuse the query (400 / 414 / 431): fall back to a PUT per tag.
-        log.debug("multi-tag push refused by %s: %s", src.endpoint, exc)
-        client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, False)
+    except RegistryError as exc:
+        # Every failure falls back to a PUT per tag (which records its own errors), but only
+        # a refused query (400 / 414 / 431) says the registry lacks the feature: a denial,
+        # a rate limit or a dropped connection says nothing about it.
+        log.debug("multi-tag push failed on %s: %s", src.endpoint, exc)
+        if isinstance(exc, APIError) and exc.status in (400, 414, 431):
+            client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, False)
         return ()
     if not result.checked:  # tags confirmed by looking tell nothing about the feature
         client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, bool(result.tags))

@@ -30,6 +30,7 @@ from regshift.errors import DigestMismatch, RegistryError
 from regshift.layout import Layout
 from regshift.manifests import Manifest, parse_manifest
 from regshift.mediatypes import MediaType
+from regshift.reference import parse_reference
 from regshift.sample import SampleImage, SampleIndex, random_image, random_index
 
 from harness.proxy import Delay, FaultProxy, FlipByte, ResetRequest, Respond, RewriteHeader, Rule
@@ -44,6 +45,7 @@ ACCEPT = ", ".join(
         MediaType.DOCKER_MANIFEST,
     ]
 )
+MiB = 1024 * 1024
 ARTIFACT_MANIFEST = "application/vnd.oci.artifact.manifest.v1+json"
 
 
@@ -356,3 +358,117 @@ def test_a_failed_destination_names_the_ones_already_copied(
     assert result.code == 1
     assert f"copied before the failure: {done}" in result.stderr
     assert _manifest(other_registry, f"{repo_name}-a", "v1").status_code == 200
+
+
+def _chunked_copy_through(proxy: FaultProxy, src: str, name: str) -> Any:
+    options = CopyOptions(chunk_size=MiB, chunked_threshold=2 * MiB)
+    with client_for() as client:
+        (result,) = copy(client, src, [f"{proxy.host}/{name}:big"], options=options)
+    return result
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Respond.oci_error(404, "BLOB_UPLOAD_UNKNOWN", "upload expired"),
+        Respond(416, {"Range": "0-2097151"}),
+    ],
+    ids=["session-expired", "416"],
+)
+def test_a_chunk_refused_mid_upload_is_resumed_or_restarted(
+    fault: Respond, open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """An upload session that expires mid-way restarts the blob; a 416 (the registry holds
+    another offset) resumes from what the registry reports. Neither fails the copy."""
+    image = random_image(seed=754, layers=1, layer_size=5 * MiB, raw_layers=True)
+    src = seed(open_registry.host, repo_name, "big", image)
+    with FaultProxy(other_registry.host) as proxy:
+        rule = proxy.add_rule(Rule(method="PATCH", skip=2, times=1, action=fault))
+        result = _chunked_copy_through(proxy, str(src), repo_name)
+    assert rule.hits == 1
+    assert result.digest == image.manifest.digest
+    assert _manifest(other_registry, repo_name, "big").status_code == 200
+    assert all(_has_blob(other_registry, repo_name, d.digest) for d in image.manifest.blobs())
+
+
+def test_a_referrer_copied_but_never_listed_is_listed_by_the_next_run(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    from regshift.referrers import list_referrers
+
+    from artifacts import attach_artifact, signature_of
+
+    image = random_image(seed=755)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    sig = signature_of(image.manifest)
+    with client_for() as client:
+        attach_artifact(client, src.repo_only(), sig)
+    failing = Respond.oci_error(500, "UNKNOWN", "index write failed")
+    with FaultProxy(other_registry.host) as proxy:
+        proxy.add_rule(Rule(method="PUT", path=r"/manifests/sha256-", action=failing))
+        first = run_cli(
+            "copy", "--referrers", "--retries", "0", str(src), f"{proxy.host}/{repo_name}:v1"
+        )
+    assert first.code == 1  # the signature manifest landed, its listing did not
+    again = run_cli("copy", "--referrers", str(src), f"{other_registry.host}/{repo_name}:v1")
+    assert again.code == 0, again.stderr
+    with client_for() as client:
+        repo = parse_reference(f"{other_registry.host}/{repo_name}:v1").repo_only()
+        listed = [d.digest for d in list_referrers(client, repo, image.manifest.digest)]
+    assert listed == [sig.digest]
+
+
+def test_all_tags_merges_referrers_instead_of_overwriting_the_fallback_tag(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """The source's sha256-<hex> fallback tag is not copied as a tag: that would replace the
+    destination's index and drop another tool's entry; --referrers merges entry by entry."""
+    from regshift.referrers import list_referrers
+
+    from artifacts import attach_artifact, signature_of
+
+    image = random_image(seed=756)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    ours, theirs = signature_of(image.manifest), signature_of(image.manifest, who="other-tool")
+    dst_ref = parse_reference(f"{other_registry.host}/{repo_name}:v1")
+    with client_for() as client:
+        attach_artifact(client, src.repo_only(), ours)
+        seed(other_registry.host, repo_name, "v1", image)
+        attach_artifact(client, dst_ref.repo_only(), theirs)
+    for extra in ([], ["--referrers"]):
+        result = run_cli(
+            "copy",
+            "--all-tags",
+            *extra,
+            f"{open_registry.host}/{repo_name}",
+            f"{other_registry.host}/{repo_name}",
+        )
+        assert result.code == 0, result.stderr
+    with client_for() as client:
+        listed = {
+            d.digest for d in list_referrers(client, dst_ref.repo_only(), image.manifest.digest)
+        }
+    assert listed == {ours.digest, theirs.digest}
+
+
+def test_digest_tags_of_referrers_copied_before_travel_on_a_rerun(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """A cosign tag (sha256-<sbom>.sig) added after the first copy comes with the next one,
+    although the SBOM it signs was copied by the first."""
+    from artifacts import attach_artifact, sbom_of
+
+    image = random_image(seed=757)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    sbom = sbom_of(image.manifest)
+    with client_for() as client:
+        attach_artifact(client, src.repo_only(), sbom)
+    dst = f"{other_registry.host}/{repo_name}:v1"
+    first = run_cli("copy", "--referrers", "--digest-tags", "--json", str(src), dst)
+    assert first.code == 0, first.stderr
+    cosign_tag = sbom.digest.replace(":", "-") + ".sig"
+    seed(open_registry.host, repo_name, cosign_tag, random_image(seed=758, layers=1))
+    again = run_cli("copy", "--referrers", "--digest-tags", "--json", str(src), dst)
+    assert again.code == 0, again.stderr
+    assert again.json()["digestTags"] == [cosign_tag]
+    assert _manifest(other_registry, repo_name, cosign_tag).status_code == 200

@@ -138,3 +138,40 @@ def test_from_file_json_is_a_list_even_for_one_line(
     assert result.code == 0, result.stderr
     docs = result.json()
     assert isinstance(docs, list) and [d["source"] for d in docs] == [str(src)]
+
+
+def test_a_failed_multi_tag_push_falls_back_and_learns_nothing(
+    open_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    """A dropped connection or a 403 on the multi-tag PUT: each tag gets its own PUT, no
+    exception escapes, and the registry is not marked as lacking the feature for a week."""
+    import regshift
+    from regshift.capabilities import MULTI_TAG_PUSH, Capabilities
+
+    from harness.proxy import ResetRequest, Respond
+
+    src = seed(open_registry.host, repo_name, "v1", random_image(seed=979))
+    faults = {"reset": ResetRequest(0), "denied": Respond.oci_error(403, "DENIED", "no")}
+    for name, fault in faults.items():
+        cache = tmp_path / name
+        with FaultProxy(open_registry.host) as proxy:
+            proxy.add_rule(Rule(method="PUT", path=r"\?tag=", action=fault))
+            with client_for(cache_dir=cache) as client:
+                ref = parse_reference(f"{proxy.host}/{repo_name}:{src.tag}")
+                result = regshift.tag(client, ref, [f"{name}-a", f"{name}-b"], raise_on_error=False)
+            host = proxy.host
+        assert [o.method for o in result.outcomes] == ["put", "put"], name
+        assert not result.failed, name
+        assert Capabilities(cache).get(host, MULTI_TAG_PUSH) is None, name
+
+
+def test_one_tag_given_as_a_string_is_one_tag(
+    open_registry: RegistryServer, repo_name: str
+) -> None:
+    import regshift
+
+    src = seed(open_registry.host, repo_name, "v1", random_image(seed=980))
+    with client_for() as client:
+        result = regshift.tag(client, src, "stable")
+    assert [o.tag for o in result.outcomes] == ["stable"]
+    assert _tags(open_registry, repo_name) == ["stable", "v1"]
