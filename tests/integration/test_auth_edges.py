@@ -278,5 +278,6 @@ def test_parallel_tags_with_rotating_refresh_token(
     server.reset()
     result = run_cli("tag", "--from-file", str(plan))
     assert result.code == 0, result.stderr
+    assert server.requests, "the refresh grant was used"
     assert [r.status for r in server.requests] == [200] * len(server.requests)
     assert all(r.grant_type == "refresh_token" for r in server.requests)

@@ -94,11 +94,21 @@ def test_ctrl_c_while_the_from_file_list_is_read_is_an_interruption() -> None:
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    time.sleep(2)  # the process is waiting for its list on stdin
+    _wait_until_reading_a_pipe(proc.pid)  # the list is being read: start-up is over
     proc.send_signal(2)  # SIGINT, as Ctrl-C sends it
     _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130
     assert b"regshift: interrupted" in stderr and b"Aborted" not in stderr
+
+
+def _wait_until_reading_a_pipe(pid: int, timeout: float = 30) -> None:
+    """Until the process sleeps in a read of a pipe (Linux: ``/proc/PID/wchan``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "pipe_read" in Path(f"/proc/{pid}/wchan").read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the process never waited for its list on stdin")
 
 
 @pytest.mark.parametrize(

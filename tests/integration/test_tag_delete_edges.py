@@ -118,6 +118,8 @@ def test_from_file_registries_are_covered_by_insecure(
     plan.write_text(f"{ref} via-file\n")
     result = run_cli("tag", "--insecure", "--from-file", str(plan))
     assert result.code == 0, result.stderr
+    listed = run_cli("ls", "--insecure", f"{tls_registry.host}/{repo_name}")
+    assert "via-file" in listed.stdout.split()
 
 
 def test_from_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:

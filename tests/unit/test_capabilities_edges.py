@@ -182,11 +182,15 @@ def test_no_home_and_no_passwd_entry_means_no_cache(tmp_path: Path) -> None:
 # --- expiry uses the time of each read and write -------------------------------------------
 
 
-def test_entries_expire_while_an_instance_lives(tmp_path: Path) -> None:
-    _write(tmp_path, {REG: {MULTI_TAG_PUSH: [False, time.time() - WEEK + 0.5]}})
+def test_entries_expire_while_an_instance_lives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_000_000_000.0]
+    monkeypatch.setattr("regshift.capabilities.time.time", lambda: now[0])
+    _write(tmp_path, {REG: {MULTI_TAG_PUSH: [False, now[0] - WEEK + 60]}})
     caps = Capabilities(tmp_path)
     assert caps.get(REG, MULTI_TAG_PUSH) is False
-    time.sleep(1.0)
+    now[0] += 120  # the same instance, two minutes later: the entry is now a week old
     assert caps.get(REG, MULTI_TAG_PUSH) is None
 
 
