@@ -242,10 +242,10 @@ def resolve(source: Source, identifier: str, platforms: Sequence[Platform] = ())
     images = tuple(_child(source, d) for d in _unique(entries))
     if not platforms:
         return ImageGraph(source, top, images)
-    if len(images) == 1:
-        return ImageGraph(source, images[0], images, derived=True)
-    if len(entries) == len(top.manifests):  # all chosen: nothing to rebuild, bytes kept
+    if len(entries) == len(top.manifests) > 1:  # every entry chosen: the index, bytes kept
         return ImageGraph(source, top, images)
+    if len(images) == 1:  # one image asked for (also an index with a single entry)
+        return ImageGraph(source, images[0], images, derived=True)
     return ImageGraph(source, _sub_index(top, entries), images, derived=True)
 
 
@@ -794,7 +794,9 @@ class _RegistryWriter(_Writer):
     def _stream_with_retries(self, run: _Run, desc: Descriptor, location: str | None) -> None:
         """Stream one blob; on a transient failure restart it (a fresh session, a fresh GET)."""
         attempts = max(run.opts.attempts, self.client.max_attempts)
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while attempt < attempts:
+            attempt += 1
             chunked = self.chunked or desc.size > run.opts.chunked_threshold
             try:
                 if location is None:
@@ -809,6 +811,8 @@ class _RegistryWriter(_Writer):
                     if isinstance(exc, _Restart):
                         raise TransportError(f"blob {desc.digest}: {exc}") from None
                     raise
+                if self._switched_to_chunks(exc, chunked):
+                    attempt -= 1  # not a failed try: the blob goes up again, in chunks
                 if self.has_blob(desc):  # the commit landed; only its answer was lost
                     return
                 run.emit(desc, ProgressState.RETRYING)
@@ -821,9 +825,14 @@ class _RegistryWriter(_Writer):
             except BaseException:  # a bad blob, a cancelled copy, a broken layout source
                 self._abandon(location)
                 raise
+        raise TransportError(f"blob {desc.digest}: not uploaded after {attempts} attempts")
+
+    @staticmethod
+    def _switched_to_chunks(exc: Exception, chunked: bool) -> bool:
+        return isinstance(exc, APIError) and exc.status == 413 and not chunked
 
     def _may_restart(self, exc: Exception, attempt: int, attempts: int, chunked: bool) -> bool:
-        if isinstance(exc, APIError) and exc.status == 413 and not chunked:
+        if self._switched_to_chunks(exc, chunked):
             # The registry (or a proxy in front of it) caps request bodies: use chunks, for
             # this blob and every later one (a blob already in flight may see its own 413).
             if not self.chunked:
@@ -1016,8 +1025,8 @@ def copy_repository(
             try:
                 results.append(_copy_tag(tag_source, tag, writer, opts, pool, cancel))
             except RegistryError as exc:
-                if results:
-                    copied = ", ".join(r.tags[0] for r in results if r.tags)
+                copied = ", ".join(r.tags[0] for r in results if r.tags)
+                if copied:
                     exc.add_note(f"tags copied before the failure: {copied}")
                 raise
     return RepositoryCopyResult(

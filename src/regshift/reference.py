@@ -440,7 +440,21 @@ def _compose(registry: str, repository: str, tag: str | None, digest: str | None
 def _quote(value: str) -> str:
     """Double-quote ``value`` on one line, escaping quotes and unprintable characters;
     a password typed into a URL (``user:password@host``) is masked."""
-    return '"' + "".join(map(_escape_char, mask_userinfo(value))) + '"'
+    return '"' + "".join(map(_escape_char, _mask_login(value))) + '"'
+
+
+_DIGEST_STARTS = tuple(f"{algorithm}:" for algorithm in ("sha256", "sha384", "sha512"))
+
+
+def _mask_login(value: str) -> str:
+    """Mask ``user:password@`` where it can only be a login: in a URL, or before the first
+    ``/`` (where a registry name is). ``name:tag@digest`` keeps its tag, however mistyped."""
+    at, slash = value.find("@"), value.find("/")
+    if "://" in value:
+        return mask_userinfo(value)
+    if at == -1 or (slash != -1 and at > slash) or value[at + 1 :].startswith(_DIGEST_STARTS):
+        return value
+    return mask_userinfo(value)
 
 
 def _escape_char(ch: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from regshift import Client, ClientOptions, TransportOptions
 from regshift.copying import CopyOptions, copy
 from regshift.digests import compute_digest
 from regshift.errors import DigestMismatch, RegistryError
@@ -472,3 +473,55 @@ def test_digest_tags_of_referrers_copied_before_travel_on_a_rerun(
     assert again.code == 0, again.stderr
     assert again.json()["digestTags"] == [cosign_tag]
     assert _manifest(other_registry, repo_name, cosign_tag).status_code == 200
+
+
+def test_413_on_the_last_attempt_still_goes_up_in_chunks(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """The switch to chunks after a 413 is not a failed try: with one attempt per blob the
+    blob must still go up (it was counted as done without being uploaded)."""
+    image = random_image(seed=759, layers=1)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    with FaultProxy(other_registry.host) as proxy:
+        too_big = Respond(413, {"Content-Type": "text/plain"}, b"request entity too large")
+        proxy.add_rule(
+            Rule(method="PUT", path=r"/blobs/uploads/.*digest=", times=1, action=too_big)
+        )
+        one_try = ClientOptions(transport=TransportOptions(retries=0), cache_dir=None)
+        with Client(one_try) as client:
+            options = CopyOptions(attempts=1)
+            copy(client, str(src), [f"{proxy.host}/{repo_name}:v1"], options=options)
+    assert all(_has_blob(other_registry, repo_name, d.digest) for d in image.manifest.blobs())
+    assert _manifest(other_registry, repo_name, "v1").status_code == 200
+
+
+def test_every_platform_of_an_index_listing_one_image_twice_keeps_the_index(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """An index naming one manifest under two platforms, both asked for: the index is what
+    the user asked for, byte for byte (not the image it lists twice)."""
+    image = random_image(seed=760)
+    raw = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MediaType.OCI_INDEX,
+            "manifests": [_entry(image.manifest, "amd64"), _entry(image.manifest, "arm64")],
+        }
+    ).encode()
+    seed(open_registry.host, repo_name, "img", image)
+    index = parse_manifest(raw)
+    with client_for() as client:
+        client.put_manifest(parse_reference(f"{open_registry.host}/{repo_name}:v1"), index)
+    result = run_cli(
+        "copy",
+        "--json",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        f"{open_registry.host}/{repo_name}:v1",
+        f"{other_registry.host}/{repo_name}:v1",
+    )
+    assert result.code == 0, result.stderr
+    assert result.json()["digest"] == index.digest
+    assert _manifest(other_registry, repo_name, "v1").content == raw

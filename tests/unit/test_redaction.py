@@ -61,3 +61,13 @@ def test_header_value_error_is_not_printed_nor_retried() -> None:
     err = translate(exc, "GET host")
     assert "s3cr3t" not in str(err) and "not valid HTTP" in str(err)
     assert not err.retryable
+
+
+def test_a_mistyped_digest_keeps_its_tag_in_the_message() -> None:
+    """``name:tag@digest`` is no login: masking it would hide what the user typed wrong."""
+    from regshift.errors import InvalidReference
+    from regshift.reference import parse_reference
+
+    with pytest.raises(InvalidReference) as caught:
+        parse_reference("ubuntu:22.04@sha256:abc")
+    assert '"ubuntu:22.04@sha256:abc"' in str(caught.value)
