@@ -25,6 +25,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ _MAX_LISTED_TAGS = 20
 _DIGEST_PREFIXES = ("sha256:", "sha512:")
 #: flock errors meaning "this file system cannot lock", not "this lock failed".
 _NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+_LOCK_WAIT = 60.0  # seconds another process may hold index.json before we give up
 
 # index.json updates are read-modify-write: one lock per layout directory in this process,
 # plus an flock on the directory against other processes (see Layout._index_update).
@@ -717,14 +719,30 @@ def _dir_flock(directory: Path) -> Iterator[None]:
     with _os_errors(f"cannot lock {directory}"):
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            if exc.errno not in _NO_FLOCK:
-                raise LayoutError(f"cannot lock {directory}: {_os_reason(exc)}") from exc
+        _lock_within(fd, directory, _LOCK_WAIT)
         yield
     finally:
         os.close(fd)
+
+
+def _lock_within(fd: int, directory: Path, seconds: float) -> None:
+    """Take the flock, waiting at most ``seconds`` (a stopped process keeps its lock; a
+    crashed one releases it with its descriptors)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise LayoutError(
+                    f"cannot lock {directory}: another process has held it for {seconds:.0f} s"
+                ) from None
+            time.sleep(0.05)
+        except OSError as exc:
+            if exc.errno in _NO_FLOCK:
+                return  # this file system cannot lock: go ahead, as before
+            raise LayoutError(f"cannot lock {directory}: {_os_reason(exc)}") from exc
 
 
 def _guess_media_type(raw: bytes) -> str:

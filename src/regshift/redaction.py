@@ -12,30 +12,30 @@ import re
 
 MASK = "***"
 
-_AUTH_VALUE = re.compile(r"\b(?:basic|bearer)\s+[^\s\"',;]+", re.IGNORECASE)
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# Patterns, compiled on first use by re's own cache: masking runs only on error paths,
+# and this module is imported on the start-up path of every command.
+_AUTH_VALUE = r"(?i)\b(?:basic|bearer)\s+[^\s\"',;]+"
+_JWT = r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"
 #: ``scheme://user:password@`` or a bare ``user:password@host``; the user name stays.
 #: ``name:tag@sha256:...`` (a tag before a digest) is no user info and stays.
-_USERINFO = re.compile(
-    r"((?:^|[\s\"'<(=]|//)[^\s\"'<>/@:]*):[^\s\"'<>/@]*@(?![A-Za-z0-9+._-]+:[A-Fa-f0-9]{6})"
-)
-_QUERY = re.compile(r"\?[^\s\"'<>#]*")
-_QUERY_PAIR = re.compile(r"([^&=?]+)=[^&]*")
+_USERINFO = r"((?:^|[\s\"'<(=]|//)[^\s\"'<>/@:]*):[^\s\"'<>/@]*@(?![A-Za-z0-9+._-]+:[A-Fa-f0-9]{6})"
+_QUERY = r"\?[^\s\"'<>#]*"
+_QUERY_PAIR = r"([^&=?]+)=[^&]*"
 
 
 def mask_userinfo(text: str) -> str:
     """``https://ci:secret@host`` → ``https://ci:***@host`` (the password, wherever it is)."""
-    return _USERINFO.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
+    return re.sub(_USERINFO, lambda m: f"{m.group(1)}:{MASK}@", text)
 
 
 def redact_secrets(text: str) -> str:
     """Mask ``Basic``/``Bearer`` credentials, JWT-shaped tokens and URL passwords in ``text``."""
-    text = _AUTH_VALUE.sub(MASK, text)
-    text = _JWT.sub(MASK, text)
+    text = re.sub(_AUTH_VALUE, MASK, text)
+    text = re.sub(_JWT, MASK, text)
     return mask_userinfo(text)
 
 
 def redact_url_text(url: str) -> str:
     """A URL string (parsable or not) without its password and query values (``k=...``)."""
     masked = redact_secrets(url)
-    return _QUERY.sub(lambda m: "?" + _QUERY_PAIR.sub(r"\1=...", m.group(0)[1:]), masked)
+    return re.sub(_QUERY, lambda m: "?" + re.sub(_QUERY_PAIR, r"\1=...", m.group(0)[1:]), masked)

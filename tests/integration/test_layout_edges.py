@@ -101,6 +101,31 @@ def test_flock_unsupported_goes_ahead_other_errors_fail(
     assert layout.tags() == ["base"]
 
 
+def test_a_lock_held_too_long_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process keeps the layout locked (stopped, say): give up with one line after
+    the wait, writing nothing, instead of hanging."""
+    import os
+
+    from regshift import layout as layout_module
+
+    lay = Layout(tmp_path / "lay", create=True)
+    image = random_image(seed=1605)
+    _store(lay, image, "base")
+    held = os.open(lay.path, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another open file description: as another process
+    monkeypatch.setattr(layout_module, "_LOCK_WAIT", 0.3)
+    try:
+        with pytest.raises(LayoutError, match=r"another process has held it for 0 s"):
+            lay.put_manifest(image.manifest, "v2")
+    finally:
+        os.close(held)
+    assert lay.tags() == ["base"]
+    lay.put_manifest(image.manifest, "v2")  # released: goes ahead
+    assert lay.tags() == ["base", "v2"]
+
+
 def test_layout_attach_refuses_a_fallback_tag_that_is_not_an_index(tmp_path: Path) -> None:
     """The subject's sha256-<hex> tag already holds an image manifest: attach refuses (as
     the registry path does) and writes nothing, neither the referrer nor the tag."""
