@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from .locking import lock_within
+
 MULTI_TAG_PUSH = "multi_tag_push"
 PLAIN_HTTP = "plain_http"  # a loopback / insecure registry that speaks plain HTTP
 _TTL = 7 * 24 * 3600.0
@@ -160,16 +162,5 @@ def _flock(fd: int) -> None:
     """Lock ``fd`` exclusively, best effort: on a file system without ``flock``, or when the
     holder keeps it longer than :data:`_LOCK_WAIT` (a stopped process), go ahead unlocked;
     each replacement of the file is atomic anyway."""
-    import fcntl  # only writers need it; kept off the import path of every command
-
-    deadline = time.monotonic() + _LOCK_WAIT
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                return
-        except OSError:  # no flock here
-            return
-        time.sleep(_LOCK_POLL)
+    with contextlib.suppress(OSError):
+        lock_within(fd, _LOCK_WAIT, _LOCK_POLL)

@@ -19,13 +19,10 @@ References to layouts are written ``oci:PATH``, ``oci:PATH:TAG`` or ``oci:PATH@D
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import tempfile
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +31,7 @@ from typing import Any, BinaryIO
 
 from .digests import DigestVerifier, split_digest
 from .errors import DigestMismatch, InvalidReference, ManifestError, RegistryError
+from .locking import lock_within
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import MediaType, is_foreign, is_manifest
 from .reference import (
@@ -69,8 +67,6 @@ _TMP_PREFIX = ".regshift-tmp-"
 _FILE_MODE = 0o644
 _MAX_LISTED_TAGS = 20
 _DIGEST_PREFIXES = ("sha256:", "sha512:")
-#: flock errors meaning "this file system cannot lock", not "this lock failed".
-_NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 _LOCK_WAIT = 60.0  # seconds another process may hold index.json before we give up
 
 # index.json updates are read-modify-write: one lock per layout directory in this process,
@@ -726,23 +722,16 @@ def _dir_flock(directory: Path) -> Iterator[None]:
 
 
 def _lock_within(fd: int, directory: Path, seconds: float) -> None:
-    """Take the flock, waiting at most ``seconds`` (a stopped process keeps its lock; a
-    crashed one releases it with its descriptors)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise LayoutError(
-                    f"cannot lock {directory}: another process has held it for {seconds:.0f} s"
-                ) from None
-            time.sleep(0.05)
-        except OSError as exc:
-            if exc.errno in _NO_FLOCK:
-                return  # this file system cannot lock: go ahead, as before
-            raise LayoutError(f"cannot lock {directory}: {_os_reason(exc)}") from exc
+    """Take the flock, waiting at most ``seconds``; a file system that cannot lock lets
+    the update go ahead unlocked, as before."""
+    try:
+        locked = lock_within(fd, seconds, poll=0.05)
+    except OSError as exc:
+        raise LayoutError(f"cannot lock {directory}: {_os_reason(exc)}") from exc
+    if not locked:
+        raise LayoutError(
+            f"cannot lock {directory}: another process has held it for {seconds:.0f} s"
+        )
 
 
 def _guess_media_type(raw: bytes) -> str:
