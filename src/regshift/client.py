@@ -22,7 +22,7 @@ from typing import NamedTuple, Self
 import httpx
 
 from .auth.credentials import Credential, Keychain, default_keychain
-from .auth.flow import RegistryAuth
+from .auth.flow import RegistryAuth, origin
 from .auth.scopes import ScopeSet, merge_scopes
 from .capabilities import PLAIN_HTTP, Capabilities, default_cache_dir
 from .digests import compute_digest
@@ -66,7 +66,6 @@ _ACCEPT = ", ".join(MANIFEST_ACCEPT)
 # .tar.gz layer "Content-Encoding: gzip", and a decoded body would fail its digest check.
 _IDENTITY = {"Accept-Encoding": "identity"}
 _MAX_TAG_PAGES = 10_000
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _TAG_PAGE_SIZE = 1000  # ECR rejects n > 1000 (go-containerregistry #1091)
 
 
@@ -482,7 +481,7 @@ class Client:
             registry = httpx.URL(f"{scheme}://{ref.endpoint}")
         except httpx.InvalidURL:
             registry = first
-        if _origin(url) != _origin(registry):
+        if origin(url) != origin(registry):
             where = "another host" if url.host != registry.host else "another port or scheme"
             raise APIError(
                 status=response.status_code,
@@ -796,11 +795,6 @@ class Client:
             plain = scheme == "http"
             if self.capabilities.get(endpoint, PLAIN_HTTP) is not plain:
                 self.capabilities.set(endpoint, PLAIN_HTTP, plain)
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    """Scheme, host and port (the default port made explicit) of ``url``."""
-    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
 
 
 @contextmanager

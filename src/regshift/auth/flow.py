@@ -112,7 +112,7 @@ class RegistryAuth:
             own = httpx.URL(f"{url.scheme}://{self.registry}")
         except httpx.InvalidURL:
             return False
-        return _origin(own) == _origin(url)
+        return origin(own) == origin(url)
 
     def require_secure(self, url: httpx.URL, what: str) -> None:
         """Raise :class:`AuthError` unless secrets may be sent to ``url`` (see below)."""
@@ -404,7 +404,7 @@ def _host_of(authority: str) -> str:
         return authority.lower()
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
     """Scheme, host and port (the default port made explicit) of ``url``."""
     return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
 
@@ -439,7 +439,7 @@ class ScopedAuth(httpx.Auth):
         response = yield request
         if response.status_code != 401:
             return
-        if _origin(response.request.url) != _origin(request.url):
+        if origin(response.request.url) != origin(request.url):
             # A redirect target (S3, a CDN) answered 401: its challenge is not the
             # registry's, and its realm must not get the registry's credentials.
             return

@@ -72,15 +72,15 @@ def tag_cmd(
     multi-platform image) stays the same. With --from-file, every line names a SOURCE and
     its NEW_TAGs; all of them share one connection pool and token cache.
     """
-    try:  # reading the list (stdin, say) comes before run_guarded: Ctrl-C here too is 130
+
+    def work() -> int:  # reading the list (stdin, say) is guarded too: Ctrl-C there is 130
         jobs = _tag_jobs(source, new_tags, from_file, expect_digest)
-    except KeyboardInterrupt:
-        click.echo("regshift: interrupted", err=True)
-        sys.exit(ExitStatus.INTERRUPTED)
-    if from_file is not None:  # --insecure covers the registries the file names, too
-        opts.registries = (*opts.registries, *_endpoints(src for src, _ in jobs))
-    many = from_file is not None  # --json: a list for a file, whatever its length
-    run_guarded(opts, lambda: _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many))
+        if from_file is not None:  # --insecure covers the registries the file names, too
+            opts.registries = (*opts.registries, *_endpoints(src for src, _ in jobs))
+        many = from_file is not None  # --json: a list for a file, whatever its length
+        return _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many)
+
+    run_guarded(opts, work)
 
 
 def _tag_jobs(
