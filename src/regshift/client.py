@@ -608,6 +608,7 @@ class Client:
                     ),
                     insecure=self.options.transport.insecure,
                     retry=self._retry,
+                    on_retry=self.stats.retried,  # token retries count with the others
                 )
                 self._auth[registry] = auth
             return auth

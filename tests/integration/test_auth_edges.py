@@ -191,6 +191,22 @@ def test_token_request_retried_after_transient_error(
         assert [r.status for r in tsproxy.requests] == [status, 200]
 
 
+def test_a_retried_token_request_counts_in_the_json(
+    token_registry: RegistryServer, repo_name: str
+) -> None:
+    """`retries` in tag's JSON counts token requests retried, as it counts every other."""
+    server = token_registry.token_server
+    assert server is not None
+    src = _seed(token_registry, repo_name, 6)
+    with FaultProxy(server.url) as tsproxy, FaultProxy(token_registry.host) as regproxy:
+        regproxy.add_rule(_realm_to(token_registry, f"{tsproxy.url}/token"))
+        tsproxy.add_rule(Rule(method="GET", times=1, action=Respond.retry_after(503, 0)))
+        via = src.replace(token_registry.host, regproxy.host)
+        result = _run_as_user(token_registry, "tag", "--json", via, "retried")
+    assert result.code == 0, result.stderr
+    assert result.json()["retries"] == 1
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -82,9 +82,11 @@ class RegistryAuth:
         clock: Callable[[], float] = time.monotonic,
         insecure: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
+        on_retry: Callable[[float], None] | None = None,
     ) -> None:
         """Create the state; ``insecure`` are the registries (``host[:port]``) named insecure,
-        ``retry`` the client's policy for token requests (transport defaults when omitted)."""
+        ``retry`` the client's policy for token requests (transport defaults when omitted),
+        ``on_retry`` told the seconds waited before each retried token request."""
         self.registry = registry
         self._credential_source = credential
         self._credential: Credential | None = None
@@ -94,6 +96,7 @@ class RegistryAuth:
         self._plain_hosts = frozenset(_host_of(name) for name in named)
         self._user_agent = user_agent
         self._send = send
+        self._on_retry = on_retry
         self._clock = clock
         self._retry = retry or RetryPolicy()
         self._lock = threading.Lock()
@@ -293,6 +296,8 @@ class RegistryAuth:
         self, request: httpx.Request, why: str, delay: float, retry_after: float | None
     ) -> None:
         waited = self._retry.wait(delay, retry_after)
+        if self._on_retry is not None:
+            self._on_retry(waited)
         log.warning(
             "%s: token server %s: %s; retrying in %.1fs",
             self.registry,
