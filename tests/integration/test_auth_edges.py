@@ -15,6 +15,7 @@ Each test drives the CLI against the real registries (token auth, htpasswd) with
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import stat
@@ -173,16 +174,26 @@ def test_malformed_credential_source_is_an_auth_error(
 # -- token requests: retries, unreachable token server -------------------------------------
 
 
+@contextlib.contextmanager
+def _token_server_failing_once(
+    token_registry: RegistryServer, status: int
+) -> Iterator[tuple[FaultProxy, FaultProxy]]:
+    """Proxies in front of the token server (answering its first GET with ``status`` and
+    ``Retry-After: 0``) and of the registry (whose challenges name the first one)."""
+    server = token_registry.token_server
+    assert server is not None
+    with FaultProxy(server.url) as tsproxy, FaultProxy(token_registry.host) as regproxy:
+        regproxy.add_rule(_realm_to(token_registry, f"{tsproxy.url}/token"))
+        tsproxy.add_rule(Rule(method="GET", times=1, action=Respond.retry_after(status, 0)))
+        yield tsproxy, regproxy
+
+
 @pytest.mark.parametrize("status", [503, 429])
 def test_token_request_retried_after_transient_error(
     status: int, token_registry: RegistryServer, repo_name: str
 ) -> None:
-    server = token_registry.token_server
-    assert server is not None
     src = _seed(token_registry, repo_name, 4)
-    with FaultProxy(server.url) as tsproxy, FaultProxy(token_registry.host) as regproxy:
-        regproxy.add_rule(_realm_to(token_registry, f"{tsproxy.url}/token"))
-        tsproxy.add_rule(Rule(method="GET", times=1, action=Respond.retry_after(status, 0)))
+    with _token_server_failing_once(token_registry, status) as (tsproxy, regproxy):
         result = _run_as_user(
             token_registry, "digest", src.replace(token_registry.host, regproxy.host)
         )
@@ -195,12 +206,8 @@ def test_a_retried_token_request_counts_in_the_json(
     token_registry: RegistryServer, repo_name: str
 ) -> None:
     """`retries` in tag's JSON counts token requests retried, as it counts every other."""
-    server = token_registry.token_server
-    assert server is not None
     src = _seed(token_registry, repo_name, 6)
-    with FaultProxy(server.url) as tsproxy, FaultProxy(token_registry.host) as regproxy:
-        regproxy.add_rule(_realm_to(token_registry, f"{tsproxy.url}/token"))
-        tsproxy.add_rule(Rule(method="GET", times=1, action=Respond.retry_after(503, 0)))
+    with _token_server_failing_once(token_registry, 503) as (_, regproxy):
         via = src.replace(token_registry.host, regproxy.host)
         result = _run_as_user(token_registry, "tag", "--json", via, "retried")
     assert result.code == 0, result.stderr
