@@ -193,6 +193,14 @@ class Client:
         media_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
         return Descriptor(media_type=media_type, digest=digest, size=size)
 
+    def digest_of(self, ref: Reference, *, scopes: Iterable[str] = ()) -> str | None:
+        """The digest ``ref`` resolves to now, or ``None`` when there is no such manifest:
+        :meth:`resolve_digest` (a HEAD missing ``Docker-Content-Digest`` never counts)."""
+        try:
+            return self.resolve_digest(ref, scopes=scopes).digest
+        except NotFound:
+            return None
+
     def resolve_digest(self, ref: Reference, *, scopes: Iterable[str] = ()) -> Descriptor:
         """The manifest descriptor of ``ref``: HEAD, or GET + sha256 when HEAD is not trustworthy.
 

@@ -269,12 +269,6 @@ def _select(index: Manifest, platforms: Sequence[Platform], where: str) -> list[
     return chosen
 
 
-def _known(digest: str | None) -> str | None:
-    """A digest a HEAD answered, or None when it named none: a registry may leave out
-    ``Docker-Content-Digest``, and two empty answers must not count as the same manifest."""
-    return digest if digest and ":" in digest else None
-
-
 def _unique(entries: Iterable[Descriptor]) -> list[Descriptor]:
     """Entries by digest, once each (an index may list the same manifest twice)."""
     return list({d.digest: d for d in entries}.values())
@@ -619,7 +613,7 @@ class _Run:
         for tag in (t for t in self.source.list_tags() if t in wanted):
             target = self.writer.retagged(tag)
             current = target.current_digest()
-            if current is not None and _known(self.source.head_digest(tag)) == current:
+            if current is not None and self.source.head_digest(tag) == current:
                 continue  # copied before and unchanged since
             artifact = self._copy_artifact(tag)
             target.put_top(artifact.top)
@@ -725,11 +719,9 @@ class _RegistryWriter(_Writer):
     def current_digest(self) -> str | None:
         if self.dst.tag is None:
             return None
-        tagged = self.dst.repo_only().with_tag(self.dst.tag)
-        try:  # HEAD, or GET when the HEAD names no usable digest
-            return self.client.resolve_digest(tagged, scopes=self.scopes).digest
-        except NotFound:
-            return None
+        return self.client.digest_of(
+            self.dst.repo_only().with_tag(self.dst.tag), scopes=self.scopes
+        )
 
     def has_blob(self, desc: Descriptor) -> bool:
         return self.client.blob_exists(self.dst, desc.digest, scopes=self.scopes)
@@ -1066,7 +1058,7 @@ def _copy_tag(
     """Copy one tag, checking the cheap way first: HEAD both sides, compare digests."""
     previous = writer.current_digest()
     cheap = not (opts.force or opts.platforms or opts.referrers or opts.digest_tags)
-    if cheap and previous is not None and _known(src.head_digest(tag)) == previous:
+    if cheap and previous is not None and src.head_digest(tag) == previous:
         run = _Run(src, writer, opts, pool, cancel)
         graph = ImageGraph(src, Manifest(raw=b"", media_type="", digest=previous), ())
         return run.result(graph, previous, steps=(), up_to_date=True)

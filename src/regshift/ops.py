@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .auth.credentials import Credential, StaticKeychain, erase_credential, store_credential
 from .client import Client, ClientOptions
-from .errors import APIError, NotFound, PreconditionFailed, Unsupported
+from .errors import APIError, PreconditionFailed, Unsupported
 from .layout import (
     Layout,
     LayoutError,
@@ -176,12 +176,8 @@ def tags_pointing_at(
     where the HEAD names no usable digest (a missing header must not hide a shared tag)."""
     found = []
     for name in client.list_tags(repo, scopes=scopes or ()):
-        try:
-            head = client.resolve_digest(repo.with_tag(name), scopes=scopes or ())
-        except NotFound:
-            continue  # deleted since the listing
-        if head.digest == digest_:
-            found.append(name)
+        if client.digest_of(repo.with_tag(name), scopes=scopes or ()) == digest_:
+            found.append(name)  # (a tag deleted since the listing resolves to None)
     return found
 
 

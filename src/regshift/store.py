@@ -47,7 +47,7 @@ class Source(Protocol):
         ...
 
     def head_digest(self, tag: str) -> str | None:
-        """The digest a tag points at, or None (cheap: one HEAD at most)."""
+        """The digest a tag points at, or None (one HEAD; a GET only where it names none)."""
         ...
 
     def open_blob(self, desc: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
@@ -87,8 +87,7 @@ class RegistrySource:
         return self.client.get_manifest(_at(self.ref, identifier), scopes=self.scopes)
 
     def head_digest(self, tag: str) -> str | None:
-        head = self.client.head_manifest(self.ref.repo_only().with_tag(tag), scopes=self.scopes)
-        return head.digest if head else None
+        return self.client.digest_of(self.ref.repo_only().with_tag(tag), scopes=self.scopes)
 
     @contextmanager
     def open_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .capabilities import MULTI_TAG_PUSH
 from .client import Client
-from .errors import APIError, NotFound, PreconditionFailed, RegistryError
+from .errors import APIError, PreconditionFailed, RegistryError
 from .manifests import Manifest
 from .reference import (
     Reference,
@@ -197,13 +197,7 @@ def _unique(tags: list[str]) -> list[str]:
 def _lookup_previous(
     client: Client, src: Reference, tags: list[str], scopes: list[str]
 ) -> dict[str, str | None]:
-    previous: dict[str, str | None] = {}
-    for name in tags:
-        try:  # HEAD, or GET when the HEAD names no usable digest
-            previous[name] = client.resolve_digest(src.with_tag(name), scopes=scopes).digest
-        except NotFound:
-            previous[name] = None
-    return previous
+    return {name: client.digest_of(src.with_tag(name), scopes=scopes) for name in tags}
 
 
 def _refuse_clobber(where: str, digest: str, previous: dict[str, str | None]) -> None:
