@@ -267,12 +267,12 @@ class RegistryAuth:
             raise translate(exc, what) from None
         except httpx.HTTPError as exc:
             raise AuthError(f"{self.registry}: {what}: {exc}") from None
-        if response.is_redirect or response.history:
-            # Never followed: a POST would carry its refresh token to the redirect target.
-            status = (response.history[0] if response.history else response).status_code
+        if response.is_redirect:
+            # Never followed (the client sends token requests so): a POST would carry its
+            # refresh token to the redirect target.
             response.close()
             raise AuthError(
-                f"{self.registry}: {what} answered with a redirect (HTTP {status}); "
+                f"{self.registry}: {what} answered with a redirect (HTTP {response.status_code}); "
                 "token requests are not redirected: the realm must name the token endpoint"
             )
         try:
