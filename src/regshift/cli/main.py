@@ -6,10 +6,9 @@ the commands so ``regshift --help`` stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -17,7 +16,7 @@ import click
 
 from . import process
 from .exits import ExitStatus, one_line, run_guarded
-from .options import CommonOptions, common_options, read_password
+from .options import CommonOptions, common_options, endpoints_of, read_password
 
 if TYPE_CHECKING:
     from ..layout import LayoutReference
@@ -76,7 +75,7 @@ def tag_cmd(
     def work() -> int:  # reading the list (stdin, say) is guarded too: Ctrl-C there is 130
         jobs = _tag_jobs(source, new_tags, from_file, expect_digest)
         if from_file is not None:  # --insecure covers the registries the file names, too
-            opts.registries = (*opts.registries, *_endpoints(src for src, _ in jobs))
+            opts.registries = (*opts.registries, *endpoints_of(src for src, _ in jobs))
         many = from_file is not None  # --json: a list for a file, whatever its length
         return _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many)
 
@@ -104,18 +103,6 @@ def _tag_jobs(
     except UnicodeDecodeError as exc:
         raise click.UsageError(f"{from_file.name}: not UTF-8 text (byte {exc.start})") from None
     return jobs
-
-
-def _endpoints(sources: Iterable[str]) -> tuple[str, ...]:
-    """The registries of the sources that parse (the others fail on their own line)."""
-    from ..errors import InvalidReference
-    from ..reference import parse_reference
-
-    found = []
-    for text in sources:
-        with contextlib.suppress(InvalidReference):
-            found.append(parse_reference(text).endpoint)
-    return tuple(found)
 
 
 def _run_tags(

@@ -6,7 +6,7 @@ import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -135,17 +135,27 @@ def common_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def endpoints_of(references: Iterable[str]) -> list[str]:
+    """The registries of the references that parse (the others fail where they are used)."""
+    from ..errors import InvalidReference
+    from ..reference import parse_reference
+
+    found = []
+    for text in references:
+        with contextlib.suppress(InvalidReference):
+            found.append(parse_reference(text, default_tag=None).endpoint)
+    return found
+
+
 def _registries_of(kwargs: dict[str, Any]) -> tuple[str, ...]:
     """Registries named by the command's arguments (for --insecure)."""
     from ..errors import InvalidReference
-    from ..reference import normalise_registry, parse_reference
+    from ..reference import normalise_registry
 
-    names = []
+    names: list[str] = []
     for key in ("source", "reference", "repository", "destinations", "to"):
         values = kwargs.get(key)
-        for value in (values,) if isinstance(values, str) else values or ():
-            with contextlib.suppress(InvalidReference):
-                names.append(parse_reference(value, default_tag=None).endpoint)
+        names += endpoints_of((values,) if isinstance(values, str) else values or ())
     if isinstance(kwargs.get("registry"), str):
         with contextlib.suppress(InvalidReference):
             names.append(normalise_registry(kwargs["registry"]))
