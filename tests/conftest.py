@@ -3,9 +3,10 @@
 Session-scoped servers start lazily, on first use, and stop at the end of the session:
 
 * ``open_registry``: no auth, plain HTTP; ``other_registry``: a second one.
-* ``basic_registry``: htpasswd basic auth; ``.username``/``.password`` are alice's.
+* ``basic_registry``: htpasswd basic auth; ``.username``/``.password`` are alice's
+  (``SECOND_BASIC_USER`` is another account of it).
 * ``token_server`` + ``token_registry``: token auth; ``.username``/``.password`` are bob's,
-  ``token_registry.token_server`` is the token server.
+  ``token_registry.token_server`` is the token server (``SECOND_TOKEN_USER``: another account).
 * ``tls_registry``: no auth, HTTPS; trust ``.ca_file`` (or use ``.ssl_context``).
 
 Registries keep blob descriptors cached in memory, so tests never wipe storage: each test
@@ -28,6 +29,8 @@ from harness.tokenserver import TokenServer
 
 BASIC_USER = ("alice", "alice-secret-pw-1")
 TOKEN_USER = ("bob", "bob-secret-pw-2")
+SECOND_BASIC_USER = ("carol", "carol-secret-pw-3")
+SECOND_TOKEN_USER = ("dave", "dave-secret-pw-4")
 
 _REPO_COUNTER = itertools.count(1)
 _MAX_REPO_NAME = 60
@@ -112,14 +115,18 @@ def basic_registry(
 ) -> Iterator[RegistryServer]:
     user, password = BASIC_USER
     yield from _run_registry(
-        binaries, tmp_path_factory, "basic-registry", htpasswd={user: password}
+        binaries,
+        tmp_path_factory,
+        "basic-registry",
+        htpasswd={user: password, SECOND_BASIC_USER[0]: SECOND_BASIC_USER[1]},
     )
 
 
 @pytest.fixture(scope="session")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServer]:
     user, password = TOKEN_USER
-    server = TokenServer({user: password}, directory=tmp_path_factory.mktemp("token-server"))
+    users = {user: password, SECOND_TOKEN_USER[0]: SECOND_TOKEN_USER[1]}
+    server = TokenServer(users, directory=tmp_path_factory.mktemp("token-server"))
     server.start()
     yield server
     server.stop()

@@ -594,9 +594,19 @@ class Client:
                 stack.enter_context(slot)
             yield
 
-    def credential(self, registry: str) -> Credential:
-        """The credential used for ``registry``."""
-        return self._registry_auth(registry).credential
+    def credential(self, registry: str, repository: str | None = None) -> Credential:
+        """The credential used for ``repository`` of ``registry`` (``None``: the registry's
+        own, as for ``GET /v2/``); per-repository keychain entries make them differ."""
+        return self._registry_auth(registry).credential_for(repository)
+
+    def same_credential(self, first: Reference, second: Reference) -> bool:
+        """Whether one credential serves both repositories (always false across registries):
+        the condition for one token to cover both, as a cross-repository mount needs."""
+        if first.endpoint != second.endpoint:
+            return False
+        return self._registry_auth(first.endpoint).same_credential(
+            first.repository, second.repository
+        )
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -606,7 +616,7 @@ class Client:
             if auth is None:
                 auth = RegistryAuth(
                     registry,
-                    lambda: self._keychain.resolve(registry),
+                    lambda repository: self._keychain.resolve(registry, repository),
                     allow_plain_http=allows_plain_http(registry, self.options.transport),
                     user_agent=self.options.transport.user_agent,
                     # Never follow a token server's redirect: a POST would re-send its body
@@ -646,15 +656,16 @@ class Client:
         else:
             target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
         scope_set = merge_scopes([ref.scope("pull")] if not api_root else [], scopes)
+        repository = None if api_root else ref.repository
         try:
             response = self._send_retrying(
-                method, ref.endpoint, target, scope_set, headers, content, params, retry
+                method, ref.endpoint, target, scope_set, headers, content, params, retry, repository
             )
         except TransportError as exc:
             raise TransportError(f"{_display(ref)}: {exc}", retryable=exc.retryable) from None
         if response.status_code < 400 or (missing_ok and response.status_code == 404):
             return response if stream else _buffered(response)
-        raise _error_for(response, ref, self._registry_auth(ref.endpoint))
+        raise _error_for(response, ref, self._registry_auth(ref.endpoint), repository)
 
     def _send_retrying(
         self,
@@ -666,6 +677,7 @@ class Client:
         content: bytes | Iterable[bytes] | None,
         params: QueryList | None,
         retry: bool = True,
+        repository: str | None = None,
     ) -> httpx.Response:
         """Send, retrying transient failures of requests that are safe to repeat.
 
@@ -680,7 +692,9 @@ class Client:
         delays = iter(self._retry.delays()) if retry and replayable and safe else iter(())
         while True:
             try:
-                response = self._send(method, endpoint, suffix, scopes, headers, content, params)
+                response = self._send(
+                    method, endpoint, suffix, scopes, headers, content, params, repository
+                )
             except TransportError as exc:
                 delay = next(delays, None) if exc.retryable else None
                 if delay is None:
@@ -748,6 +762,7 @@ class Client:
         headers: Mapping[str, str] | None,
         content: bytes | Iterable[bytes] | None,
         params: QueryList | None,
+        repository: str | None = None,
     ) -> httpx.Response:
         """One attempt; the answer is always streamed, so no body is read unbounded."""
         auth = self._registry_auth(endpoint)
@@ -761,7 +776,9 @@ class Client:
                 url = url.copy_merge_params(params)
             request = self._http.build_request(method, url, headers=headers, content=content)
             try:
-                response = self._http.send(request, auth=auth.scoped(scopes), stream=True)
+                response = self._http.send(
+                    request, auth=auth.scoped(scopes, repository), stream=True
+                )
             except httpx.TransportError as exc:
                 if probing and scheme == "https" and is_tls_mismatch(exc):
                     if plain_answer is not None:  # plain HTTP it is; its 400 was genuine
@@ -913,10 +930,13 @@ def _display(ref: Reference) -> str:
     return str(ref)
 
 
-def _error_for(response: httpx.Response, ref: Reference, auth: RegistryAuth) -> RegistryError:
+def _error_for(
+    response: httpx.Response, ref: Reference, auth: RegistryAuth, repository: str | None
+) -> RegistryError:
     error = api_error(response, context=_display(ref))
     if isinstance(error, Unauthorized) and response.status_code == 401:
-        cred = auth.credential  # looked up only here: a 404 must not depend on credentials
+        # Looked up only here: a 404 must not depend on credentials.
+        cred = auth.credential_for(repository)
         hint = (
             "no credentials found; use regshift login or --username"
             if cred.is_anonymous

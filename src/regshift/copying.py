@@ -706,12 +706,28 @@ class _RegistryWriter(_Writer):
         self.tag = dst.tag
         self.digest = dst.digest
         same_registry = source is not None and source.endpoint == dst.endpoint
-        self.move = BlobAction.MOUNT if same_registry else BlobAction.STREAM
+        self._same_registry = same_registry
+        self._move: BlobAction | None = None
         scopes = [dst.scope("pull,push")]
         if same_registry and source is not None:
             scopes.append(source.scope("pull"))  # a cross-repository mount needs both
         self.scopes = scopes
         self.chunked = False  # set once the destination refused a monolithic upload (413)
+
+    @property
+    def move(self) -> BlobAction:  # type: ignore[override]  # an attribute in _Writer
+        """MOUNT within one registry when one credential serves both repositories, else
+        STREAM. A mount needs one token with pull on the source and push on the destination;
+        with per-repository credentials (two accounts) no token has both, so the blob goes
+        through us: GET with the source's credential, upload with the destination's.
+        Decided when the plan is made, after the destination was asked for its blobs: a
+        registry that never asked for credentials by then has none resolved."""
+        if self._move is None:
+            mount = self._same_registry and self.source_ref is not None
+            if mount and self.source_ref is not None:
+                mount = self.client.same_credential(self.source_ref, self.dst)
+            self._move = BlobAction.MOUNT if mount else BlobAction.STREAM
+        return self._move
 
     def requests(self) -> int:
         return self.client.requests

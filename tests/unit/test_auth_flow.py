@@ -70,7 +70,7 @@ def _auth(
     tokens = httpx.Client(transport=httpx.MockTransport(handler))
     return RegistryAuth(
         "registry.example",
-        lambda: cred,
+        lambda _repository: cred,
         allow_plain_http=plain,
         user_agent="t",
         send=lambda request: tokens.send(request, stream=True),
@@ -245,7 +245,7 @@ def _registry_auth(
     tokens = httpx.Client(transport=httpx.MockTransport(handler))
     return RegistryAuth(
         registry,
-        lambda: cred,
+        lambda _repository: cred,
         allow_plain_http=plain or is_loopback_host(registry),
         user_agent="t",
         send=lambda request: tokens.send(request, stream=True),

@@ -1,9 +1,12 @@
 """Registry authentication as an ``httpx.Auth`` flow: Basic, Bearer tokens, identity tokens.
 
-One :class:`RegistryAuth` holds the state for one registry (the challenge it sent, the
-credential, the tokens it issued) and is shared by every request and thread. Each request
-gets a light :class:`ScopedAuth` naming the scopes its *operation* needs, so one token
-request covers, say, both the GET and the PUTs of a ``tag``.
+One :class:`RegistryAuth` holds the state for one registry (the challenge it sent) and, per
+credential, the tokens it issued; it is shared by every request and thread. Credentials may
+differ between repositories of one registry (podman's per-repository ``auth.json`` keys), so
+each repository's credential is looked up once, lazily, and tokens are cached per credential:
+a token one account obtained is never sent for a repository another account is configured
+for. Each request gets a light :class:`ScopedAuth` naming its repository and the scopes its
+*operation* needs, so one token request covers, say, both the GET and the PUTs of a ``tag``.
 
 The flow (Docker token spec, distribution ``auth/token``):
 
@@ -68,13 +71,29 @@ class Token(NamedTuple):
         return now < self.expires_at
 
 
+class _Account:
+    """One credential at one registry: its tokens and the locks of its token fetches.
+
+    ``credential`` is the newest form of the credential (an OAuth2 server may rotate the
+    refresh token); the account stays keyed by the credential first resolved.
+    """
+
+    __slots__ = ("credential", "fetch_locks", "refresh_lock", "tokens")
+
+    def __init__(self, credential: Credential) -> None:
+        self.credential = credential
+        self.tokens: list[Token] = []
+        self.fetch_locks: dict[ScopeSet, threading.Lock] = {}
+        self.refresh_lock = threading.Lock()
+
+
 class RegistryAuth:
     """Authentication state for one registry, shared across requests and threads."""
 
     def __init__(
         self,
         registry: str,
-        credential: Callable[[], Credential],
+        credential: Callable[[str | None], Credential],
         *,
         allow_plain_http: bool,
         user_agent: str,
@@ -84,12 +103,14 @@ class RegistryAuth:
         retry: RetryPolicy | None = None,
         on_retry: Callable[[float], None] | None = None,
     ) -> None:
-        """Create the state; ``insecure`` are the registries (``host[:port]``) named insecure,
+        """Create the state; ``credential`` finds the credential of a repository (``None``: the
+        registry's own), ``insecure`` are the registries (``host[:port]``) named insecure,
         ``retry`` the client's policy for token requests (transport defaults when omitted),
         ``on_retry`` told the seconds waited before each retried token request."""
         self.registry = registry
         self._credential_source = credential
-        self._credential: Credential | None = None
+        self._by_repository: dict[str | None, Credential] = {}
+        self._accounts: dict[Credential, _Account] = {}
         # Hosts that may get secrets over plain HTTP besides loopback: those named insecure,
         # and this registry itself when it is allowed plain HTTP (loopback or --insecure).
         named = insecure | ({registry} if allow_plain_http else frozenset())
@@ -100,10 +121,7 @@ class RegistryAuth:
         self._clock = clock
         self._retry = retry or RetryPolicy()
         self._lock = threading.Lock()
-        self._fetch_locks: dict[ScopeSet, threading.Lock] = {}
-        self._refresh_lock = threading.Lock()
         self._challenge: Challenge | None = None
-        self._tokens: list[Token] = []
         self.token_requests = 0
 
     def owns(self, url: httpx.URL) -> bool:
@@ -121,33 +139,66 @@ class RegistryAuth:
         """Raise :class:`AuthError` unless secrets may be sent to ``url`` (see below)."""
         self._require_secure(url, what)
 
-    def scoped(self, scopes: ScopeSet) -> ScopedAuth:
-        """An ``httpx.Auth`` for one request of an operation needing ``scopes``."""
-        return ScopedAuth(self, scopes)
+    def scoped(self, scopes: ScopeSet, repository: str | None = None) -> ScopedAuth:
+        """An ``httpx.Auth`` for one request, on ``repository`` (``None``: the registry's
+        API root), of an operation needing ``scopes``."""
+        return ScopedAuth(self, scopes, repository)
 
     @property
     def credential(self) -> Credential:
-        """The credential for this registry, resolved once."""
+        """The registry's own credential (no repository), resolved once."""
+        return self.credential_for(None)
+
+    def credential_for(self, repository: str | None) -> Credential:
+        """The credential for ``repository`` (resolved once), in its newest form."""
+        return self._account(repository).credential
+
+    def same_credential(self, first: str, second: str) -> bool:
+        """Whether two repositories of this registry are accessed with one credential.
+
+        True without looking anything up while the registry never challenged us: it has
+        authenticated nothing so far, so no credential is in play.
+        """
+        if self._challenge is None:
+            return True
+        return self._account(first) is self._account(second)
+
+    def _account(self, repository: str | None) -> _Account:
         with self._lock:
-            if self._credential is None:
-                self._credential = self._credential_source()
-            return self._credential
+            original = self._by_repository.get(repository)
+            if original is None:
+                original = self._credential_source(repository)
+                self._by_repository[repository] = original
+            account = self._accounts.get(original)
+            if account is None:
+                account = self._accounts[original] = _Account(original)
+            return account
 
     # -- what to send before any 401 -------------------------------------------------------
 
-    def preemptive(self, scopes: ScopeSet, url: httpx.URL) -> str | None:
-        """The header to send before any 401, when this registry's challenge is known."""
+    def preemptive(
+        self, scopes: ScopeSet, url: httpx.URL, repository: str | None = None
+    ) -> str | None:
+        """The header to send before any 401, when this registry's challenge is known.
+
+        Before the first challenge nothing is looked up: a registry that never asks for
+        credentials never has them resolved (a broken credential helper does not matter).
+        """
         challenge = self._challenge
         if challenge is None:
             return None
-        return self.authorize(challenge, scopes, url, stale=None)
+        account = self._account(repository)
+        scopes = self._own_scopes(scopes, account)
+        return self.cached_header(scopes, account) or self.authorize(
+            challenge, scopes, url, stale=None, account=account
+        )
 
-    def cached_header(self, scopes: ScopeSet) -> str | None:
-        """The ``Authorization`` value of a fresh cached token covering ``scopes``."""
+    def cached_header(self, scopes: ScopeSet, account: _Account) -> str | None:
+        """The ``Authorization`` value of a fresh token of ``account`` covering ``scopes``."""
         now = self._clock()
         with self._lock:
-            self._tokens = [t for t in self._tokens if t.fresh(now)]
-            for token in self._tokens:
+            account.tokens = [t for t in account.tokens if t.fresh(now)]
+            for token in account.tokens:
                 if covers(token.scopes, scopes):
                     return f"Bearer {token.value}"
         return None
@@ -164,27 +215,52 @@ class RegistryAuth:
         return challenge
 
     def authorize(
-        self, challenge: Challenge, scopes: ScopeSet, url: httpx.URL, stale: str | None
+        self,
+        challenge: Challenge,
+        scopes: ScopeSet,
+        url: httpx.URL,
+        stale: str | None,
+        *,
+        account: _Account | None = None,
     ) -> str | None:
-        """Produce an ``Authorization`` value for ``challenge``, fetching a token if needed."""
+        """Produce an ``Authorization`` value for ``challenge``, fetching a token if needed;
+        ``account`` is the repository's (the registry's own when omitted)."""
+        account = account or self._account(None)
         if challenge.scheme == "basic":
-            return self._basic_header(url)
-        cached = self.cached_header(scopes)
+            return self._basic_header(url, account)
+        scopes = self._own_scopes(scopes, account)
+        cached = self.cached_header(scopes, account)
         if cached is not None and cached != stale:
             return cached
-        with self._fetch_lock(scopes):
-            cached = self.cached_header(scopes)
+        with self._fetch_lock(scopes, account):
+            cached = self.cached_header(scopes, account)
             if cached is not None and cached != stale:
                 return cached
             if stale is not None:
-                self._drop(stale)
-            token = self._fetch_token(challenge, scopes)
+                self._drop(stale, account)
+            token = self._fetch_token(challenge, scopes, account)
             with self._lock:  # cached before the lock is released: waiters find it
-                self._tokens.append(token)
+                account.tokens.append(token)
         return f"Bearer {token.value}"
 
-    def _basic_header(self, url: httpx.URL) -> str | None:
-        cred = self.credential
+    def _own_scopes(self, scopes: ScopeSet, account: _Account) -> ScopeSet:
+        """``scopes`` without those on repositories another credential is configured for.
+
+        A token request speaks for one account. An operation on two repositories (a copy
+        within one registry merges both repositories' scopes) may involve two accounts
+        when credentials are per repository: each account's token request names only its
+        own repositories, and the other repository's scopes go into the other account's.
+        """
+        kept = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name = rest.rpartition(":")[0]
+            if kind != "repository" or not name or self._account(name) is account:
+                kept.append(scope)
+        return frozenset(kept)
+
+    def _basic_header(self, url: httpx.URL, account: _Account) -> str | None:
+        cred = account.credential
         if not cred.username or not cred.password:
             return None
         self._require_secure(url, "Basic credentials")
@@ -192,8 +268,9 @@ class RegistryAuth:
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
     @contextlib.contextmanager
-    def _fetch_lock(self, scopes: ScopeSet) -> Iterator[None]:
-        """One token fetch at a time per scope set, or per registry for refresh tokens.
+    def _fetch_lock(self, scopes: ScopeSet, account: _Account) -> Iterator[None]:
+        """One token fetch at a time per account and scope set, or per account for refresh
+        tokens.
 
         OAuth2 servers may rotate refresh tokens and accept each only once (RFC 9700
         section 4.14.2; e.g. Keycloak with "Revoke Refresh Token" enabled): parallel
@@ -201,33 +278,33 @@ class RegistryAuth:
         first be refused. Serialised, each fetch re-reads the credential inside the lock
         (``_fetch_token``) and so sends the token the previous fetch got back.
         """
-        if self.credential.identity_token:
-            lock = self._refresh_lock
+        if account.credential.identity_token:
+            lock = account.refresh_lock
         else:
             with self._lock:
-                lock = self._fetch_locks.setdefault(scopes, threading.Lock())
+                lock = account.fetch_locks.setdefault(scopes, threading.Lock())
         with lock:
             yield
 
-    def _drop(self, header: str) -> None:
+    def _drop(self, header: str, account: _Account) -> None:
         value = header.removeprefix("Bearer ")
         with self._lock:
-            self._tokens = [t for t in self._tokens if t.value != value]
+            account.tokens = [t for t in account.tokens if t.value != value]
 
     # -- token endpoint -------------------------------------------------------------------
 
-    def _fetch_token(self, challenge: Challenge, scopes: ScopeSet) -> Token:
-        cred = self.credential
+    def _fetch_token(self, challenge: Challenge, scopes: ScopeSet, account: _Account) -> Token:
+        cred = account.credential
         if cred.registry_token:
             return Token(cred.registry_token, frozenset({"*:*"}), float("inf"))
         realm = self._realm_url(challenge)
         if cred.identity_token:
             answer = self._send_token_request(self._oauth_request(realm, challenge, scopes, cred))
             if answer[0] not in (404, 405):
-                return self._token_from(answer, realm, scopes, cred)
+                return self._token_from(answer, realm, scopes, account)
             # Registries without OAuth2 POST support (e.g. older Docker Hub mirrors): use GET.
         answer = self._send_token_request(self._get_token_request(realm, challenge, scopes, cred))
-        return self._token_from(answer, realm, scopes, cred)
+        return self._token_from(answer, realm, scopes, account)
 
     def _send_token_request(self, request: httpx.Request) -> tuple[int, bytes]:
         """Send a token request, retrying transient failures; return its status and body.
@@ -353,8 +430,9 @@ class RegistryAuth:
         return httpx.Request("POST", realm, data=form, headers={"User-Agent": self._user_agent})
 
     def _token_from(
-        self, answer: tuple[int, bytes], realm: httpx.URL, scopes: ScopeSet, cred: Credential
+        self, answer: tuple[int, bytes], realm: httpx.URL, scopes: ScopeSet, account: _Account
     ) -> Token:
+        cred = account.credential
         status, content = answer
         who = f" (credentials from {cred.source})" if cred.source else ""
         if status in (401, 403):
@@ -371,7 +449,7 @@ class RegistryAuth:
         refresh = body.get("refresh_token")
         if isinstance(refresh, str) and refresh and cred.identity_token:
             with self._lock:  # OAuth2 servers may rotate refresh tokens
-                self._credential = Credential(
+                account.credential = Credential(
                     username=cred.username, identity_token=refresh, source=cred.source
                 )
         return Token(value, scopes, self._clock() + _usable_lifetime(body.get("expires_in")))
@@ -426,9 +504,10 @@ def _usable_lifetime(expires_in: object) -> float:
 class ScopedAuth(httpx.Auth):
     """The ``httpx.Auth`` of one request: scopes of its operation + shared registry state."""
 
-    def __init__(self, state: RegistryAuth, scopes: ScopeSet) -> None:
+    def __init__(self, state: RegistryAuth, scopes: ScopeSet, repository: str | None) -> None:
         self._state = state
         self._scopes = merge_scopes(scopes)
+        self._repository = repository
 
     def auth_flow(self, request: httpx.Request) -> Flow:
         state = self._state
@@ -437,7 +516,7 @@ class ScopedAuth(httpx.Auth):
             request.headers.pop("Authorization", None)
             yield request
             return
-        header = state.cached_header(self._scopes) or state.preemptive(self._scopes, request.url)
+        header = state.preemptive(self._scopes, request.url, self._repository)
         if header:
             state.require_secure(request.url, "credentials")
             request.headers["Authorization"] = header
@@ -452,7 +531,8 @@ class ScopedAuth(httpx.Auth):
         if challenge is None or not _replayable(request):
             return
         scopes = merge_scopes(self._scopes, challenge.scopes)
-        fresh = state.authorize(challenge, scopes, request.url, stale=header)
+        account = state._account(self._repository)
+        fresh = state.authorize(challenge, scopes, request.url, stale=header, account=account)
         if fresh is None or fresh == header:
             return
         state.require_secure(request.url, "credentials")
