@@ -43,6 +43,7 @@ from .retries import RETRY_STATUSES, RetryPolicy, retry_after_seconds, translate
 from .transport import (
     IDEMPOTENT_METHODS,
     MAX_ERROR_BODY,
+    REGISTRY_ORIGIN,
     RequestStats,
     TransportOptions,
     allows_plain_http,
@@ -619,17 +620,24 @@ class Client:
                     lambda repository: self._keychain.resolve(registry, repository),
                     allow_plain_http=allows_plain_http(registry, self.options.transport),
                     user_agent=self.options.transport.user_agent,
-                    # Never follow a token server's redirect: a POST would re-send its body
-                    # (the refresh token) to the target. RegistryAuth refuses the answer.
-                    send=lambda request: self._http.send(
-                        request, stream=True, follow_redirects=False
-                    ),
+                    send=lambda request: self._send_token_request(registry, request),
                     insecure=self.options.transport.insecure,
                     retry=self._retry,
                     on_retry=self.stats.retried,  # token retries count with the others
                 )
                 self._auth[registry] = auth
             return auth
+
+    def _send_token_request(self, registry: str, request: httpx.Request) -> httpx.Response:
+        """Send a token request: never redirected, extra headers only on the registry's origin.
+
+        Never follow a token server's redirect: a POST would re-send its body (the refresh
+        token) to the target; RegistryAuth refuses the answer. A token realm on the
+        registry's own origin (Artifactory's) gets the extra headers, one elsewhere does not.
+        """
+        if self._registry_auth(registry).owns(request.url):
+            request.extensions[REGISTRY_ORIGIN] = origin(request.url)
+        return self._http.send(request, stream=True, follow_redirects=False)
 
     def _request(
         self,
@@ -774,7 +782,12 @@ class Client:
             url = httpx.URL(suffix if absolute else f"{scheme}://{endpoint}{suffix}")
             if params:  # merge: build_request(params=...) would drop the URL's own query
                 url = url.copy_merge_params(params)
-            request = self._http.build_request(method, url, headers=headers, content=content)
+            # The registry's origin under this scheme (an absolute upload Location or link was
+            # checked to be on it): extra headers go there, and on no other redirect hop.
+            own = origin(httpx.URL(f"{url.scheme}://{endpoint}"))
+            request = self._http.build_request(
+                method, url, headers=headers, content=content, extensions={REGISTRY_ORIGIN: own}
+            )
             try:
                 response = self._http.send(
                     request, auth=auth.scoped(scopes, repository), stream=True

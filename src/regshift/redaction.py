@@ -23,13 +23,29 @@ _QUERY = r"\?[^\s\"'<>#]*"
 _QUERY_PAIR = r"([^&=?]+)=[^&]*"
 
 
+_REMEMBERED: set[str] = set()
+_MIN_REMEMBERED = 4  # shorter values would mask ordinary text; they are no secrets either
+
+
+def remember_secret(value: str) -> None:
+    """Mask ``value`` from now on wherever :func:`redact_secrets` runs (in this process).
+
+    For secrets with no recognisable shape, such as an extra header's API key.
+    """
+    if len(value.strip()) >= _MIN_REMEMBERED:
+        _REMEMBERED.add(value.strip())
+
+
 def mask_userinfo(text: str) -> str:
     """``https://ci:secret@host`` → ``https://ci:***@host`` (the password, wherever it is)."""
     return re.sub(_USERINFO, lambda m: f"{m.group(1)}:{MASK}@", text)
 
 
 def redact_secrets(text: str) -> str:
-    """Mask ``Basic``/``Bearer`` credentials, JWT-shaped tokens and URL passwords in ``text``."""
+    """Mask ``Basic``/``Bearer`` credentials, JWT-shaped tokens, URL passwords and the
+    values given to :func:`remember_secret` in ``text``."""
+    for secret in sorted(_REMEMBERED, key=len, reverse=True):  # a longer one may hold a shorter
+        text = text.replace(secret, MASK)
     text = re.sub(_AUTH_VALUE, MASK, text)
     text = re.sub(_JWT, MASK, text)
     return mask_userinfo(text)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from ._version import __version__
+from .auth.flow import origin
 from .errors import APIError, Diagnostic, RegistryError, TransportError, api_error_class
-from .redaction import redact_secrets
+from .redaction import redact_secrets, remember_secret
 from .reference import is_loopback_host
 from .retries import (
     DEFAULT_BACKOFF,
@@ -33,6 +34,60 @@ log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 64 * 1024
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+
+#: ``request.extensions`` key naming the origin (scheme, host, port) of the registry a request
+#: is for; extra headers go only to a request (or redirect hop) on exactly that origin.
+REGISTRY_ORIGIN = "regshift.registry_origin"
+
+# Headers regshift or HTTP itself sets: extra headers may not replace them (as docker does
+# not let its HttpHeaders change the headers it sets itself). Credentials go through the
+# keychain, whose Authorization is attached per origin and challenge.
+RESERVED_HEADERS = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "authorization",
+        "connection",
+        "content-length",
+        "content-range",
+        "content-type",
+        "cookie",
+        "expect",
+        "host",
+        "keep-alive",
+        "proxy-authorization",
+        "range",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+    }
+)
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse an extra header that is malformed or would replace one regshift sets.
+
+    The name must be an RFC 9110 token; the value visible ASCII, spaces and tabs (no CR,
+    LF or other control characters: they would split the request). Messages name the
+    header, never its value (a secret).
+
+    Raises:
+        ValueError: the header cannot be sent.
+    """
+    if not name or not set(name) <= _TOKEN_CHARS:
+        # Not echoed: a mistyped flag may have put the secret where the name goes.
+        raise ValueError("a header name must be a token (letters, digits, '-' and the like)")
+    if name.lower() in RESERVED_HEADERS:
+        raise ValueError(f"header {name} is set by regshift itself and cannot be replaced")
+    if not value.strip():
+        raise ValueError(f"header {name} has an empty value")
+    if any(not (ch == "\t" or " " <= ch <= "~") for ch in value):
+        raise ValueError(f"header {name}: the value must be printable ASCII (no CR, LF)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +106,10 @@ class TransportOptions:
         per_registry: blob transfers running at once against one registry, whatever
             ``jobs`` is (copies to several destinations or of many tags share it).
         user_agent: the ``User-Agent`` header.
+        headers: extra ``(name, value)`` headers (e.g. ``("X-JFrog-Art-Api", key)``), sent
+            on every request to a registry's own origin (scheme, host and port) -- never to
+            a token server on another origin, nor to a redirect target elsewhere; values
+            are secrets (masked in messages). See :func:`check_header` for what is refused.
     """
 
     insecure: frozenset[str] = frozenset()
@@ -63,6 +122,14 @@ class TransportOptions:
     max_connections: int = 16
     per_registry: int = 6
     user_agent: str = f"regshift/{__version__}"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [name.lower() for name, _ in self.headers]
+        for name, value in self.headers:
+            check_header(name, value)
+            if names.count(name.lower()) > 1:
+                raise ValueError(f"header {name} is given more than once")
 
 
 @dataclass(slots=True)
@@ -166,6 +233,9 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
     def count(_: httpx.Response) -> None:
         stats.add()  # counted on response: a failed TLS probe of a plain-HTTP port is no request
 
+    for _, value in options.headers:
+        remember_secret(value)  # masked wherever a registry echoes it into an error
+
     return httpx.Client(
         transport=_LazyTransport(transport(True)),
         timeout=timeout,
@@ -174,14 +244,46 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
         follow_redirects=True,  # httpx drops Authorization when a redirect leaves the origin
         max_redirects=5,
         trust_env=False,
-        event_hooks={"response": [count, _log_response]},
+        event_hooks={
+            "request": [_extra_headers(options.headers)],
+            "response": [count, _log_response(options.headers)],
+        },
     )
 
 
-def _log_response(response: httpx.Response) -> None:
-    if log.isEnabledFor(logging.DEBUG):
-        request = response.request
-        log.debug("%s %s -> %s", request.method, redact_url(request.url), response.status_code)
+def _extra_headers(headers: tuple[tuple[str, str], ...]) -> Callable[[httpx.Request], None]:
+    """The request hook putting the extra headers on requests to the registry's own origin.
+
+    httpx runs request hooks for every hop of a redirect chain, and copies a hop's headers
+    to the next (it drops only ``Authorization`` when the origin changes): so each hop is
+    judged on its own, and a hop elsewhere (blob storage, another host) loses them.
+    """
+
+    def hook(request: httpx.Request) -> None:
+        own = request.extensions.get(REGISTRY_ORIGIN) == origin(request.url)
+        for name, value in headers:
+            if own:
+                request.headers[name] = value
+            else:
+                request.headers.pop(name, None)
+
+    return hook
+
+
+def _log_response(headers: tuple[tuple[str, str], ...]) -> Callable[[httpx.Response], None]:
+    def hook(response: httpx.Response) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            request = response.request
+            extra = [f"{n}: ***" for n, _ in headers if n in request.headers]
+            log.debug(
+                "%s %s -> %s%s",
+                request.method,
+                redact_url(request.url),
+                response.status_code,
+                f" (sent {', '.join(extra)})" if extra else "",
+            )
+
+    return hook
 
 
 def redact_url(url: httpx.URL | str) -> str:

@@ -71,3 +71,12 @@ def test_a_mistyped_digest_keeps_its_tag_in_the_message() -> None:
     with pytest.raises(InvalidReference) as caught:
         parse_reference("ubuntu:22.04@sha256:abc")
     assert '"ubuntu:22.04@sha256:abc"' in str(caught.value)
+
+
+def test_remembered_secrets_are_masked() -> None:
+    from regshift.redaction import remember_secret
+
+    remember_secret("hdr-key-0451-remembered")
+    remember_secret("abc")  # too short to be a secret: ordinary text keeps it
+    text = redact_secrets("api key hdr-key-0451-remembered refused; abc")
+    assert text == "api key *** refused; abc"

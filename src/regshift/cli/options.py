@@ -33,6 +33,7 @@ class CommonOptions:
     debug: bool = False
     registries: tuple[str, ...] = ()
     password: str | None = field(default=None, repr=False)
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def client_options(self, *, with_keychain: bool = True) -> ClientOptions:
         """Library options from the flags."""
@@ -43,6 +44,7 @@ class CommonOptions:
         transport = TransportOptions(
             insecure=frozenset(self.registries) if self.insecure else frozenset(),
             ca_file=self.ca_file,
+            headers=self.headers,
         )
         if self.timeout:
             transport = replace(transport, read_timeout=self.timeout)
@@ -114,6 +116,13 @@ def common_options(func: F) -> F:
         type=click.IntRange(0, 20),
         help="Retries of a failed idempotent request (default 3).",
     )
+    @click.option(
+        "--header",
+        "headers",
+        multiple=True,
+        metavar="'NAME: VALUE'",
+        help="Extra header for the registries' own hosts, e.g. an API key (repeatable).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON document (for CI).")
     @click.option("--debug", is_flag=True, help="Log HTTP requests (secrets redacted) to stderr.")
     @functools.wraps(func)
@@ -128,11 +137,33 @@ def common_options(func: F) -> F:
             retries=kwargs.pop("retries"),
             json=kwargs.pop("as_json"),
             debug=kwargs.pop("debug"),
+            headers=parse_headers(kwargs.pop("headers")),
         )
         opts.registries = _registries_of(kwargs)
         return func(opts, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def parse_headers(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """``--header 'Name: value'`` flags as pairs; a usage error (never echoing the value)
+    when one is malformed, reserved or repeated."""
+    from ..transport import check_header
+
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        name, sep, rest = value.partition(":")
+        if not sep or not name.strip():
+            raise click.UsageError("--header takes 'NAME: VALUE'")
+        pair = (name.strip(), rest.strip(" \t"))
+        try:
+            check_header(*pair)
+        except ValueError as exc:
+            raise click.UsageError(f"--header: {exc}") from None
+        if pair[0].lower() in (n.lower() for n, _ in pairs):
+            raise click.UsageError(f"--header: {pair[0]} is given more than once")
+        pairs.append(pair)
+    return tuple(pairs)
 
 
 def endpoints_of(references: Iterable[str]) -> list[str]:

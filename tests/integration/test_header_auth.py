@@ -1,0 +1,137 @@
+"""Header authentication (``--header 'X-JFrog-Art-Api: KEY'``): the header goes to the
+registry's own origin only -- never to a token server on another origin, never to a redirect
+target -- and its value is never printed, not even with ``--debug``."""
+
+from __future__ import annotations
+
+import pytest
+
+from regshift import ClientOptions, TransportOptions
+from regshift.client import Client
+from regshift.reference import parse_reference
+from regshift.sample import random_image
+
+from harness.proxy import FaultProxy, HeaderRecorder, Respond, RewriteHeader, Rule
+from harness.registry import RegistryServer
+from support import SECRETS, registry_user, run_cli, seed
+
+KEY = "AKCp8jQ-header-api-key-5150"
+HEADER = f"X-JFrog-Art-Api: {KEY}"
+
+
+@pytest.fixture(autouse=True)
+def _remember() -> None:
+    SECRETS.add(KEY)  # run_cli asserts no output of any test contains it
+
+
+def test_header_reaches_the_registry_but_not_a_token_server_elsewhere(
+    token_registry: RegistryServer, repo_name: str
+) -> None:
+    user, password = registry_user(token_registry)
+    src = seed(
+        token_registry.host,
+        repo_name,
+        "v1",
+        random_image(seed=1601),
+        username=user,
+        password=password,
+    )
+    server = token_registry.token_server
+    assert server is not None
+    with (
+        FaultProxy(token_registry.host) as registry,
+        FaultProxy(server.url.split("//")[1]) as tokens,
+    ):
+        # The challenge names the token proxy (another port = another origin) as realm.
+        realm = f"{tokens.url}/token"
+        registry.add_rule(
+            Rule(
+                action=RewriteHeader(
+                    "WWW-Authenticate", lambda v: v and v.replace(server.realm, realm)
+                )
+            )
+        )
+        ref = f"{registry.host}/{repo_name}:v1"
+        result = run_cli(
+            "tag", "--header", HEADER, "-u", user, "--password-stdin", ref, "v2", input=password
+        )
+        assert result.code == 0, result.stderr
+        assert registry.requests and tokens.requests, "the test proves nothing"
+        assert all(r.headers.get("x-jfrog-art-api") == KEY for r in registry.requests)
+        assert [r.path for r in tokens.requests if "x-jfrog-art-api" in r.headers] == []
+    assert src.repository == repo_name
+
+
+def test_header_is_not_sent_to_a_redirect_target(
+    open_registry: RegistryServer, repo_name: str
+) -> None:
+    image = random_image(seed=1602)
+    seed(open_registry.host, repo_name, "v1", image)
+    with FaultProxy(open_registry.host) as proxy, HeaderRecorder() as storage:
+        storage.serve(
+            "/storage/manifest", image.manifest.raw, {"Content-Type": image.manifest.media_type}
+        )
+        proxy.add_rule(
+            Rule(method="GET", path="/manifests/v1", action=storage.redirect("/storage/manifest"))
+        )
+        result = run_cli("manifest", "--header", HEADER, f"{proxy.host}/{repo_name}:v1")
+        assert result.code == 0, result.stderr
+        assert result.stdout_bytes == image.manifest.raw
+        assert storage.requests, "the redirect was not followed"
+        assert [r.path for r in storage.requests if "x-jfrog-art-api" in r.headers] == []
+        assert (
+            next(r for r in proxy.requests if "/manifests/v1" in r.path).headers.get(
+                "x-jfrog-art-api"
+            )
+            == KEY
+        )
+
+
+def test_header_is_redacted_in_debug_output_and_errors(
+    open_registry: RegistryServer, repo_name: str
+) -> None:
+    """--debug says the header went, masked; a registry echoing it back is masked too."""
+    with FaultProxy(open_registry.host) as proxy:
+        echo = Respond.oci_error(403, "DENIED", f"api key {KEY} is not allowed")
+        proxy.add_rule(Rule(method="GET", path="/manifests/", action=echo))
+        result = run_cli("manifest", "--debug", "--header", HEADER, f"{proxy.host}/{repo_name}:v1")
+    assert result.code == 3
+    assert "X-JFrog-Art-Api: ***" in result.stderr  # run_cli already checked KEY is absent
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "X-JFrog-Art-Api",  # no colon
+        ": value-only",
+        f"X-Api: {KEY}\r\nX-Injected: 1",
+        f"X-Api: {KEY}\n",
+        "Authorization: Bearer abcdef",
+        "Host: evil.example",
+        f"Bad Name: {KEY}",
+        "X-Empty:   ",
+    ],
+)
+def test_malformed_header_is_a_usage_error(value: str, open_registry: RegistryServer) -> None:
+    result = run_cli("manifest", "--header", value, f"{open_registry.host}/x:v1")
+    assert result.code == 2, result.stderr
+    message = [line for line in result.stderr.splitlines() if line.strip()][-1]
+    assert "--header" in message and "No such option" not in message
+    assert KEY not in result.stderr
+
+
+def test_repeated_header_name_is_a_usage_error(open_registry: RegistryServer) -> None:
+    args = ["--header", "X-A: one-1", "--header", "x-a: two-2"]
+    result = run_cli("manifest", *args, f"{open_registry.host}/x:v1")
+    assert result.code == 2 and "more than once" in result.stderr
+
+
+def test_library_option_sends_the_header(open_registry: RegistryServer, repo_name: str) -> None:
+    seed(open_registry.host, repo_name, "v1", random_image(seed=1603))
+    with FaultProxy(open_registry.host) as proxy:
+        options = ClientOptions(transport=TransportOptions(headers=(("X-Api-Key", KEY),)))
+        with Client(options) as client:
+            client.get_manifest(parse_reference(f"{proxy.host}/{repo_name}:v1"))
+        assert [r.headers.get("x-api-key") for r in proxy.requests] == [KEY]
+    with pytest.raises(ValueError, match="Authorization"):
+        TransportOptions(headers=(("Authorization", "Basic x"),))
