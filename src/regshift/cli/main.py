@@ -349,15 +349,20 @@ def ls_cmd(opts: CommonOptions, repository: str) -> None:
 
 @cli.command("delete")
 @click.argument("reference")
-@click.option("--force", is_flag=True, help="Delete by digest even if other tags share it.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Delete by digest even if other tags share it or a tagged index lists it.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; delete nothing.")
 @common_options
 def delete_cmd(opts: CommonOptions, reference: str, force: bool, dry_run: bool) -> None:
     """Remove the tag REFERENCE (or, by digest, a manifest).
 
     Registries without a tag-delete API can only delete the manifest, which removes every
-    tag pointing at it: regshift does that only when no other tag shares the digest, and
-    otherwise names those tags and requires --force.
+    tag pointing at it and breaks every index listing it: regshift does that only when no
+    other tag shares the digest and no tagged index lists it (among the first 1000 tags),
+    and otherwise names those tags and requires --force.
     """
     from ..ops import delete
 
@@ -467,12 +472,28 @@ def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
         ref = result.reference
         repo = ref.repo_only() if isinstance(ref, Reference) else ref
         text = f"{verb} manifest {result.digest} of {repo} (tags removed: {tags})"
+    left = "would be left" if result.dry_run else "are left"
+    if result.broken_indexes:  # only with --force: without it, delete refuses
+        broken = ", ".join(result.broken_indexes)
+        click.echo(
+            f"regshift: warning: index tag(s) {broken} list manifest {result.digest} and "
+            f"{left} naming a manifest the registry no longer has",
+            err=True,
+        )
+    if result.unexamined:
+        click.echo(
+            f"regshift: warning: {result.unexamined} tag(s) of the repository were not checked "
+            "(past the limit)",
+            err=True,
+        )
     opts.emit(
         {
             "reference": str(result.reference),
             "digest": result.digest,
             "method": result.method,
             "removedTags": list(result.removed_tags),
+            "brokenIndexes": list(result.broken_indexes),
+            "unexaminedTags": result.unexamined,
             "dryRun": result.dry_run,
         },
         text,
