@@ -40,7 +40,7 @@ from .errors import (
     TransportError,
     Unauthorized,
 )
-from .layout import is_layout_reference
+from .layout import is_layout_reference, parse_layout_reference
 from .manifests import Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import is_foreign, is_manifest
 from .progress import ProgressCallback, ProgressEvent, ProgressState, ignore
@@ -62,7 +62,8 @@ class CopyOptions:
         jobs: blobs transferred at once.
         dry_run: plan only; write nothing.
         include_foreign: also copy non-distributable (foreign) layers.
-        force: copy even when the destination tag already has the source digest.
+        force: copy even when the destination tag already has the source digest, and write
+            a destination tag that is a referrers tag (``sha256-<hex>``), replacing that list.
         chunk_size: bytes per PATCH for chunked uploads (also the most re-sent on resume).
         chunked_threshold: blobs larger than this are uploaded in chunks.
         referrers: also copy the referrers (signatures, SBOMs, attestations) of every manifest
@@ -309,6 +310,8 @@ def copy(
     or digest takes the source's tag (or digest).
 
     Raises:
+        ForceRequired: a destination tag is a referrers tag (``sha256-<hex>``) and
+            ``options.force`` is not set; checked before anything is sent or created.
         RegistryError: the copy failed; no tag was written for a failed destination.
     """
     opts = options or CopyOptions()
@@ -316,13 +319,15 @@ def copy(
     identifier = src.identifier or "latest"
     if isinstance(destinations, str):  # one destination, not its characters
         destinations = [destinations]
-    writers = [_writer_for(client, d, src, identifier) for d in destinations]
+    writers = [_writer_for(client, d, src, identifier, force=opts.force) for d in destinations]
     src = _with_scopes(src, writers)
     graph = resolve(src, identifier, opts.platforms)
     if graph.derived and ":" in identifier:
         # By digest, filtered to some platforms: a destination given without tag or digest
         # takes the digest of what is copied, not the source's.
-        writers = [_writer_for(client, d, src, graph.top.digest) for d in destinations]
+        writers = [
+            _writer_for(client, d, src, graph.top.digest, force=opts.force) for d in destinations
+        ]
     with _workers(opts.jobs) as (pool, cancel):
         return _copy_each(graph, writers, opts, pool, cancel)
 
@@ -348,10 +353,20 @@ def _copy_each(
     return results
 
 
-def _writer_for(client: Client, text: str | Reference, src: Source, identifier: str) -> _Writer:
-    """The writer for one destination; one without a tag takes the source's identifier."""
+def _writer_for(
+    client: Client, text: str | Reference, src: Source, identifier: str, *, force: bool
+) -> _Writer:
+    """The writer for one destination; one without a tag takes the source's identifier.
+
+    Raises:
+        ForceRequired: the destination tag is a referrers tag and ``force`` is not set
+            (checked before a layout is created).
+    """
     tag = identifier if ":" not in identifier else None
     if isinstance(text, str) and is_layout_reference(text):
+        given = parse_layout_reference(text)
+        final = given.tag if given.tag or given.digest else tag
+        referrers.refuse_fallback_tag(text, final, force=force)
         target = open_layout_target(text)
         if target.ref.tag is None and target.ref.digest is None and tag:
             target = target.at(tag)
@@ -359,6 +374,7 @@ def _writer_for(client: Client, text: str | Reference, src: Source, identifier: 
     dst = parse_reference(text, default_tag=None) if isinstance(text, str) else text
     if dst.tag is None and dst.digest is None:
         dst = dst.with_tag(tag) if tag else dst.with_digest(identifier)
+    referrers.refuse_fallback_tag(str(dst.repo_only()), dst.tag, force=force)
     source_ref = src.ref if isinstance(src, RegistrySource) else None
     return _RegistryWriter(client, dst, source_ref)
 
@@ -1023,12 +1039,12 @@ def copy_repository(
         dst_text = str(parse_repository(dst_text))
     # Referrers fallback tags (sha256-<hex>) are indexes to merge, not tags to overwrite:
     # --referrers merges them entry by entry; copied as tags they would drop other entries.
-    tags = [t for t in src.list_tags() if not _FALLBACK_TAG.fullmatch(t)]
+    tags = [t for t in src.list_tags() if not referrers.is_fallback_tag(t)]
     chosen, excluded = _filter_tags(tags, include, exclude)
     results: list[CopyResult] = []
     with _workers(opts.jobs) as (pool, cancel):
         for tag in chosen:
-            writer = _writer_for(client, _tagged(dst_text, tag), src, tag)
+            writer = _writer_for(client, _tagged(dst_text, tag), src, tag, force=opts.force)
             tag_source = _with_scopes(src.at(tag), [writer])
             try:
                 results.append(_copy_tag(tag_source, tag, writer, opts, pool, cancel))
@@ -1045,9 +1061,6 @@ def copy_repository(
         requests=client.requests - start_requests,
         seconds=time.monotonic() - started,
     )
-
-
-_FALLBACK_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 
 
 def _tagged(repository: str, tag: str) -> str:

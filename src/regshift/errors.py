@@ -9,6 +9,7 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── DigestMismatch                            bytes whose sha256 is not what was promised
     ├── AuthError                                 no usable credentials, token endpoint refused
     ├── PreconditionFailed                        --expect-digest / --no-clobber refused the write
+    │   └── ForceRequired                         a safety check that ``force=True`` overrides
     ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
     └── APIError                                  the registry answered with an error status
         ├── NotFound                              404 (MANIFEST_UNKNOWN, NAME_UNKNOWN, ...)
@@ -58,6 +59,11 @@ class AuthError(RegistryError):
 
 class PreconditionFailed(RegistryError):
     """A guard such as ``expect_digest`` or ``no_clobber`` refused an operation."""
+
+
+class ForceRequired(PreconditionFailed):
+    """A safety check refused an operation that ``force=True`` would carry out (a delete that
+    takes other tags or images along, a write over a referrers tag)."""
 
 
 class TransportError(RegistryError):

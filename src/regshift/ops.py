@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .auth.credentials import Credential, StaticKeychain, erase_credential, store_credential
 from .client import Client, ClientOptions
-from .errors import APIError, PreconditionFailed, Unsupported
+from .errors import APIError, ForceRequired, NotFound, Unsupported
 from .layout import (
     Layout,
     LayoutError,
@@ -20,6 +20,7 @@ from .layout import (
     parse_layout_reference,
 )
 from .manifests import Descriptor, Manifest
+from .mediatypes import is_index
 from .reference import Reference, parse_reference, parse_repository
 
 
@@ -70,6 +71,9 @@ class DeleteResult:
         method: ``tag`` (the registry deleted just the tag) or ``digest`` (the manifest went).
         removed_tags: every tag that no longer exists because of this delete.
         dry_run: nothing was deleted.
+        broken_indexes: (``force`` only) tags of indexes that list the deleted manifest and
+            now name a manifest the registry no longer has.
+        unexamined: (``force`` only) tags of the repository past ``max_tags``, not looked at.
     """
 
     reference: Reference | LayoutReference
@@ -77,46 +81,68 @@ class DeleteResult:
     method: str
     removed_tags: tuple[str, ...]
     dry_run: bool = False
+    broken_indexes: tuple[str, ...] = ()
+    unexamined: int = 0
+
+
+#: Tags :func:`delete` looks at before deleting a manifest by digest (a HEAD each, and a GET
+#: of each index among them); a repository with more is refused unless ``force`` is set.
+MAX_DELETE_TAGS = 1000
 
 
 def delete(
-    client: Client, ref: str | Reference, *, force: bool = False, dry_run: bool = False
+    client: Client,
+    ref: str | Reference,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    max_tags: int = MAX_DELETE_TAGS,
 ) -> DeleteResult:
-    """Remove a tag, or (with ``force`` when it is tagged) a manifest by digest.
+    """Remove a tag, or (with ``force`` when it is in use) a manifest by digest.
 
     A tag is deleted with the registry's tag-delete API when it has one. Registries without
     it (distribution 2.8 answers 400 ``DIGEST_INVALID``) can only delete the manifest, which
-    takes every tag pointing at it along: that is done silently only when no other tag shares
-    the digest; otherwise the tags are named and ``force`` is required.
+    takes every tag pointing at it along, and leaves every index listing it (a multi-platform
+    image whose platform is also tagged on its own) naming a manifest that is gone. Before a
+    manifest is deleted, the first ``max_tags`` tags of the repository are looked at: a HEAD
+    each, and a GET of each index, whose own entries are compared (nested indexes are not
+    followed further). The delete goes ahead only when no other tag points at the manifest,
+    no tagged index lists it, and the repository has no more tags than were looked at;
+    otherwise the tags concerned are named and ``force`` is required. Indexes that are not
+    tagged (pushed by digest only) cannot be found this way.
 
     Raises:
-        PreconditionFailed: the delete would remove other tags and ``force`` is not set.
+        ForceRequired: the delete would remove other tags or break a tagged index, or the
+            repository has more than ``max_tags`` tags, and ``force`` is not set.
         Unsupported: the registry does not allow deletes at all.
     """
     if isinstance(ref, str) and is_layout_reference(ref):
         return _delete_in_layout(parse_layout_reference(ref), dry_run)
     target = _ref(ref)
     scopes = [target.scope("pull,delete")]
+    check = _Check(client, target.repo_only(), scopes, force, max_tags)
     if target.digest:
         if dry_run:  # the real run would find out with its DELETE
             client.resolve_digest(target, scopes=scopes)
-        return _delete_digest(client, target, target.digest, force, dry_run, scopes, asked_tag=None)
+        return _delete_digest(check, target, target.digest, dry_run, asked_tag=None)
     found = client.resolve_digest(target, scopes=scopes)
     if dry_run:
-        return _delete_digest(client, target, found.digest, force, dry_run, scopes, target.tag)
+        return _delete_digest(check, target, found.digest, dry_run, target.tag)
     try:
         client.delete_manifest(target, scopes=scopes)
         return DeleteResult(target, found.digest, "tag", (target.identifier,))
     except APIError as exc:
         if not _no_tag_delete(exc):
             raise
-        return _delete_digest(
-            client, target, found.digest, force, dry_run, scopes, target.tag, refused=exc
-        )
+        return _delete_digest(check, target, found.digest, dry_run, target.tag, refused=exc)
 
 
 def _delete_in_layout(ref: LayoutReference, dry_run: bool) -> DeleteResult:
-    """Untag in a layout's index.json; blobs stay (layouts have no garbage collector here)."""
+    """Untag in a layout's index.json; blobs stay (layouts have no garbage collector here).
+
+    No tag or index can break: the manifest stays in ``blobs/``, so an index listing it still
+    resolves (and a garbage collector walking from index.json keeps it for that index).
+    """
     layout = Layout(ref.path)
     if ref.tag is None:
         raise LayoutError(
@@ -133,52 +159,114 @@ def _no_tag_delete(exc: APIError) -> bool:
     return isinstance(exc, Unsupported) or exc.status == 400 or "DIGEST_INVALID" in exc.codes
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """What deleting a manifest by digest is checked against: the repository's tags."""
+
+    client: Client
+    repo: Reference
+    scopes: list[str]
+    force: bool
+    max_tags: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Usage:
+    """Who uses a manifest, among the tags looked at."""
+
+    tags: tuple[str, ...]  # tags pointing at it
+    indexes: tuple[str, ...]  # tags of indexes listing it as an entry
+    unexamined: int  # tags past the bound, not looked at
+
+
 def _delete_digest(
-    client: Client,
+    check: _Check,
     target: Reference,
     digest_: str,
-    force: bool,
     dry_run: bool,
-    scopes: list[str],
     asked_tag: str | None,
     *,
     refused: APIError | None = None,
 ) -> DeleteResult:
-    sharing = tags_pointing_at(client, target.repo_only(), digest_, scopes=scopes)
-    others = [t for t in sharing if t != asked_tag]
-    if others and not force:
-        # distribution answers a tag DELETE 405 UNSUPPORTED when it allows no deletes at all,
-        # and 400 DIGEST_INVALID when it only cannot delete tags: say which it may be.
-        maybe = (
-            " (it refused to delete the tag with 405: it may allow no deletes at all)"
-            if isinstance(refused, Unsupported)
-            else ""
-        )
-        raise PreconditionFailed(
-            f"{target}: the registry can only delete manifest {digest_}, which would also remove "
-            f"tag(s) {', '.join(others)}; use --force to delete by digest{maybe}"
-        )
+    usage = _usage(check, digest_)
+    if not check.force:
+        _refuse_unsafe(check, target, digest_, usage, asked_tag, refused)
     if not dry_run:
         try:
-            client.delete_manifest(target.repo_only().with_digest(digest_), scopes=scopes)
+            check.client.delete_manifest(
+                target.repo_only().with_digest(digest_), scopes=check.scopes
+            )
         except Unsupported as exc:
             exc.add_note(
                 "the registry does not allow deletes (distribution: storage.delete.enabled)"
             )
             raise
-    return DeleteResult(target, digest_, "digest", tuple(sharing), dry_run)
+    return DeleteResult(
+        target, digest_, "digest", usage.tags, dry_run, usage.indexes, usage.unexamined
+    )
 
 
-def tags_pointing_at(
-    client: Client, repo: Reference, digest_: str, *, scopes: list[str] | None = None
-) -> list[str]:
-    """The tags of ``repo`` that currently resolve to ``digest_``: one HEAD per tag, or a GET
-    where the HEAD names no usable digest (a missing header must not hide a shared tag)."""
-    found = []
-    for name in client.list_tags(repo, scopes=scopes or ()):
-        if client.digest_of(repo.with_tag(name), scopes=scopes or ()) == digest_:
-            found.append(name)  # (a tag deleted since the listing resolves to None)
-    return found
+def _refuse_unsafe(
+    check: _Check,
+    target: Reference,
+    digest_: str,
+    usage: _Usage,
+    asked_tag: str | None,
+    refused: APIError | None,
+) -> None:
+    others = [t for t in usage.tags if t != asked_tag]
+    problems = []
+    if others:
+        problems.append(f"would also remove tag(s) {', '.join(others)}")
+    if usage.indexes:
+        problems.append(
+            f"is listed by index tag(s) {', '.join(usage.indexes)}, which would be left naming "
+            "a manifest the registry no longer has"
+        )
+    if usage.unexamined:
+        problems.append(
+            f"may be used by the {usage.unexamined} tag(s) past the first {check.max_tags} "
+            "looked at"
+        )
+    if not problems:
+        return
+    # distribution answers a tag DELETE 405 UNSUPPORTED when it allows no deletes at all,
+    # and 400 DIGEST_INVALID when it only cannot delete tags: say which it may be.
+    maybe = (
+        " (it refused to delete the tag with 405: it may allow no deletes at all)"
+        if isinstance(refused, Unsupported)
+        else ""
+    )
+    what = "the registry can only delete manifest" if asked_tag else "manifest"
+    raise ForceRequired(f"{target}: {what} {digest_}, which {'; and '.join(problems)}{maybe}")
+
+
+def _usage(check: _Check, digest_: str) -> _Usage:
+    """The tags pointing at ``digest_`` and the tagged indexes listing it, among the first
+    ``max_tags`` tags: one HEAD per tag (a GET where the HEAD names no usable digest, so a
+    missing header cannot hide a tag), and a GET per index."""
+    names = check.client.list_tags(check.repo, scopes=check.scopes)
+    tags, indexes = [], []
+    for name in names[: check.max_tags]:
+        ref = check.repo.with_tag(name)
+        try:
+            found = check.client.resolve_digest(ref, scopes=check.scopes)
+            if found.digest == digest_:
+                tags.append(name)
+            elif _lists(check, ref, found, digest_):
+                indexes.append(name)
+        except NotFound:  # deleted since the listing
+            continue
+    return _Usage(tuple(tags), tuple(indexes), max(0, len(names) - check.max_tags))
+
+
+def _lists(check: _Check, ref: Reference, found: Descriptor, digest_: str) -> bool:
+    """Whether the manifest at ``ref`` is an index with an entry ``digest_`` (one level: an
+    index whose entries are indexes is not followed further)."""
+    if found.media_type and not is_index(found.media_type):
+        return False  # a HEAD without Content-Type is read to find out
+    index = check.client.get_manifest(ref, scopes=check.scopes)
+    return index.is_index and any(child.digest == digest_ for child in index.manifests)
 
 
 def login(

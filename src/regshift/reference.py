@@ -34,7 +34,7 @@ import re
 import string
 from dataclasses import dataclass
 
-from regshift.errors import InvalidReference
+from regshift.errors import ForceRequired, InvalidReference
 from regshift.redaction import mask_userinfo
 
 __all__ = [
@@ -42,11 +42,13 @@ __all__ = [
     "DOCKER_HUB",
     "DOCKER_HUB_ENDPOINT",
     "Reference",
+    "is_fallback_tag",
     "is_layout_reference",
     "is_loopback_host",
     "normalise_registry",
     "parse_reference",
     "parse_repository",
+    "refuse_fallback_tag",
     "validate_digest",
     "validate_tag",
 ]
@@ -233,6 +235,38 @@ def validate_digest(digest: str) -> str:
     except _Problem as exc:
         raise InvalidReference(str(exc)) from None
     return digest
+
+
+# The referrers tag schema (OCI distribution-spec 1.1) names the index of a digest's
+# referrers ``<algorithm>-<encoded>`` (regshift.referrers.fallback_tag): for the digests
+# regshift knows, sha256, and sha512 cut to 64 hex digits.
+_FALLBACK_TAG = re.compile(r"(?:sha256|sha512)-[0-9a-f]{64}")
+
+
+def is_fallback_tag(tag: str) -> bool:
+    """Whether ``tag`` is the referrers tag (``regshift.referrers.fallback_tag``) of a sha256
+    or sha512 digest.
+
+    Such a tag holds the referrers index of that digest: other tags are images, these are
+    lists to merge (``sha256-<hex>.sig`` and other suffixed cosign tags are not).
+    """
+    return _FALLBACK_TAG.fullmatch(tag) is not None
+
+
+def refuse_fallback_tag(where: str, tag: str | None, *, force: bool) -> None:
+    """Refuse to write ``tag`` as a destination when it is a referrers tag.
+
+    Writing an image there replaces the index that lists the referrers of that digest, so
+    its signatures, SBOMs and attestations could no longer be found.
+
+    Raises:
+        ForceRequired: ``tag`` is a fallback tag and ``force`` is not set.
+    """
+    if tag is not None and not force and is_fallback_tag(tag):
+        raise ForceRequired(
+            f"{where}: tag {tag} is a referrers tag (it lists the signatures, SBOMs and "
+            "attestations of a digest); writing an image there would hide them; nothing written"
+        )
 
 
 LAYOUT_PREFIX = "oci:"

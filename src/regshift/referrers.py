@@ -25,7 +25,13 @@ from .client import Client
 from .errors import APIError, InvalidReference, ManifestError, NotFound, PreconditionFailed
 from .manifests import Descriptor, Manifest, parse_manifest
 from .mediatypes import MediaType
-from .reference import Reference, validate_digest, validate_tag
+from .reference import (  # the tag predicates live with tag syntax, light for `tag` to import
+    Reference,
+    is_fallback_tag,
+    refuse_fallback_tag,
+    validate_digest,
+    validate_tag,
+)
 
 __all__ = [
     "REFERRERS_API",
@@ -35,11 +41,13 @@ __all__ = [
     "empty_index",
     "encode_index",
     "fallback_tag",
+    "is_fallback_tag",
     "list_referrers",
     "merge_index_entries",
     "referrer_entry",
     "referrer_tree",
     "referrers_api_supported",
+    "refuse_fallback_tag",
     "require_subject",
 ]
 
@@ -68,7 +76,8 @@ def fallback_tag(digest: str) -> str:
 
     The algorithm is cut to 32 characters and the encoded part to 64, joined by ``-``; any
     character a tag may not contain becomes ``-`` (so ``sha256:<hex>`` is ``sha256-<hex>``
-    and a sha512 digest keeps only the first 64 hex digits).
+    and a sha512 digest keeps only the first 64 hex digits). :func:`is_fallback_tag` says
+    whether a tag is one (for sha256 and sha512 digests).
 
     Raises:
         InvalidReference: ``digest`` is not ``<algorithm>:<encoded>`` or yields no valid tag.

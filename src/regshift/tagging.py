@@ -21,6 +21,7 @@ from .reference import (
     Reference,
     is_layout_reference,
     parse_reference,
+    refuse_fallback_tag,
     validate_digest,
     validate_tag,
 )
@@ -95,6 +96,7 @@ def tag(
     no_clobber: bool = False,
     dry_run: bool = False,
     raise_on_error: bool = True,
+    force: bool = False,
 ) -> TagResult:
     """Add ``new_tags`` (in the same repository) to the manifest ``source`` names, byte for byte.
 
@@ -106,15 +108,20 @@ def tag(
         no_clobber: refuse (before writing anything) if a tag exists at another digest.
         dry_run: look everything up, write nothing.
         raise_on_error: raise the first per-tag error after trying every tag.
+        force: also write referrers tags (``sha256-<hex>``, see
+            :func:`regshift.reference.is_fallback_tag`), replacing the referrers list there.
 
     Raises:
         InvalidReference: a malformed source, tag or ``expect_digest`` (nothing is sent).
+        ForceRequired: a new tag is a referrers tag and ``force`` is not set (nothing is sent).
         PreconditionFailed: ``expect_digest`` or ``no_clobber`` refused (nothing is written).
         RegistryError: the source cannot be read, or (``raise_on_error``) a tag failed.
     """
     if isinstance(new_tags, str):  # one tag, not its characters
         new_tags = [new_tags]
     tags = _unique([validate_tag(t) for t in new_tags])
+    for name in tags:  # before anything is sent, like every other refusal here
+        refuse_fallback_tag(str(source), name, force=force)
     if expect_digest is not None:
         validate_digest(expect_digest)
     if isinstance(source, str) and is_layout_reference(source):

@@ -14,6 +14,7 @@ from regshift.referrers import (
     empty_index,
     encode_index,
     fallback_tag,
+    is_fallback_tag,
     merge_index_entries,
     referrer_entry,
 )
@@ -176,3 +177,21 @@ def test_referrer_entry_of_an_index_without_artifact_type_has_none() -> None:
 def test_referrer_entry_rejects_non_string_annotations() -> None:
     with pytest.raises(ManifestError, match="annotations"):
         referrer_entry(parse_manifest(_artifact(annotations={"n": 1})))
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        (fallback_tag(SHA256), True),
+        (fallback_tag(SHA512), True),  # sha512, cut to 64 hex digits
+        ("sha256-" + "a" * 63, False),
+        ("sha256-" + "a" * 65, False),
+        ("sha256-" + "A" * 64, False),  # digests are lowercase
+        (fallback_tag(SHA256) + ".sig", False),  # a cosign signature image
+        ("sha384-" + "a" * 64, False),
+        ("latest", False),
+        ("sha256", False),
+    ],
+)
+def test_is_fallback_tag(tag: str, expected: bool) -> None:
+    assert is_fallback_tag(tag) is expected

@@ -26,7 +26,7 @@ class ExitStatus(IntEnum):
     USAGE = 2  # bad flags or an invalid reference
     AUTH = 3  # no usable credentials, or the registry refused them
     NOT_FOUND = 4  # no such repository, tag, manifest
-    PRECONDITION = 5  # --expect-digest, --no-clobber, delete of a shared digest
+    PRECONDITION = 5  # --expect-digest, --no-clobber, refusals that --force overrides
     INTERRUPTED = 130  # Ctrl-C
 
     @classmethod
@@ -55,8 +55,13 @@ class ExitStatus(IntEnum):
 
 
 def one_line(exc: BaseException) -> str:
-    """The error and its notes on a single line."""
+    """The error and its notes on a single line; a refusal that ``--force`` (which every
+    command that can raise it offers) would override says so."""
+    from ..errors import ForceRequired
+
     parts = [str(exc) or type(exc).__name__, *getattr(exc, "__notes__", [])]
+    if isinstance(exc, ForceRequired):
+        parts.append("use --force to go ahead anyway")
     return "; ".join(" ".join(p.split()) for p in parts)
 
 

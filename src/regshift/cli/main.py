@@ -34,8 +34,8 @@ def cli() -> None:
 
     \b
     Exit codes: 0 ok, 1 registry error, 2 usage or invalid reference, 3 authentication,
-                4 not found, 5 precondition failed (--expect-digest, --no-clobber, delete
-                of a shared digest), 130 interrupted.
+                4 not found, 5 precondition failed (--expect-digest, --no-clobber, or a
+                refusal that --force overrides), 130 interrupted.
     """
 
 
@@ -50,6 +50,11 @@ def cli() -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be tagged; write nothing.")
 @click.option(
+    "--force",
+    is_flag=True,
+    help="Also write referrers tags (sha256-<hex>), replacing the signature list there.",
+)
+@click.option(
     "--from-file",
     type=click.File("r"),
     metavar="FILE",
@@ -63,6 +68,7 @@ def tag_cmd(
     expect_digest: str | None,
     no_clobber: bool,
     dry_run: bool,
+    force: bool,
     from_file: TextIO | None,
 ) -> None:
     """Give SOURCE one or more NEW_TAGs in the same repository, moving only the manifest.
@@ -77,7 +83,7 @@ def tag_cmd(
         if from_file is not None:  # --insecure covers the registries the file names, too
             opts.registries = (*opts.registries, *endpoints_of(src for src, _ in jobs))
         many = from_file is not None  # --json: a list for a file, whatever its length
-        return _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many)
+        return _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many, force)
 
     run_guarded(opts, work)
 
@@ -112,6 +118,7 @@ def _run_tags(
     no_clobber: bool,
     dry_run: bool,
     many: bool,
+    force: bool,
 ) -> int:
     from ..errors import RegistryError
     from ..tagging import tag
@@ -127,6 +134,7 @@ def _run_tags(
                 no_clobber=no_clobber,
                 dry_run=dry_run,
                 raise_on_error=False,
+                force=force,
             )
         except RegistryError as exc:
             if len(jobs) == 1:
@@ -196,7 +204,12 @@ def _run_tags(
     is_flag=True,
     help="Also copy the legacy cosign tags sha256-<hex>.sig/.att/.sbom.",
 )
-@click.option("--force", is_flag=True, help="Copy even if the destination already has the digest.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Copy even if the destination already has the digest; also write a destination "
+    "tag that is a referrers tag (sha256-<hex>), replacing the signature list there.",
+)
 @click.option(
     "-v", "--verbose", is_flag=True, help="Report each blob on stderr (also without a TTY)."
 )
@@ -336,15 +349,20 @@ def ls_cmd(opts: CommonOptions, repository: str) -> None:
 
 @cli.command("delete")
 @click.argument("reference")
-@click.option("--force", is_flag=True, help="Delete by digest even if other tags share it.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Delete by digest even if other tags share it or a tagged index lists it.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; delete nothing.")
 @common_options
 def delete_cmd(opts: CommonOptions, reference: str, force: bool, dry_run: bool) -> None:
     """Remove the tag REFERENCE (or, by digest, a manifest).
 
     Registries without a tag-delete API can only delete the manifest, which removes every
-    tag pointing at it: regshift does that only when no other tag shares the digest, and
-    otherwise names those tags and requires --force.
+    tag pointing at it and breaks every index listing it: regshift does that only when no
+    other tag shares the digest and no tagged index lists it (among the first 1000 tags),
+    and otherwise names those tags and requires --force.
     """
     from ..ops import delete
 
@@ -454,12 +472,28 @@ def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
         ref = result.reference
         repo = ref.repo_only() if isinstance(ref, Reference) else ref
         text = f"{verb} manifest {result.digest} of {repo} (tags removed: {tags})"
+    left = "would be left" if result.dry_run else "are left"
+    if result.broken_indexes:  # only with --force: without it, delete refuses
+        broken = ", ".join(result.broken_indexes)
+        click.echo(
+            f"regshift: warning: index tag(s) {broken} list manifest {result.digest} and "
+            f"{left} naming a manifest the registry no longer has",
+            err=True,
+        )
+    if result.unexamined:
+        click.echo(
+            f"regshift: warning: {result.unexamined} tag(s) of the repository were not checked "
+            "(past the limit)",
+            err=True,
+        )
     opts.emit(
         {
             "reference": str(result.reference),
             "digest": result.digest,
             "method": result.method,
             "removedTags": list(result.removed_tags),
+            "brokenIndexes": list(result.broken_indexes),
+            "unexaminedTags": result.unexamined,
             "dryRun": result.dry_run,
         },
         text,
