@@ -9,6 +9,7 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── DigestMismatch                            bytes whose sha256 is not what was promised
     ├── AuthError                                 no usable credentials, token endpoint refused
     ├── PreconditionFailed                        --expect-digest / --no-clobber refused the write
+    ├── PlatformNotFound                          no image of the source is for the platform asked
     ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
     └── APIError                                  the registry answered with an error status
         ├── NotFound                              404 (MANIFEST_UNKNOWN, NAME_UNKNOWN, ...)
@@ -58,6 +59,26 @@ class AuthError(RegistryError):
 
 class PreconditionFailed(RegistryError):
     """A guard such as ``expect_digest`` or ``no_clobber`` refused an operation."""
+
+
+class PlatformNotFound(RegistryError):
+    """No image of a source is for the platform(s) asked for (the source itself exists).
+
+    Attributes:
+        reference: the source, as the user named it.
+        wanted: the platforms asked for, as given.
+        available: the platforms the source has (its index entries, or the config of a
+            single image), in source order, each once.
+    """
+
+    def __init__(self, reference: str, wanted: list[str], available: list[str]) -> None:
+        self.reference = reference
+        self.wanted = list(wanted)
+        self.available = list(available)
+        have = ", ".join(self.available) or "none"
+        super().__init__(
+            f"{reference}: no platform matches {', '.join(self.wanted)} (available: {have})"
+        )
 
 
 class TransportError(RegistryError):
