@@ -35,14 +35,16 @@ from .digests import DigestVerifier
 from .errors import (
     APIError,
     DigestMismatch,
+    ManifestError,
     NotFound,
+    PlatformNotFound,
     RegistryError,
     TransportError,
     Unauthorized,
 )
 from .layout import is_layout_reference, parse_layout_reference
 from .manifests import Descriptor, Manifest, Platform, parse_manifest
-from .mediatypes import is_foreign, is_manifest
+from .mediatypes import is_foreign, is_index, is_manifest
 from .progress import ProgressCallback, ProgressEvent, ProgressState, ignore
 from .reference import Reference, parse_reference, parse_repository
 from .store import LayoutTarget, RegistrySource, Source, open_layout_target, open_source
@@ -106,12 +108,24 @@ class BlobStep:
 
 @dataclass(frozen=True, slots=True)
 class ImageGraph:
-    """A resolved source: the top manifest and every image manifest below it, as raw bytes."""
+    """A resolved source: the top manifest and every manifest below it, as raw bytes.
+
+    Attributes:
+        images: the image manifests, each once.
+        derived: the top manifest was built (or picked out of the source) by a platform filter.
+        indexes: the indexes below the top one (nested indexes), each once, children before
+            parents.
+        entries: the index entries chosen, in source order through every nested level, each
+            as listed (its own platform and annotations: a manifest listed under two
+            platforms is two entries); empty for a single image.
+    """
 
     source: Source
     top: Manifest
     images: tuple[Manifest, ...]
-    derived: bool = False  # the top manifest was built by regshift (platform filter)
+    derived: bool = False
+    indexes: tuple[Manifest, ...] = ()
+    entries: tuple[Descriptor, ...] = ()
 
     def blobs(self, include_foreign: bool) -> list[Descriptor]:
         """Every blob of every image once, config first; foreign layers only on request."""
@@ -127,8 +141,10 @@ class ImageGraph:
         return _unique(d for i in self.images for d in i.layers if is_foreign(d.media_type))
 
     def children(self) -> list[Manifest]:
-        """Manifests to PUT by digest before the top one (the images of an index)."""
-        return [m for m in self.images if m.digest != self.top.digest]
+        """Manifests to PUT by digest before the top one, each after everything it lists:
+        the images, then the nested indexes innermost first."""
+        images = [m for m in self.images if m.digest != self.top.digest]
+        return images + [m for m in self.indexes if m.digest != self.top.digest]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,48 +242,175 @@ def _workers(jobs: int) -> Iterator[tuple[ThreadPoolExecutor, _Cancel]]:
 # -- resolving the source ----------------------------------------------------------------
 
 
-def resolve(source: Source, identifier: str, platforms: Sequence[Platform] = ()) -> ImageGraph:
-    """Fetch the source manifest and, for an index, every child manifest (exact bytes).
+#: OCI lets an index list indexes; deeper nesting than this many levels is refused.
+MAX_INDEX_DEPTH = 4
+_MAX_CONFIG = 4 * 1024 * 1024
 
-    With ``platforms``: one match makes that image the top manifest; several make a new
-    index of just those (its digest differs from the source's), unless they are every entry
-    of the source index, which is then kept byte for byte.
+
+def resolve(source: Source, identifier: str, platforms: Sequence[Platform] = ()) -> ImageGraph:
+    """Fetch the source manifest and every manifest below it (exact bytes), through nested
+    indexes up to :data:`MAX_INDEX_DEPTH` levels.
+
+    With ``platforms`` (compared in normalised form, see :meth:`Platform.matches`), the
+    image entries of every level whose platform matches are chosen: one image makes that
+    image the top manifest; several make a new flat index of the chosen entries, each as
+    the source lists it, in source order (its digest differs from the source's), unless
+    they are every entry of the source, which is then kept byte for byte. A single image
+    is kept when its config says it is for one of ``platforms``.
 
     Raises:
-        NotFound: the source, or a platform asked for, does not exist.
+        NotFound: the source does not exist.
+        PlatformNotFound: no image of the source is for any of ``platforms``.
+        ManifestError: indexes nested too deep, in a cycle, or an entry that is not what
+            its index says.
     """
     top = source.get_manifest(identifier)
+    where = f"{source.name}{_suffix(identifier)}"
     if not top.is_index:
+        if platforms:
+            _require_platform(source, top, platforms, where)
         return ImageGraph(source, top, (top,))
-    entries = _select(top, platforms, f"{source.name}:{identifier}")
-    images = tuple(_child(source, d) for d in _unique(entries))
-    if not platforms:
-        return ImageGraph(source, top, images)
-    if len(entries) == len(top.manifests) > 1:  # every entry chosen: the index, bytes kept
-        return ImageGraph(source, top, images)
+    tree = _IndexTree(source, top)
+    entries = _select(tree.entries, platforms, where)
+    images = tuple(tree.image(d) for d in _unique(e.descriptor for e in entries))
+    chosen = tuple(e.descriptor for e in entries)
+    if not platforms or len(entries) == len(tree.entries) > 1:  # every entry: bytes kept
+        return ImageGraph(source, top, images, indexes=tuple(tree.indexes), entries=chosen)
     if len(images) == 1:  # one image asked for (also an index with a single entry)
-        return ImageGraph(source, images[0], images, derived=True)
-    return ImageGraph(source, _sub_index(top, entries), images, derived=True)
+        return ImageGraph(source, images[0], images, derived=True, entries=chosen)
+    return ImageGraph(source, _sub_index(top, entries), images, derived=True, entries=chosen)
 
 
-def _select(index: Manifest, platforms: Sequence[Platform], where: str) -> list[Descriptor]:
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One entry of an index: parsed, and its JSON object exactly as the index lists it."""
+
+    descriptor: Descriptor
+    raw: dict[str, object]
+
+
+class _IndexTree:
+    """An index and the indexes it lists, depth first in source order, each fetched once.
+
+    ``entries`` are the entries that are not indexes, from every level; ``indexes`` the
+    nested indexes, children before parents. A nested index listed again (by two parents)
+    is walked once; one that lists itself or an ancestor is refused, never followed.
+    """
+
+    def __init__(self, source: Source, top: Manifest) -> None:
+        self.source = source
+        self.fetched: dict[str, Manifest] = {top.digest: top}
+        self.entries: list[_Entry] = []
+        self.indexes: list[Manifest] = []
+        self._walk(top, (top.digest,))
+
+    def _walk(self, index: Manifest, path: tuple[str, ...]) -> None:
+        listed: list[dict[str, object]] = json.loads(index.raw).get("manifests", [])
+        for desc, raw in zip(index.manifests, listed, strict=True):
+            if not is_index(desc.media_type):
+                self.entries.append(_Entry(desc, raw))
+            elif desc.digest in path:
+                raise ManifestError(f"{self.source.name}: index {desc.digest} lists itself")
+            elif desc.digest not in self.fetched:
+                if len(path) >= MAX_INDEX_DEPTH:
+                    raise ManifestError(
+                        f"{self.source.name}: index {desc.digest} is nested more than "
+                        f"{MAX_INDEX_DEPTH} levels deep (the limit)"
+                    )
+                child = self._get(desc)
+                if not child.is_index:
+                    raise ManifestError(
+                        f"{self.source.name}: {desc.digest} is listed as an index but is "
+                        f"a {child.media_type}"
+                    )
+                self._walk(child, (*path, child.digest))
+                self.indexes.append(child)
+
+    def _get(self, desc: Descriptor) -> Manifest:
+        if desc.digest not in self.fetched:
+            self.fetched[desc.digest] = self.source.get_manifest(desc.digest)
+        return self.fetched[desc.digest]
+
+    def image(self, desc: Descriptor) -> Manifest:
+        """The image manifest an entry names."""
+        child = self._get(desc)
+        if child.is_index:
+            listed = desc.media_type or "an entry without a media type"
+            raise ManifestError(
+                f"{self.source.name}: {desc.digest} is listed as {listed} but is an index"
+            )
+        return child
+
+
+def _select(entries: list[_Entry], platforms: Sequence[Platform], where: str) -> list[_Entry]:
     """The entries to copy. Without a platform filter that is every entry: the index is kept
     byte for byte, so everything it names must reach the destination (or the copy fails
     before writing anything, for an entry regshift cannot copy)."""
-    entries = list(index.manifests)
     if not platforms:
-        return entries
-    entries = [d for d in entries if is_manifest(d.media_type) or not d.media_type]
-    chosen = [d for d in entries if d.platform and any(d.platform.matches(p) for p in platforms)]
+        return list(entries)
+    images = [
+        e for e in entries if is_manifest(e.descriptor.media_type) or not e.descriptor.media_type
+    ]
+    chosen = [e for e in images if _is_for(e.descriptor, platforms)]
     if not chosen:
-        have = ", ".join(str(d.platform) for d in entries if d.platform) or "none"
-        raise NotFound(
-            status=404,
-            method="GET",
-            url=where,
-            text=f"no platform matches {', '.join(map(str, platforms))} (has: {have})",
-        )
+        have = dict.fromkeys(str(e.descriptor.platform) for e in images if e.descriptor.platform)
+        raise PlatformNotFound(where, [str(p) for p in platforms], list(have))
     return chosen
+
+
+def _is_for(desc: Descriptor, platforms: Sequence[Platform]) -> bool:
+    return desc.platform is not None and any(desc.platform.matches(p) for p in platforms)
+
+
+def _require_platform(
+    source: Source, image: Manifest, platforms: Sequence[Platform], where: str
+) -> None:
+    """A single image is only "found" for a platform its config says it is for."""
+    have = config_platform(source, image)
+    if have is None or not any(have.matches(p) for p in platforms):
+        available = [str(have)] if have else []
+        raise PlatformNotFound(where, [str(p) for p in platforms], available)
+
+
+def config_platform(source: Source, image: Manifest) -> Platform | None:
+    """The platform an image's config names (``os``, ``architecture``, ``variant``), or None
+    for an artifact whose config is not an image config.
+
+    Raises:
+        ManifestError: the config is announced larger than the limit.
+        DigestMismatch: the config served does not match its digest and size.
+    """
+    if image.config is None:
+        return None
+    try:
+        doc = json.loads(read_config(source, image.config))
+    except (ValueError, RecursionError):
+        return None
+    fields = [doc.get(k) if isinstance(doc, dict) else None for k in _PLATFORM_FIELDS]
+    os, arch, variant = (f if isinstance(f, str) else "" for f in fields)
+    return Platform(os, arch, variant) if os and arch else None
+
+
+_PLATFORM_FIELDS = ("os", "architecture", "variant")
+
+
+def read_config(source: Source, desc: Descriptor) -> bytes:
+    """A config blob, bounded by its descriptor's size and verified as it is read.
+
+    Raises:
+        ManifestError: the config is announced larger than the limit.
+        DigestMismatch: the bytes served do not match the descriptor's digest and size.
+    """
+    if desc.size > _MAX_CONFIG:
+        raise ManifestError(f"config {desc.digest} is {desc.size} bytes, above the limit")
+    verifier = DigestVerifier(desc.digest, desc.size, what="config")
+    parts = []
+    with source.open_blob(desc) as chunks:
+        for chunk in chunks:
+            verifier.update(chunk)
+            parts.append(chunk)
+    verifier.verify()
+    return b"".join(parts)
 
 
 def _unique(entries: Iterable[Descriptor]) -> list[Descriptor]:
@@ -275,21 +418,13 @@ def _unique(entries: Iterable[Descriptor]) -> list[Descriptor]:
     return list({d.digest: d for d in entries}.values())
 
 
-def _child(source: Source, desc: Descriptor) -> Manifest:
-    child = source.get_manifest(desc.digest)
-    if child.is_index:
-        raise RegistryError(f"{source.name}: nested index {desc.digest} is not supported")
-    return child
-
-
-def _sub_index(index: Manifest, entries: list[Descriptor]) -> Manifest:
-    """A new index holding ``entries``, each entry's JSON copied from the source index."""
-    original = json.loads(index.raw)
-    by_digest = {m["digest"]: m for m in original.get("manifests", []) if isinstance(m, dict)}
+def _sub_index(index: Manifest, entries: list[_Entry]) -> Manifest:
+    """A new index of ``entries``: each entry's JSON object as its source index lists it
+    (platform, annotations and all), in source order."""
     doc = {
         "schemaVersion": 2,
         "mediaType": index.media_type,
-        "manifests": [by_digest[d.digest] for d in entries],
+        "manifests": [e.raw for e in entries],
     }
     return parse_manifest((json.dumps(doc, indent=2) + "\n").encode())
 

@@ -10,6 +10,7 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── AuthError                                 no usable credentials, token endpoint refused
     ├── PreconditionFailed                        --expect-digest / --no-clobber refused the write
     │   └── ForceRequired                         a safety check that ``force=True`` overrides
+    ├── PlatformNotFound                          no image of the source is for the platform asked
     ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
     └── APIError                                  the registry answered with an error status
         ├── NotFound                              404 (MANIFEST_UNKNOWN, NAME_UNKNOWN, ...)
@@ -64,6 +65,26 @@ class PreconditionFailed(RegistryError):
 class ForceRequired(PreconditionFailed):
     """A safety check refused an operation that ``force=True`` would carry out (a delete that
     takes other tags or images along, a write over a referrers tag)."""
+
+
+class PlatformNotFound(RegistryError):
+    """No image of a source is for the platform(s) asked for (the source itself exists).
+
+    Attributes:
+        reference: the source, as the user named it.
+        wanted: the platforms asked for, as given.
+        available: the platforms the source has (its index entries, or the config of a
+            single image), in source order, each once.
+    """
+
+    def __init__(self, reference: str, wanted: list[str], available: list[str]) -> None:
+        self.reference = reference
+        self.wanted = list(wanted)
+        self.available = list(available)
+        have = ", ".join(self.available) or "none"
+        super().__init__(
+            f"{reference}: no platform matches {', '.join(self.wanted)} (available: {have})"
+        )
 
 
 class TransportError(RegistryError):

@@ -6,14 +6,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from .copying import resolve
-from .digests import DigestVerifier
+from .copying import ImageGraph, read_config, resolve
 from .errors import ManifestError
 from .manifests import Descriptor, Manifest, Platform
 from .referrers import ReferrerNode, require_subject
 from .store import LayoutSource, RegistrySource, Source
 
-_MAX_CONFIG = 4 * 1024 * 1024
 _MAX_LISTINGS = 10_000
 
 
@@ -57,24 +55,28 @@ class ImageInfo:
     images: tuple[PlatformImage, ...]
     referrers: int
     notes: tuple[str, ...] = field(default=())
+    nested_size: int = 0  # bytes of the indexes below the top one
 
     @property
     def total_size(self) -> int:
-        """Every byte of the image: the index and each platform's manifest, config and layers
-        (a manifest an index lists under several platforms counted once)."""
+        """Every byte of the image: the index (and those it nests) and each platform's
+        manifest, config and layers (a manifest listed under several platforms counted once)."""
         distinct = {i.digest: i for i in self.images}
         extra = self.size if list(distinct) != [self.digest] else 0
-        return extra + sum(i.total_size for i in distinct.values())
+        return extra + self.nested_size + sum(i.total_size for i in distinct.values())
 
 
 def describe(source: Source, identifier: str, platforms: Sequence[Platform] = ()) -> ImageInfo:
     """Summarise an image: media type, digest, platforms, config of each, layers, referrers.
 
     An index entry is one platform: a manifest listed under two platforms is shown twice.
+    The platforms of nested indexes are shown with those of the top index, in source order.
+    ``platforms`` narrows the view as :func:`~regshift.copying.resolve` selects for a copy.
 
     Raises:
         RegistryError: the image or one of its manifests or configs cannot be read, or a
             config does not match its digest and size (:class:`DigestMismatch`).
+        PlatformNotFound: no image of the source is for any of ``platforms``.
     """
     graph = resolve(source, identifier, platforms)
     top = graph.top if not graph.derived else source.get_manifest(identifier)
@@ -85,31 +87,23 @@ def describe(source: Source, identifier: str, platforms: Sequence[Platform] = ()
         digest=top.digest,
         media_type=top.media_type,
         size=top.size,
-        images=_images(source, top, graph.images, platforms),
+        images=_images(source, graph),
         referrers=len({d.digest for d in source.list_referrers(top.digest)}),
+        nested_size=sum(m.size for m in graph.indexes),
     )
 
 
-def _images(
-    source: Source, top: Manifest, images: Sequence[Manifest], platforms: Sequence[Platform]
-) -> tuple[PlatformImage, ...]:
+def _images(source: Source, graph: ImageGraph) -> tuple[PlatformImage, ...]:
     """One summary per index entry chosen (each config read once), or the image itself."""
-    by_digest = {m.digest: _image(source, m) for m in images}
-    if not top.is_index:
+    by_digest = {m.digest: _image(source, m) for m in graph.images}
+    if not graph.top.is_index and not graph.entries:
         return tuple(by_digest.values())
     return tuple(
         replace(by_digest[entry.digest], platform=str(entry.platform))
         if entry.platform
         else by_digest[entry.digest]
-        for entry in top.manifests
-        if entry.digest in by_digest and _wanted(entry, platforms)
+        for entry in graph.entries
     )
-
-
-def _wanted(entry: Descriptor, platforms: Sequence[Platform]) -> bool:
-    if not platforms:
-        return True
-    return entry.platform is not None and any(entry.platform.matches(p) for p in platforms)
 
 
 def _image(source: Source, manifest: Manifest) -> PlatformImage:
@@ -164,24 +158,10 @@ def _config(source: Source, desc: Descriptor) -> dict[str, object]:
         DigestMismatch: the bytes served do not match the descriptor's digest and size.
     """
     try:
-        doc = json.loads(_read_config(source, desc))
+        doc = json.loads(read_config(source, desc))
     except (ValueError, RecursionError):
         return {}
     return doc if isinstance(doc, dict) else {}
-
-
-def _read_config(source: Source, desc: Descriptor) -> bytes:
-    """The config blob, bounded by its descriptor's size and verified as it is read."""
-    if desc.size > _MAX_CONFIG:
-        raise ManifestError(f"config {desc.digest} is {desc.size} bytes, above the limit")
-    verifier = DigestVerifier(desc.digest, desc.size, what="config")
-    parts = []
-    with source.open_blob(desc) as chunks:
-        for chunk in chunks:
-            verifier.update(chunk)
-            parts.append(chunk)
-    verifier.verify()
-    return b"".join(parts)
 
 
 def subject_digest(source: Source, identifier: str) -> str:

@@ -20,6 +20,27 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 _MAX_DESCRIPTORS = 10_000
 
 
+# Other spellings of one platform, as containerd's platforms.Normalize (database.go) reads
+# them, so `--platform` means what it means to docker, podman and containerd.
+_OS_ALIASES = {"macos": "darwin"}
+#: architecture alias -> (architecture, the variant it implies, or None to keep the given one)
+_ARCH_ALIASES: dict[str, tuple[str, str | None]] = {
+    "x86_64": ("amd64", None),
+    "x86-64": ("amd64", None),
+    "i386": ("386", ""),
+    "i686": ("386", ""),
+    "aarch64": ("arm64", None),
+    "armhf": ("arm", "v7"),
+    "armel": ("arm", "v6"),
+}
+#: architecture -> variant spelling -> canonical variant ("" is the base of the architecture)
+_VARIANT_ALIASES: dict[str, dict[str, str]] = {
+    "amd64": {"v1": ""},
+    "arm64": {"8": "", "v8": ""},
+    "arm": {"": "v7", "7": "v7", "5": "v5", "6": "v6", "8": "v8"},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Platform:
     """The platform of an index entry: ``os/architecture[/variant]``."""
@@ -45,12 +66,36 @@ class Platform:
             raise ValueError(f"invalid platform {text!r}: expected os/arch[/variant]")
         return cls(os=parts[0], architecture=parts[1], variant=parts[2] if len(parts) == 3 else "")
 
+    def normalized(self) -> Platform:
+        """The canonical spelling, as docker and containerd compare platforms.
+
+        Lower case; ``macos`` is ``darwin``; ``x86_64``/``x86-64`` are ``amd64`` (``amd64/v1``
+        is plain ``amd64``); ``i386``/``i686`` are ``386``; ``aarch64`` is ``arm64`` and its
+        ``v8`` is the base (plain ``arm64``); ``armhf`` is ``arm/v7``, ``armel`` is ``arm/v6``;
+        ``arm`` without a variant is ``arm/v7``, and a bare number variant gains its ``v``.
+        """
+        os = self.os.lower()
+        arch, variant = self.architecture.lower(), self.variant.lower()
+        arch, forced = _ARCH_ALIASES.get(arch, (arch, None))
+        variant = forced if forced is not None else variant
+        variant = _VARIANT_ALIASES.get(arch, {}).get(variant, variant)
+        return Platform(
+            os=_OS_ALIASES.get(os, os),
+            architecture=arch,
+            variant=variant,
+            os_version=self.os_version,
+        )
+
     def matches(self, wanted: Platform) -> bool:
-        """Whether this platform satisfies ``wanted`` (a missing wanted variant matches any)."""
-        return (
-            self.os == wanted.os
-            and self.architecture == wanted.architecture
-            and (not wanted.variant or self.variant == wanted.variant)
+        """Whether this platform is ``wanted``, both compared in normalised form
+        (:meth:`normalized`): ``linux/arm64/v8`` is ``linux/arm64``, ``linux/arm`` is
+        ``linux/arm/v7``. A variant is part of the platform: ``linux/amd64`` is not
+        ``linux/amd64/v3``. ``os.version`` is not compared."""
+        mine, theirs = self.normalized(), wanted.normalized()
+        return (mine.os, mine.architecture, mine.variant) == (
+            theirs.os,
+            theirs.architecture,
+            theirs.variant,
         )
 
 

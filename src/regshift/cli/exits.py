@@ -36,6 +36,7 @@ class ExitStatus(IntEnum):
             AuthError,
             InvalidReference,
             NotFound,
+            PlatformNotFound,
             PreconditionFailed,
             Unauthorized,
         )
@@ -47,6 +48,7 @@ class ExitStatus(IntEnum):
             (Unauthorized, cls.AUTH),
             (NotFound, cls.NOT_FOUND),
             (NotFoundInLayout, cls.NOT_FOUND),
+            (PlatformNotFound, cls.NOT_FOUND),
             (PreconditionFailed, cls.PRECONDITION),
         ):
             if isinstance(exc, kind):
