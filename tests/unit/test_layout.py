@@ -115,6 +115,7 @@ _WINDOWS_REFERENCES = [
     ("oci:.\\app:v2", ".\\app", "v2", None),
     ("oci:C:", "C:", None, None),  # the current directory of drive C:
     ("oci:C:1.0", "C:1.0", None, None),  # drive-relative directory "1.0", not tag "1.0"
+    ("oci:.\\C:1.0", ".\\C", "1.0", None),  # ... and how to write tag "1.0" of "C"
     ("oci:c:\\a b\\x:latest", "c:\\a b\\x", "latest", None),
     ("oci:C:\\Users\\me@corp\\img", "C:\\Users\\me@corp\\img", None, None),
     ("oci:C:\\img:1.0\\sub", "C:\\img:1.0\\sub", None, None),  # ':' before a separator
