@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .hostos import MACOS, WINDOWS, current_system, home_dir
+from .hostos import MACOS, WINDOWS, current_system, home_dir, replace_file
 from .locking import lock_within, unlock
 
 MULTI_TAG_PUSH = "multi_tag_push"
@@ -156,7 +156,7 @@ def _write_atomically(path: Path, doc: _Doc) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(doc, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        replace_file(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

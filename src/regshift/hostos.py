@@ -8,12 +8,17 @@ Imports nothing of ours.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 WINDOWS = "win32"
 MACOS = "darwin"
+
+#: How long a replacement waits on Windows for a program holding the target open.
+REPLACE_WAIT = 2.0
 
 
 def current_system() -> str:
@@ -37,3 +42,36 @@ def home_dir(env: Mapping[str, str], system: str) -> Path | None:
         return Path.home()
     except (RuntimeError, KeyError, OSError):  # no $HOME and no passwd entry for this uid
         return None
+
+
+def replace_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    windows: bool | None = None,
+    wait: float = REPLACE_WAIT,
+    replace: Callable[[str | os.PathLike[str], str | os.PathLike[str]], None] = os.replace,
+) -> None:
+    """``os.replace(src, dst)``, atomic on every system; on Windows retried for up to
+    ``wait`` seconds while it fails with PermissionError.
+
+    Windows refuses to replace a file that another program has open without delete
+    sharing (Python's own ``open`` does not grant it; virus scanners and indexers open new
+    files briefly), where POSIX replaces it under the reader. Another regshift process
+    reading ``index.json`` lock-free would otherwise make a concurrent update fail.
+
+    Raises:
+        OSError: what ``replace`` raised, once the wait is over (at once on POSIX).
+    """
+    windows = os.name == "nt" if windows is None else windows
+    deadline = time.monotonic() + wait
+    delay = 0.01
+    while True:
+        try:
+            replace(src, dst)
+            return
+        except PermissionError:
+            if not windows or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 
 from .digests import DigestVerifier, split_digest
 from .errors import DigestMismatch, InvalidReference, ManifestError, RegistryError
+from .hostos import replace_file
 from .locking import lock_within, unlock
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import MediaType, is_foreign, is_manifest
@@ -818,7 +819,7 @@ def _replace_file(
                 os.fsync(out.fileno())
         with errors():
             os.chmod(tmp, _FILE_MODE)
-            os.replace(tmp, path)
+            replace_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

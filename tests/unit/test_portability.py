@@ -18,7 +18,7 @@ from regshift.auth.credentials import ANONYMOUS, FileKeychain, default_keychain,
 from regshift.capabilities import default_cache_dir
 from regshift.cli.exits import reader_gone
 from regshift.errors import AuthError
-from regshift.hostos import home_dir, home_variable
+from regshift.hostos import home_dir, home_variable, replace_file
 from regshift.layout import _lock_target
 from regshift.locking import lock_failure, wait_for_lock
 
@@ -202,6 +202,42 @@ def test_layout_lock_target(tmp_path: Path) -> None:
     file, its oci-layout file. Neither adds a file to the layout."""
     assert _lock_target(tmp_path, windows=False) == tmp_path
     assert _lock_target(tmp_path, windows=True) == tmp_path / "oci-layout"
+
+
+# --- replacing a file another program has open -------------------------------------------
+
+
+class _Replace:
+    """A replacement that fails with the given errors, then succeeds."""
+
+    def __init__(self, *failures: OSError) -> None:
+        self.failures, self.calls = list(failures), 0
+
+    def __call__(self, src: object, dst: object) -> None:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+
+
+def test_replace_waits_for_a_reader_on_windows_only() -> None:
+    """Windows refuses to replace a file open elsewhere (PermissionError) until it is
+    closed: retried for a bounded time there; on POSIX the error is real and raised."""
+    denied = PermissionError(errno.EACCES, "The process cannot access the file")
+    replace = _Replace(denied, denied)
+    replace_file("a", "b", windows=True, replace=replace)
+    assert replace.calls == 3
+    replace = _Replace(denied)
+    with pytest.raises(PermissionError):
+        replace_file("a", "b", windows=False, replace=replace)
+    assert replace.calls == 1
+    replace = _Replace(*[denied] * 1000)
+    with pytest.raises(PermissionError):
+        replace_file("a", "b", windows=True, wait=0.05, replace=replace)
+    assert 1 < replace.calls < 1000
+    replace = _Replace(FileNotFoundError(errno.ENOENT, "gone"))
+    with pytest.raises(FileNotFoundError):  # not a sharing problem: no wait
+        replace_file("a", "b", windows=True, replace=replace)
+    assert replace.calls == 1
 
 
 # --- a reader of standard output that goes away -------------------------------------------

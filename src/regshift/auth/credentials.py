@@ -42,7 +42,14 @@ from pathlib import Path
 from typing import Protocol
 
 from regshift.errors import AuthError
-from regshift.hostos import MACOS, WINDOWS, current_system, home_dir, home_variable
+from regshift.hostos import (
+    MACOS,
+    WINDOWS,
+    current_system,
+    home_dir,
+    home_variable,
+    replace_file,
+)
 
 __all__ = [
     "ANONYMOUS",
@@ -550,7 +557,7 @@ def _write_config(path: Path, config: _JSONObject) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        replace_file(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
