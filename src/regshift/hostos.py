@@ -50,10 +50,10 @@ def replace_file(
     *,
     windows: bool | None = None,
     wait: float = REPLACE_WAIT,
-    replace: Callable[[str | os.PathLike[str], str | os.PathLike[str]], None] = os.replace,
+    replace: Callable[[str | os.PathLike[str], str | os.PathLike[str]], None] | None = None,
 ) -> None:
-    """``os.replace(src, dst)``, atomic on every system; on Windows retried for up to
-    ``wait`` seconds while it fails with PermissionError.
+    """``replace(src, dst)`` (``os.replace`` by default), atomic on every system; on
+    Windows retried for up to ``wait`` seconds while it fails with PermissionError.
 
     Windows refuses to replace a file that another program has open without delete
     sharing (Python's own ``open`` does not grant it; virus scanners and indexers open new
@@ -64,6 +64,7 @@ def replace_file(
         OSError: what ``replace`` raised, once the wait is over (at once on POSIX).
     """
     windows = os.name == "nt" if windows is None else windows
+    replace = os.replace if replace is None else replace  # looked up now, not at import
     deadline = time.monotonic() + wait
     delay = 0.01
     while True:
