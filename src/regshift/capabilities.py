@@ -2,12 +2,12 @@
 
 Some features can only be discovered by trying them (the OCI multi-tag push costs one extra
 request on a registry that ignores it). The answer is kept per registry in a small JSON file
-(``$REGSHIFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/regshift``, else ``~/.cache/regshift``)
-for a week, so a registry upgrade is noticed. The file holds no secrets; losing it only
-costs one probe, so every failure to read or write it is ignored, and without a cache
-directory (no ``$HOME``) nothing is remembered across runs.
+(``$REGSHIFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/regshift``, else the system's cache
+directory: see :func:`default_cache_dir`) for a week, so a registry upgrade is noticed.
+The file holds no secrets; losing it only costs one probe, so every failure to read or
+write it is ignored, and without a cache directory (no home) nothing is remembered.
 
-The file is read once, lock-free; each write takes an exclusive ``flock`` on
+The file is read once, lock-free; each write takes an exclusive lock (:mod:`.locking`) on
 ``capabilities.json.lock`` next to it, re-reads the file, merges in what this process
 learnt and replaces the file atomically, so concurrent runs keep each other's entries.
 Malformed entries count as unknown; an entry whose age is negative or not finite is stale.
@@ -24,7 +24,8 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from .locking import lock_within
+from .hostos import MACOS, WINDOWS, current_system, home_dir, replace_file
+from .locking import lock_within, unlock
 
 MULTI_TAG_PUSH = "multi_tag_push"
 PLAIN_HTTP = "plain_http"  # a loopback / insecure registry that speaks plain HTTP
@@ -39,21 +40,36 @@ _LOCK_POLL = 0.01
 _Doc = dict[str, dict[str, object]]
 
 
-def default_cache_dir(env: Mapping[str, str] | None = None) -> Path | None:
+def default_cache_dir(
+    env: Mapping[str, str] | None = None, *, system: str | None = None
+) -> Path | None:
     """The directory for regshift's cache files, or ``None`` when none can be determined.
 
-    ``$REGSHIFT_CACHE_DIR`` and ``$XDG_CACHE_HOME`` need no home directory; the fallback
-    ``~/.cache/regshift`` does (``$HOME``, else the user's passwd entry).
+    ``$REGSHIFT_CACHE_DIR``, else ``$XDG_CACHE_HOME/regshift`` (on every system: setting it
+    is a choice), else the system's own place for caches: ``%LOCALAPPDATA%\\regshift`` on
+    Windows, ``~/Library/Caches/regshift`` on macOS (neither is backed up or roamed),
+    ``~/.cache/regshift`` elsewhere (XDG's default). Only the last two need a home directory.
+
+    Args:
+        env: the environment; ``os.environ`` when omitted.
+        system: the operating system as :data:`sys.platform` spells it; this one by default.
     """
     env = os.environ if env is None else env
+    system = current_system() if system is None else system
     if env.get("REGSHIFT_CACHE_DIR"):
         return Path(env["REGSHIFT_CACHE_DIR"])
     if env.get("XDG_CACHE_HOME"):
         return Path(env["XDG_CACHE_HOME"]) / "regshift"
-    try:
-        return Path.home() / ".cache" / "regshift"
-    except (RuntimeError, KeyError, OSError):  # no $HOME and no passwd entry for this uid
+    if system == WINDOWS and env.get("LOCALAPPDATA"):
+        return Path(env["LOCALAPPDATA"]) / "regshift"
+    home = home_dir(env, system)
+    if home is None:
         return None
+    if system == WINDOWS:
+        return home / "AppData" / "Local" / "regshift"
+    if system == MACOS:
+        return home / "Library" / "Caches" / "regshift"
+    return home / ".cache" / "regshift"
 
 
 class Capabilities:
@@ -140,7 +156,7 @@ def _write_atomically(path: Path, doc: _Doc) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(doc, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        replace_file(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -149,17 +165,21 @@ def _write_atomically(path: Path, doc: _Doc) -> None:
 
 @contextlib.contextmanager
 def _file_lock(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``lock_path`` (created if missing, never removed)."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """Hold an exclusive lock on ``lock_path`` (created if missing, never removed)."""
+    # No O_CLOEXEC (POSIX only): os.open's descriptors are not inherited anyway (PEP 446).
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         _flock(fd)
-        yield
+        try:
+            yield
+        finally:
+            unlock(fd)
     finally:
-        os.close(fd)  # releases the lock
+        os.close(fd)
 
 
 def _flock(fd: int) -> None:
-    """Lock ``fd`` exclusively, best effort: on a file system without ``flock``, or when the
+    """Lock ``fd`` exclusively, best effort: on a file system that cannot lock, or when the
     holder keeps it longer than :data:`_LOCK_WAIT` (a stopped process), go ahead unlocked;
     each replacement of the file is atomic anyway."""
     with contextlib.suppress(OSError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ntpath
 import os
 import tempfile
 import threading
@@ -31,7 +32,8 @@ from typing import Any, BinaryIO
 
 from .digests import DigestVerifier, split_digest
 from .errors import DigestMismatch, InvalidReference, ManifestError, RegistryError
-from .locking import lock_within
+from .hostos import replace_file
+from .locking import lock_within, unlock
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import MediaType, is_foreign, is_manifest
 from .reference import (
@@ -70,7 +72,7 @@ _DIGEST_PREFIXES = ("sha256:", "sha512:")
 _LOCK_WAIT = 60.0  # seconds another process may hold index.json before we give up
 
 # index.json updates are read-modify-write: one lock per layout directory in this process,
-# plus an flock on the directory against other processes (see Layout._index_update).
+# plus a lock between processes (see Layout._index_update and _lock_target).
 _INDEX_LOCKS: dict[str, threading.Lock] = {}
 _INDEX_LOCKS_GUARD = threading.Lock()
 
@@ -129,42 +131,61 @@ class LayoutReference:
         return text
 
 
-def parse_layout_reference(text: str) -> LayoutReference:
+def parse_layout_reference(text: str, *, windows: bool | None = None) -> LayoutReference:
     """Parse ``oci:PATH``, ``oci:PATH:TAG`` or ``oci:PATH@DIGEST``.
 
-    The tag is what follows the last ``:`` when that part contains no ``/`` and is a
-    valid tag; otherwise the ``:`` belongs to the path (``oci:/tmp/a:b/c`` is the path
-    ``/tmp/a:b/c``). A trailing ``:`` (an empty tag) is an error. The digest is what
-    follows the last ``@`` when that part contains no ``/``.
+    The digest is what follows the last ``@`` when that part contains no path separator.
+    On POSIX the tag is what follows the last ``:`` when that part contains no ``/`` and is
+    a valid tag; otherwise the ``:`` belongs to the path (``oci:/tmp/a:b/c`` is the path
+    ``/tmp/a:b/c``). On Windows ``\\`` separates too, and a path holds no ``:`` past its
+    drive (``C:``, ``\\\\server\\share``), so the drive is never a tag
+    (``oci:C:\\images\\app:1.0`` is the tag ``1.0`` of ``C:\\images\\app``; ``oci:C:1.0`` is
+    the directory ``1.0`` on drive ``C:``) and any later ``:`` must introduce a valid tag.
+    A trailing ``:`` (an empty tag) is an error.
+
+    Args:
+        text: The reference.
+        windows: Parse Windows paths; by default, whether this is Windows.
 
     Raises:
         InvalidReference: not an ``oci:`` reference, an empty path, an invalid digest,
-            or a tag together with a digest.
+            an invalid tag on Windows, or a tag together with a digest.
     """
+    windows = os.name == "nt" if windows is None else windows
     try:
-        return _parse_layout_reference(text)
+        return _parse_layout_reference(text, windows)
     except InvalidReference as exc:
         raise InvalidReference(f"invalid layout reference {_quote(text)}: {exc}") from None
 
 
-def _parse_layout_reference(text: str) -> LayoutReference:
+def _parse_layout_reference(text: str, windows: bool) -> LayoutReference:
     if not is_layout_reference(text):
         raise InvalidReference(
             f'expected "{LAYOUT_PREFIX}PATH[:TAG]" or "{LAYOUT_PREFIX}PATH@DIGEST"'
         )
+    separators = "/\\" if windows else "/"
     rest = text[len(LAYOUT_PREFIX) :]
     digest: str | None = None
     before, at, after = rest.rpartition("@")
-    if at and "/" not in after:
+    if at and not any(sep in after for sep in separators):
         rest, digest = before, validate_digest(after)
     tag: str | None = None
+    drive, tail = ntpath.splitdrive(rest) if windows else ("", rest)
+    if drive.endswith(":"):  # C: or \\?\C: (a share name cannot hold a ':')
+        rest = tail
+    else:
+        drive = ""
     before, colon, after = rest.rpartition(":")
-    if colon and "/" not in after:
+    if colon and not any(sep in after for sep in separators):
         if not after:
             raise InvalidReference("empty tag after ':'")
-        with contextlib.suppress(InvalidReference):
-            tag = validate_tag(after)
-            rest = before
+        if windows:  # no ':' in a Windows path past its drive: this must be a tag
+            tag, rest = validate_tag(after), before
+        else:
+            with contextlib.suppress(InvalidReference):
+                tag = validate_tag(after)
+                rest = before
+    rest = drive + rest
     if not rest:
         raise InvalidReference("empty path")
     if tag is not None and digest is not None:
@@ -180,10 +201,12 @@ class Layout:
 
     ``index.json`` is read afresh by every call (other programs may change it). Each
     read-modify-write of it holds a lock shared by every ``Layout`` on the same directory in
-    this process and an exclusive ``flock`` on the layout directory itself (no lock file is
-    added to the layout), so concurrent regshift processes never lose each other's updates.
-    The flock is advisory: tools that do not take it are not kept out, and on a file system
-    without ``flock`` support updates go ahead unlocked. Each replacement is atomic anyway.
+    this process and an exclusive lock between processes (``flock`` on the layout directory
+    itself; on Windows a byte-range lock on ``oci-layout``, see :func:`_lock_target`: no
+    lock file is added to the layout), so concurrent regshift processes never lose each
+    other's updates. The lock is advisory: tools that do not take it are not kept out, and
+    on a file system without lock support updates go ahead unlocked. Each replacement is
+    atomic anyway.
 
     Attributes:
         path: The layout directory.
@@ -526,7 +549,7 @@ class Layout:
     @contextlib.contextmanager
     def _index_update(self) -> Iterator[None]:
         """Hold ``index.json`` for one read-modify-write: against other threads of this
-        process (the shared lock) and against other processes (the directory's flock)."""
+        process (the shared lock) and against other processes (:func:`_dir_flock`)."""
         with self._index_lock, _dir_flock(self.path):
             yield
 
@@ -705,24 +728,39 @@ def _index_lock_for(path: Path) -> threading.Lock:
 
 @contextlib.contextmanager
 def _dir_flock(directory: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``directory`` itself (Linux and macOS allow it on a
-    directory descriptor), so no lock file is added to the layout. Closing releases it.
+    """Hold the layout's inter-process lock (see :func:`_lock_target`). Closing releases it.
 
     Raises:
-        LayoutError: the directory cannot be opened or locked (a file system without
-            flock support is not an error: the caller goes ahead unlocked).
+        LayoutError: the lock target cannot be opened or locked (a file system without
+            lock support is not an error: the caller goes ahead unlocked).
     """
+    windows = os.name == "nt"
+    target = _lock_target(directory, windows=windows)
     with _os_errors(f"cannot lock {directory}"):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        fd = os.open(target, os.O_RDONLY | (0 if windows else getattr(os, "O_DIRECTORY", 0)))
     try:
         _lock_within(fd, directory, _LOCK_WAIT)
-        yield
+        try:
+            yield
+        finally:
+            unlock(fd)
     finally:
         os.close(fd)
 
 
+def _lock_target(directory: Path, *, windows: bool) -> Path:
+    """What a layout update locks, so that no lock file is added to the layout.
+
+    POSIX: the directory itself (Linux and macOS ``flock`` a directory descriptor).
+    Windows cannot open a directory as a file: there it is the layout's ``oci-layout``
+    file, locked at a byte far past its end (:mod:`regshift.locking`), so readers of the
+    file are not blocked. Every layout has that file, and regshift never replaces it.
+    """
+    return directory / _LAYOUT_FILE if windows else directory
+
+
 def _lock_within(fd: int, directory: Path, seconds: float) -> None:
-    """Take the flock, waiting at most ``seconds``; a file system that cannot lock lets
+    """Take the lock, waiting at most ``seconds``; a file system that cannot lock lets
     the update go ahead unlocked, as before."""
     try:
         locked = lock_within(fd, seconds, poll=0.05)
@@ -781,7 +819,7 @@ def _replace_file(
                 os.fsync(out.fileno())
         with errors():
             os.chmod(tmp, _FILE_MODE)
-            os.replace(tmp, path)
+            replace_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -797,6 +835,8 @@ def _fed(verifier: DigestVerifier, chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 def _fsync_dir(directory: Path) -> None:
     """Make a rename durable; best effort (not every platform can open a directory)."""
+    if os.name == "nt":  # Windows cannot open a directory as a file; NTFS journals renames
+        return
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

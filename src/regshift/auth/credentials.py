@@ -5,8 +5,12 @@
 1. ``REGSHIFT_USERNAME`` + ``REGSHIFT_PASSWORD`` and/or ``REGSHIFT_TOKEN`` (:class:`EnvKeychain`);
 2. ``$REGISTRY_AUTH_FILE`` (podman, skopeo);
 3. Docker's ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``;
-4. podman's ``${XDG_RUNTIME_DIR}/containers/auth.json``;
-5. ``~/.config/containers/auth.json``.
+4. podman's own file: ``${XDG_RUNTIME_DIR}/containers/auth.json`` on Linux,
+   ``~/.config/containers/auth.json`` on macOS and Windows;
+5. ``$XDG_CONFIG_HOME/containers/auth.json``, else ``~/.config/containers/auth.json``.
+
+``~`` is ``%USERPROFILE%`` on Windows, ``$HOME`` elsewhere, as for docker and podman. Helpers
+are found on ``PATH`` (with ``PATHEXT`` on Windows: ``docker-credential-wincred.exe``).
 
 Every file uses Docker's format::
 
@@ -38,6 +42,14 @@ from pathlib import Path
 from typing import Protocol
 
 from regshift.errors import AuthError
+from regshift.hostos import (
+    MACOS,
+    WINDOWS,
+    current_system,
+    home_dir,
+    home_variable,
+    replace_file,
+)
 
 __all__ = [
     "ANONYMOUS",
@@ -268,38 +280,49 @@ class ChainKeychain:
         return ANONYMOUS
 
 
-def default_keychain(env: Mapping[str, str] | None = None) -> Keychain:
+def default_keychain(
+    env: Mapping[str, str] | None = None, *, system: str | None = None
+) -> Keychain:
     """Build the keychain docker, podman and skopeo users expect.
 
     Order: :class:`EnvKeychain`, ``$REGISTRY_AUTH_FILE``, Docker's config (see
-    :func:`docker_config_path`), ``${XDG_RUNTIME_DIR}/containers/auth.json``,
-    ``~/.config/containers/auth.json``. Missing files are skipped.
+    :func:`docker_config_path`), podman's file (``${XDG_RUNTIME_DIR}/containers/auth.json``
+    on Linux, ``~/.config/containers/auth.json`` on macOS and Windows), then
+    ``$XDG_CONFIG_HOME/containers/auth.json`` (default ``~/.config``). Missing files are
+    skipped.
 
     Args:
         env: the environment to read; ``os.environ`` when omitted.
+        system: the operating system as :data:`sys.platform` spells it; this one by default.
 
     Returns:
         A :class:`ChainKeychain` over those sources.
     """
     env = os.environ if env is None else env
-    files = (FileKeychain(path) for path in _auth_files(env))
+    system = current_system() if system is None else system
+    files = (FileKeychain(path) for path in _auth_files(env, system))
     return ChainKeychain(EnvKeychain(env), *files)
 
 
-def docker_config_path(env: Mapping[str, str] | None = None) -> Path:
+def docker_config_path(env: Mapping[str, str] | None = None, *, system: str | None = None) -> Path:
     """Return where Docker keeps its ``config.json``.
 
     Args:
         env: the environment to read; ``os.environ`` when omitted.
+        system: the operating system as :data:`sys.platform` spells it; this one by default.
 
     Returns:
         ``$DOCKER_CONFIG/config.json`` when ``DOCKER_CONFIG`` is set, else
-        ``~/.docker/config.json`` (``~`` from ``HOME`` in ``env``).
+        ``~/.docker/config.json`` (``~`` from ``USERPROFILE`` on Windows, ``HOME`` elsewhere).
+
+    Raises:
+        AuthError: neither ``DOCKER_CONFIG`` nor a home directory.
     """
     env = os.environ if env is None else env
     if env.get("DOCKER_CONFIG"):
         return Path(env["DOCKER_CONFIG"]) / "config.json"
-    return _home(env) / ".docker" / "config.json"
+    system = current_system() if system is None else system
+    return _home(env, system) / ".docker" / "config.json"
 
 
 def store_credential(
@@ -440,30 +463,42 @@ def _without_host(auths: _JSONObject, host: str) -> _JSONObject:
 # --- files ----------------------------------------------------------------------------------
 
 
-def _home(env: Mapping[str, str]) -> Path:
-    """``$HOME``, else the passwd entry's home.
+def _home(env: Mapping[str, str], system: str) -> Path:
+    """``$HOME`` (``%USERPROFILE%`` on Windows), else the passwd entry's home.
 
     Raises:
         AuthError: neither exists (some containers run a uid with no passwd entry).
     """
-    if env.get("HOME"):
-        return Path(env["HOME"])
-    try:
-        return Path.home()
-    except RuntimeError:
-        raise AuthError("no home directory (HOME is unset): set HOME or DOCKER_CONFIG") from None
+    home = home_dir(env, system)
+    if home is None:
+        var = home_variable(system)
+        raise AuthError(f"no home directory ({var} is unset): set {var} or DOCKER_CONFIG")
+    return home
 
 
-def _auth_files(env: Mapping[str, str]) -> list[Path]:
+def _auth_files(env: Mapping[str, str], system: str) -> list[Path]:
+    """The auth files to read, in order (see :func:`default_keychain`); they need not exist.
+
+    podman's own file follows containers/image ``getPathToAuthWithOS``: on macOS and
+    Windows it is under the home directory, on Linux under ``$XDG_RUNTIME_DIR``
+    (``/run/containers/<uid>/auth.json`` without it, which is root's and not read here).
+    """
     paths: list[Path] = []
     if env.get("REGISTRY_AUTH_FILE"):
         paths.append(Path(env["REGISTRY_AUTH_FILE"]))
     with contextlib.suppress(AuthError):  # no home: no files there to read
-        paths.append(docker_config_path(env))
-    if env.get("XDG_RUNTIME_DIR"):
-        paths.append(Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
-    with contextlib.suppress(AuthError):
-        paths.append(_home(env) / ".config" / "containers" / "auth.json")
+        paths.append(docker_config_path(env, system=system))
+    config_auth = Path("containers") / "auth.json"
+    if system in (WINDOWS, MACOS):
+        with contextlib.suppress(AuthError):
+            paths.append(_home(env, system) / ".config" / config_auth)
+    elif env.get("XDG_RUNTIME_DIR"):
+        paths.append(Path(env["XDG_RUNTIME_DIR"]) / config_auth)
+    if env.get("XDG_CONFIG_HOME"):
+        paths.append(Path(env["XDG_CONFIG_HOME"]) / config_auth)
+    else:
+        with contextlib.suppress(AuthError):
+            paths.append(_home(env, system) / ".config" / config_auth)
     return list(dict.fromkeys(paths))
 
 
@@ -517,11 +552,12 @@ def _write_config(path: Path, config: _JSONObject) -> None:
         raise AuthError(f"cannot write auth file {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
+            if hasattr(os, "fchmod"):  # not on Windows before Python 3.13, whose ACLs apply
+                os.fchmod(handle.fileno(), 0o600)
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        replace_file(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

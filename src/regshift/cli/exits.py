@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -78,8 +79,6 @@ def run_guarded(opts: CommonOptions, work: Callable[[], int]) -> None:
     except (KeyboardInterrupt, click.Abort):  # click.Abort: Ctrl-C or Ctrl-D at a prompt
         click.echo("regshift: interrupted", err=True)
         code = ExitStatus.INTERRUPTED
-    except BrokenPipeError:
-        code = _stdout_gone()
     except click.ClickException as exc:
         if opts.json and isinstance(exc, click.UsageError):
             _json_error(exc, ExitStatus.USAGE)
@@ -87,10 +86,35 @@ def run_guarded(opts: CommonOptions, work: Callable[[], int]) -> None:
     except RegistryError as exc:
         code = _report(opts, exc, ExitStatus.for_error(exc))
     except Exception as exc:
-        if opts.debug:
-            traceback.print_exc()
-        code = _report(opts, exc, ExitStatus.ERROR, prefix="internal error: ")
+        if reader_gone(exc, windows=os.name == "nt", stdout_fails=_stdout_fails):
+            code = _stdout_gone()
+        else:
+            if opts.debug:
+                traceback.print_exc()
+            code = _report(opts, exc, ExitStatus.ERROR, prefix="internal error: ")
     sys.exit(int(code))
+
+
+def reader_gone(exc: BaseException, *, windows: bool, stdout_fails: Callable[[], bool]) -> bool:
+    """Whether ``exc`` says the reader of our standard output went away.
+
+    POSIX: a write to a pipe without reader raises BrokenPipeError (Python ignores SIGPIPE,
+    so no signal kills the process; Windows has no SIGPIPE at all). Windows: the C runtime
+    turns "the pipe is being closed" (ERROR_NO_DATA) into EINVAL, a plain OSError, so there
+    an EINVAL counts only when ``stdout_fails()`` confirms that standard output is broken.
+    """
+    if isinstance(exc, BrokenPipeError):
+        return True
+    return windows and isinstance(exc, OSError) and exc.errno == errno.EINVAL and stdout_fails()
+
+
+def _stdout_fails() -> bool:
+    """Does flushing standard output fail (what a failed write left is still buffered)?"""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return False
 
 
 def _report(opts: CommonOptions, exc: BaseException, code: ExitStatus, prefix: str = "") -> int:
