@@ -646,15 +646,17 @@ class Client:
         else:
             target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
         scope_set = merge_scopes([ref.scope("pull")] if not api_root else [], scopes)
+        # /v2/ belongs to no repository: errors name the registry (the ping's is made up).
+        where = ref.registry if api_root else _display(ref)
         try:
             response = self._send_retrying(
                 method, ref.endpoint, target, scope_set, headers, content, params, retry
             )
         except TransportError as exc:
-            raise TransportError(f"{_display(ref)}: {exc}", retryable=exc.retryable) from None
+            raise TransportError(f"{where}: {exc}", retryable=exc.retryable) from None
         if response.status_code < 400 or (missing_ok and response.status_code == 404):
             return response if stream else _buffered(response)
-        raise _error_for(response, ref, self._registry_auth(ref.endpoint))
+        raise _error_for(response, where, self._registry_auth(ref.endpoint))
 
     def _send_retrying(
         self,
@@ -913,8 +915,8 @@ def _display(ref: Reference) -> str:
     return str(ref)
 
 
-def _error_for(response: httpx.Response, ref: Reference, auth: RegistryAuth) -> RegistryError:
-    error = api_error(response, context=_display(ref))
+def _error_for(response: httpx.Response, where: str, auth: RegistryAuth) -> RegistryError:
+    error = api_error(response, context=where)
     if isinstance(error, Unauthorized) and response.status_code == 401:
         cred = auth.credential  # looked up only here: a 404 must not depend on credentials
         hint = (
@@ -928,6 +930,6 @@ def _error_for(response: httpx.Response, ref: Reference, auth: RegistryAuth) -> 
             url=error.url,
             errors=error.errors,
             text=error.text,
-            context=f"{_display(ref)}: {hint}",
+            context=f"{where}: {hint}",
         )
     return error
