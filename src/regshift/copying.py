@@ -135,6 +135,10 @@ class CopyResult:
     """What one ``copy`` to one destination did.
 
     ``blobs`` and ``bytes`` count by outcome: ``mounted``, ``streamed``, ``skipped``.
+    ``manifests`` counts manifest writes at the destination, each once however often its
+    request was retried: child manifests, the image by digest before its referrers, every
+    referrer (and its children), every write of a referrers fallback index, cosign digest
+    tags, and the tag itself. ``requests`` counts every HTTP request sent for it.
     """
 
     source: str
@@ -395,15 +399,17 @@ def _copy_one(
     if opts.dry_run:
         return run.result(graph, before, steps=steps)
     done = run.copy_blobs(steps)
-    written = run.put_children(graph)
+    run.put_children(graph)
     if opts.referrers or opts.digest_tags:
         # Everything that refers to the image lands before the tag does, so a promoted
         # image is never visible without its signatures.
         writer.put_child(graph.top)
+        run.manifests += 1
         _copy_attached(run, graph, opts)
     writer.put_top(graph.top)
+    run.manifests += 1
     run.emit(graph.top.descriptor(), ProgressState.WRITTEN, kind="manifest")
-    return run.result(graph, before, steps=done, manifests=written + 1)
+    return run.result(graph, before, steps=done)
 
 
 def _copy_attached(run: _Run, graph: ImageGraph, opts: CopyOptions) -> None:
@@ -442,8 +448,9 @@ class _Writer:
     def put_top(self, manifest: Manifest) -> None:
         raise NotImplementedError
 
-    def attach(self, manifest: Manifest) -> None:
-        """Store a referrer and make it listable under its subject."""
+    def attach(self, manifest: Manifest) -> int:
+        """Store a referrer and make it listable under its subject; return the manifests
+        written (the referrer, and each write of its subject's fallback index)."""
         raise NotImplementedError
 
     def retagged(self, tag: str) -> _Writer:
@@ -477,6 +484,7 @@ class _Run:
         self.referrers: list[str] = []  # copied in this run
         self.seen_referrers: list[str] = []  # every referrer found, copied now or before
         self.digest_tags: list[str] = []
+        self.manifests = 0  # manifest writes at the destination (CopyResult.manifests)
         self.started = time.monotonic()
         self.start_requests = self._requests()
         self.start_retries = self._retries()
@@ -575,6 +583,7 @@ class _Run:
         missing = [m for m in children if not self.writer.has_manifest(m.digest)]
         for manifest in missing:
             self.writer.put_child(manifest)
+            self.manifests += 1
             self.emit(manifest.descriptor(), ProgressState.WRITTEN, kind="manifest")
         return len(missing)
 
@@ -599,10 +608,10 @@ class _Run:
                 if self.writer.has_manifest(desc.digest):
                     # Copied before: list it again (attaching is idempotent), in case the
                     # earlier run stored it but failed to update the listing.
-                    self.writer.attach(self.source.get_manifest(desc.digest))
+                    self.manifests += self.writer.attach(self.source.get_manifest(desc.digest))
                     continue
                 artifact = self._copy_artifact(desc.digest)
-                self.writer.attach(artifact.top)
+                self.manifests += self.writer.attach(artifact.top)
                 self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="referrer")
                 self.referrers.append(desc.digest)
 
@@ -617,6 +626,7 @@ class _Run:
                 continue  # copied before and unchanged since
             artifact = self._copy_artifact(tag)
             target.put_top(artifact.top)
+            self.manifests += 1
             self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="tag")
             self.digest_tags.append(tag)
 
@@ -627,7 +637,6 @@ class _Run:
         *,
         steps: tuple[BlobStep, ...],
         up_to_date: bool = False,
-        manifests: int = 0,
     ) -> CopyResult:
         tag = self.writer.tag
         return CopyResult(
@@ -639,7 +648,7 @@ class _Run:
             previous=previous,
             blobs=dict(self.tally.blobs),
             bytes=dict(self.tally.bytes),
-            manifests=manifests,
+            manifests=self.manifests,
             requests=self._requests() - self.start_requests,
             seconds=time.monotonic() - self.started,
             dry_run=self.opts.dry_run,
@@ -690,8 +699,9 @@ class _LayoutWriter(_Writer):
     def put_top(self, manifest: Manifest) -> None:
         self.target.put_top(manifest)
 
-    def attach(self, manifest: Manifest) -> None:
+    def attach(self, manifest: Manifest) -> int:
         self.target.attach(manifest)
+        return 2  # the referrer, and index.json under its fallback tag
 
     def retagged(self, tag: str) -> _Writer:
         return _LayoutWriter(self.target.at(tag))
@@ -742,8 +752,8 @@ class _RegistryWriter(_Writer):
         target = repo.with_tag(self.dst.tag) if self.dst.tag else repo.with_digest(manifest.digest)
         self.client.put_manifest(target, manifest, scopes=self.scopes)
 
-    def attach(self, manifest: Manifest) -> None:
-        referrers.attach(self.client, self.dst.repo_only(), manifest)
+    def attach(self, manifest: Manifest) -> int:
+        return 1 + referrers.attach(self.client, self.dst.repo_only(), manifest).writes
 
     def retagged(self, tag: str) -> _Writer:
         return _RegistryWriter(self.client, self.dst.repo_only().with_tag(tag), self.source_ref)
