@@ -58,7 +58,9 @@ class CopyOptions:
     """How to copy.
 
     Attributes:
-        platforms: copy only these platforms of an index (empty, or every one: digest kept).
+        platforms: copy only these platforms of an index (empty, or every one: digest kept);
+            :class:`Platform` s or strings such as ``"linux/arm64"`` (parsed with
+            :meth:`Platform.parse`).
         jobs: blobs transferred at once.
         dry_run: plan only; write nothing.
         include_foreign: also copy non-distributable (foreign) layers.
@@ -69,7 +71,13 @@ class CopyOptions:
             copied, recursively, and list them at the destination as it supports.
         digest_tags: also copy the legacy cosign tags ``sha256-<hex>.sig/.att/.sbom``.
         attempts: tries per blob before the copy fails (resumes do not count).
-        progress: receives :class:`ProgressEvent` s (from worker threads).
+        progress: receives :class:`ProgressEvent` s. Events come from worker threads, but
+            calls are serialised (one at a time, under one lock), so a plain ``print`` or a
+            non-thread-safe callback is safe; keep it quick, transfers wait for it.
+
+    Raises:
+        ValueError: a platform string is not ``os/arch[/variant]``.
+        TypeError: a platform is neither a string nor a :class:`Platform`.
     """
 
     platforms: tuple[Platform, ...] = ()
@@ -83,6 +91,23 @@ class CopyOptions:
     referrers: bool = False
     digest_tags: bool = False
     progress: ProgressCallback = ignore
+
+    def __post_init__(self) -> None:
+        if isinstance(self.platforms, str | Platform):  # one platform, not its characters
+            object.__setattr__(self, "platforms", (self.platforms,))
+        object.__setattr__(self, "platforms", tuple(_platform(p) for p in self.platforms))
+
+
+def _platform(value: object) -> Platform:
+    if isinstance(value, Platform):
+        return value
+    if isinstance(value, str):
+        return Platform.parse(value)
+    raise TypeError(f"platforms: expected 'os/arch[/variant]' or a Platform, not {value!r}")
+
+
+# Progress callbacks run one at a time, whichever worker thread reports (see CopyOptions).
+_PROGRESS_LOCK = threading.Lock()
 
 
 class BlobAction(StrEnum):
@@ -503,9 +528,9 @@ class _Run:
     def emit(
         self, desc: Descriptor, state: ProgressState, done: int = 0, kind: str = "blob"
     ) -> None:
-        self.opts.progress(
-            ProgressEvent(kind, desc.digest, state, done, desc.size, self.writer.name)
-        )
+        event = ProgressEvent(kind, desc.digest, state, done, desc.size, self.writer.name)
+        with _PROGRESS_LOCK:
+            self.opts.progress(event)
 
     def plan(self, graph: ImageGraph) -> tuple[BlobStep, ...]:
         """Decide skip / mount / stream per blob (existence checks run concurrently)."""

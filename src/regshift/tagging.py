@@ -108,6 +108,7 @@ def tag(
         raise_on_error: raise the first per-tag error after trying every tag.
 
     Raises:
+        ValueError: ``new_tags`` is empty (nothing is sent).
         InvalidReference: a malformed source, tag or ``expect_digest`` (nothing is sent).
         PreconditionFailed: ``expect_digest`` or ``no_clobber`` refused (nothing is written).
         RegistryError: the source cannot be read, or (``raise_on_error``) a tag failed.
@@ -115,6 +116,8 @@ def tag(
     if isinstance(new_tags, str):  # one tag, not its characters
         new_tags = [new_tags]
     tags = _unique([validate_tag(t) for t in new_tags])
+    if not tags:
+        raise ValueError("tag: give at least one new tag")
     if expect_digest is not None:
         validate_digest(expect_digest)
     if isinstance(source, str) and is_layout_reference(source):
