@@ -55,6 +55,7 @@ def cli() -> None:
     metavar="FILE",
     help="Promote many images in one run: lines of 'SOURCE NEW_TAG...' ('-' = stdin).",
 )
+@click.option("-q", "--quiet", is_flag=True, help="No output except errors (--json still prints).")
 @common_options
 def tag_cmd(
     opts: CommonOptions,
@@ -64,6 +65,7 @@ def tag_cmd(
     no_clobber: bool,
     dry_run: bool,
     from_file: TextIO | None,
+    quiet: bool,
 ) -> None:
     """Give SOURCE one or more NEW_TAGs in the same repository, moving only the manifest.
 
@@ -83,7 +85,7 @@ def tag_cmd(
         if from_file is not None:  # --insecure covers the registries the file names, too
             opts.registries = (*opts.registries, *endpoints_of(src for src, _ in jobs))
         many = from_file is not None  # --json: a list for a file, whatever its length
-        return _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many)
+        return _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many, quiet)
 
     run_guarded(opts, work)
 
@@ -169,6 +171,7 @@ def _run_tags(
     no_clobber: bool,
     dry_run: bool,
     many: bool,
+    quiet: bool = False,
 ) -> int:
     from ..errors import RegistryError
     from ..tagging import tag
@@ -214,7 +217,7 @@ def _run_tags(
             if failed.error is not None:
                 click.echo(f"regshift: error: tag {failed.tag}: {one_line(failed.error)}", err=True)
                 errors.append(failed.error)
-    opts.emit(docs if many else docs[0], "\n".join(texts))
+    opts.emit(docs if many else docs[0], "" if quiet else "\n".join(texts))
     return ExitStatus.for_error(errors[0]) if errors else ExitStatus.OK
 
 
