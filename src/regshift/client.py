@@ -665,15 +665,17 @@ class Client:
             target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
         scope_set = merge_scopes([ref.scope("pull")] if not api_root else [], scopes)
         repository = None if api_root else ref.repository
+        # /v2/ belongs to no repository: errors name the registry (the ping's is made up).
+        where = ref.registry if api_root else _display(ref)
         try:
             response = self._send_retrying(
                 method, ref.endpoint, target, scope_set, headers, content, params, retry, repository
             )
         except TransportError as exc:
-            raise TransportError(f"{_display(ref)}: {exc}", retryable=exc.retryable) from None
+            raise TransportError(f"{where}: {exc}", retryable=exc.retryable) from None
         if response.status_code < 400 or (missing_ok and response.status_code == 404):
             return response if stream else _buffered(response)
-        raise _error_for(response, ref, self._registry_auth(ref.endpoint), repository)
+        raise _error_for(response, where, self._registry_auth(ref.endpoint), repository)
 
     def _send_retrying(
         self,
@@ -944,9 +946,9 @@ def _display(ref: Reference) -> str:
 
 
 def _error_for(
-    response: httpx.Response, ref: Reference, auth: RegistryAuth, repository: str | None
+    response: httpx.Response, where: str, auth: RegistryAuth, repository: str | None
 ) -> RegistryError:
-    error = api_error(response, context=_display(ref))
+    error = api_error(response, context=where)
     if isinstance(error, Unauthorized) and response.status_code == 401:
         # Looked up only here: a 404 must not depend on credentials.
         cred = auth.credential_for(repository)
@@ -961,6 +963,6 @@ def _error_for(
             url=error.url,
             errors=error.errors,
             text=error.text,
-            context=f"{_display(ref)}: {hint}",
+            context=f"{where}: {hint}",
         )
     return error

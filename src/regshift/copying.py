@@ -60,7 +60,9 @@ class CopyOptions:
     """How to copy.
 
     Attributes:
-        platforms: copy only these platforms of an index (empty, or every one: digest kept).
+        platforms: copy only these platforms of an index (empty, or every one: digest kept);
+            :class:`Platform` s or strings such as ``"linux/arm64"`` (parsed with
+            :meth:`Platform.parse`).
         jobs: blobs transferred at once.
         dry_run: plan only; write nothing.
         include_foreign: also copy non-distributable (foreign) layers.
@@ -72,7 +74,13 @@ class CopyOptions:
             copied, recursively, and list them at the destination as it supports.
         digest_tags: also copy the legacy cosign tags ``sha256-<hex>.sig/.att/.sbom``.
         attempts: tries per blob before the copy fails (resumes do not count).
-        progress: receives :class:`ProgressEvent` s (from worker threads).
+        progress: receives :class:`ProgressEvent` s. Events come from worker threads, but
+            calls are serialised (one at a time, under one lock), so a plain ``print`` or a
+            non-thread-safe callback is safe; keep it quick, transfers wait for it.
+
+    Raises:
+        ValueError: a platform string is not ``os/arch[/variant]``.
+        TypeError: a platform is neither a string nor a :class:`Platform`.
     """
 
     platforms: tuple[Platform, ...] = ()
@@ -86,6 +94,23 @@ class CopyOptions:
     referrers: bool = False
     digest_tags: bool = False
     progress: ProgressCallback = ignore
+
+    def __post_init__(self) -> None:
+        if isinstance(self.platforms, str | Platform):  # one platform, not its characters
+            object.__setattr__(self, "platforms", (self.platforms,))
+        object.__setattr__(self, "platforms", tuple(_platform(p) for p in self.platforms))
+
+
+def _platform(value: object) -> Platform:
+    if isinstance(value, Platform):
+        return value
+    if isinstance(value, str):
+        return Platform.parse(value)
+    raise TypeError(f"platforms: expected 'os/arch[/variant]' or a Platform, not {value!r}")
+
+
+# Progress callbacks run one at a time, whichever worker thread reports (see CopyOptions).
+_PROGRESS_LOCK = threading.Lock()
 
 
 class BlobAction(StrEnum):
@@ -152,6 +177,10 @@ class CopyResult:
     """What one ``copy`` to one destination did.
 
     ``blobs`` and ``bytes`` count by outcome: ``mounted``, ``streamed``, ``skipped``.
+    ``manifests`` counts manifest writes at the destination, each once however often its
+    request was retried: child manifests, the image by digest before its referrers, every
+    referrer (and its children), every write of a referrers fallback index, cosign digest
+    tags, and the tag itself. ``requests`` counts every HTTP request sent for it.
     """
 
     source: str
@@ -546,15 +575,17 @@ def _copy_one(
     if opts.dry_run:
         return run.result(graph, before, steps=steps)
     done = run.copy_blobs(steps)
-    written = run.put_children(graph)
+    run.put_children(graph)
     if opts.referrers or opts.digest_tags:
         # Everything that refers to the image lands before the tag does, so a promoted
         # image is never visible without its signatures.
         writer.put_child(graph.top)
+        run.manifests += 1
         _copy_attached(run, graph, opts)
     writer.put_top(graph.top)
+    run.manifests += 1
     run.emit(graph.top.descriptor(), ProgressState.WRITTEN, kind="manifest")
-    return run.result(graph, before, steps=done, manifests=written + 1)
+    return run.result(graph, before, steps=done)
 
 
 def _copy_attached(run: _Run, graph: ImageGraph, opts: CopyOptions) -> None:
@@ -593,8 +624,9 @@ class _Writer:
     def put_top(self, manifest: Manifest) -> None:
         raise NotImplementedError
 
-    def attach(self, manifest: Manifest) -> None:
-        """Store a referrer and make it listable under its subject."""
+    def attach(self, manifest: Manifest) -> int:
+        """Store a referrer and make it listable under its subject; return the manifests
+        written (the referrer, and each write of its subject's fallback index)."""
         raise NotImplementedError
 
     def retagged(self, tag: str) -> _Writer:
@@ -628,6 +660,7 @@ class _Run:
         self.referrers: list[str] = []  # copied in this run
         self.seen_referrers: list[str] = []  # every referrer found, copied now or before
         self.digest_tags: list[str] = []
+        self.manifests = 0  # manifest writes at the destination (CopyResult.manifests)
         self.started = time.monotonic()
         self.start_requests = self._requests()
         self.start_retries = self._retries()
@@ -646,9 +679,9 @@ class _Run:
     def emit(
         self, desc: Descriptor, state: ProgressState, done: int = 0, kind: str = "blob"
     ) -> None:
-        self.opts.progress(
-            ProgressEvent(kind, desc.digest, state, done, desc.size, self.writer.name)
-        )
+        event = ProgressEvent(kind, desc.digest, state, done, desc.size, self.writer.name)
+        with _PROGRESS_LOCK:
+            self.opts.progress(event)
 
     def plan(self, graph: ImageGraph) -> tuple[BlobStep, ...]:
         """Decide skip / mount / stream per blob (existence checks run concurrently)."""
@@ -726,6 +759,7 @@ class _Run:
         missing = [m for m in children if not self.writer.has_manifest(m.digest)]
         for manifest in missing:
             self.writer.put_child(manifest)
+            self.manifests += 1
             self.emit(manifest.descriptor(), ProgressState.WRITTEN, kind="manifest")
         return len(missing)
 
@@ -750,10 +784,10 @@ class _Run:
                 if self.writer.has_manifest(desc.digest):
                     # Copied before: list it again (attaching is idempotent), in case the
                     # earlier run stored it but failed to update the listing.
-                    self.writer.attach(self.source.get_manifest(desc.digest))
+                    self.manifests += self.writer.attach(self.source.get_manifest(desc.digest))
                     continue
                 artifact = self._copy_artifact(desc.digest)
-                self.writer.attach(artifact.top)
+                self.manifests += self.writer.attach(artifact.top)
                 self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="referrer")
                 self.referrers.append(desc.digest)
 
@@ -768,6 +802,7 @@ class _Run:
                 continue  # copied before and unchanged since
             artifact = self._copy_artifact(tag)
             target.put_top(artifact.top)
+            self.manifests += 1
             self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="tag")
             self.digest_tags.append(tag)
 
@@ -778,7 +813,6 @@ class _Run:
         *,
         steps: tuple[BlobStep, ...],
         up_to_date: bool = False,
-        manifests: int = 0,
     ) -> CopyResult:
         tag = self.writer.tag
         return CopyResult(
@@ -790,7 +824,7 @@ class _Run:
             previous=previous,
             blobs=dict(self.tally.blobs),
             bytes=dict(self.tally.bytes),
-            manifests=manifests,
+            manifests=self.manifests,
             requests=self._requests() - self.start_requests,
             seconds=time.monotonic() - self.started,
             dry_run=self.opts.dry_run,
@@ -841,8 +875,9 @@ class _LayoutWriter(_Writer):
     def put_top(self, manifest: Manifest) -> None:
         self.target.put_top(manifest)
 
-    def attach(self, manifest: Manifest) -> None:
+    def attach(self, manifest: Manifest) -> int:
         self.target.attach(manifest)
+        return 2  # the referrer, and index.json under its fallback tag
 
     def retagged(self, tag: str) -> _Writer:
         return _LayoutWriter(self.target.at(tag))
@@ -909,8 +944,8 @@ class _RegistryWriter(_Writer):
         target = repo.with_tag(self.dst.tag) if self.dst.tag else repo.with_digest(manifest.digest)
         self.client.put_manifest(target, manifest, scopes=self.scopes)
 
-    def attach(self, manifest: Manifest) -> None:
-        referrers.attach(self.client, self.dst.repo_only(), manifest)
+    def attach(self, manifest: Manifest) -> int:
+        return 1 + referrers.attach(self.client, self.dst.repo_only(), manifest).writes
 
     def retagged(self, tag: str) -> _Writer:
         return _RegistryWriter(self.client, self.dst.repo_only().with_tag(tag), self.source_ref)

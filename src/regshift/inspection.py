@@ -6,11 +6,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from .client import Client
 from .copying import ImageGraph, read_config, resolve
 from .errors import ManifestError
 from .manifests import Descriptor, Manifest, Platform
+from .reference import Reference
 from .referrers import ReferrerNode, require_subject
-from .store import LayoutSource, RegistrySource, Source
+from .store import LayoutSource, RegistrySource, Source, open_source
 
 _MAX_LISTINGS = 10_000
 
@@ -66,7 +68,31 @@ class ImageInfo:
         return extra + self.nested_size + sum(i.total_size for i in distinct.values())
 
 
-def describe(source: Source, identifier: str, platforms: Sequence[Platform] = ()) -> ImageInfo:
+def describe(
+    client: Client, ref: str | Reference, *, platforms: Sequence[Platform | str] = ()
+) -> ImageInfo:
+    """Summarise the image ``ref`` names, like ``regshift inspect``: media type, digest,
+    platforms, config of each, layers, referrers.
+
+    Args:
+        client: the client to use.
+        ref: an image reference (a string or :class:`Reference`; a string may name an OCI
+            layout, ``oci:PATH[:TAG]``).
+        platforms: only these platforms (:class:`Platform` s or ``"os/arch[/variant]"``).
+
+    Raises:
+        InvalidReference: a malformed reference (nothing is sent).
+        ValueError: a malformed platform string.
+        RegistryError: the image cannot be read (see :func:`describe_source`).
+    """
+    wanted = [p if isinstance(p, Platform) else Platform.parse(p) for p in platforms]
+    source = open_source(client, ref)
+    return describe_source(source, source.identifier or "latest", wanted)
+
+
+def describe_source(
+    source: Source, identifier: str, platforms: Sequence[Platform] = ()
+) -> ImageInfo:
     """Summarise an image: media type, digest, platforms, config of each, layers, referrers.
 
     An index entry is one platform: a manifest listed under two platforms is shown twice.

@@ -434,9 +434,9 @@ def _read_index(client: Client, tag_ref: Reference, scopes: Sequence[str]) -> Ma
     """GET the fallback index; NotFound propagates, anything but an OCI index is an error."""
     index = client.get_manifest(tag_ref, scopes=scopes)
     if index.media_type != MediaType.OCI_INDEX:
+        held = index.media_type or "a manifest without media type"  # no "a application/…"
         raise ManifestError(
-            f"{tag_ref}: referrers tag {tag_ref.tag} holds a {index.media_type or 'manifest'},"
-            f" not an OCI image index"
+            f"{tag_ref}: referrers tag {tag_ref.tag} holds {held}, not an OCI image index"
         )
     return index
 

@@ -228,9 +228,9 @@ class LayoutTarget:
             return referrers.empty_index()
         index = self.layout.get_manifest(tag)
         if index.media_type != MediaType.OCI_INDEX:
+            held = index.media_type or "a manifest without media type"  # no "a application/…"
             raise ManifestError(
-                f"{self.name}: referrers tag {tag} holds a {index.media_type or 'manifest'},"
-                " not an OCI image index"
+                f"{self.name}: referrers tag {tag} holds {held}, not an OCI image index"
             )
         doc: dict[str, object] = json.loads(index.raw)
         return doc

@@ -112,6 +112,7 @@ def tag(
             :func:`regshift.reference.is_fallback_tag`), replacing the referrers list there.
 
     Raises:
+        ValueError: ``new_tags`` is empty (nothing is sent).
         InvalidReference: a malformed source, tag or ``expect_digest`` (nothing is sent).
         ForceRequired: a new tag is a referrers tag and ``force`` is not set (nothing is sent).
         PreconditionFailed: ``expect_digest`` or ``no_clobber`` refused (nothing is written).
@@ -120,6 +121,8 @@ def tag(
     if isinstance(new_tags, str):  # one tag, not its characters
         new_tags = [new_tags]
     tags = _unique([validate_tag(t) for t in new_tags])
+    if not tags:
+        raise ValueError("tag: give at least one new tag")
     for name in tags:  # before anything is sent, like every other refusal here
         refuse_fallback_tag(str(source), name, force=force)
     if expect_digest is not None:

@@ -134,7 +134,12 @@ class TransportOptions:
 
 @dataclass(slots=True)
 class RequestStats:
-    """Counts of HTTP requests answered (token requests included), thread-safe."""
+    """Counts of HTTP requests sent (token requests included), thread-safe.
+
+    A request counts once it went out, answered or not: one whose connection dropped before
+    the answer (later retried) is a request the registry saw. One that never left (no
+    connection, a failed TLS handshake, e.g. probing a plain-HTTP port) is not counted.
+    """
 
     _counter: itertools.count[int] = field(default_factory=itertools.count)
     _last: int = 0
@@ -188,16 +193,43 @@ def ssl_context(ca_file: str | None, *, verify: bool = True) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise TransportError(f"cannot load CA file {ca_file}: {exc}") from None
+            # Retrying cannot help; the CLI checks the file first (check_ca_file).
+            raise TransportError(f"cannot load CA file {ca_file}: {exc}", retryable=False) from None
     return ctx
+
+
+# Failures that happen before a request leaves: the registry never saw it.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def check_ca_file(path: str) -> None:
+    """Check that ``path`` is a readable PEM bundle with at least one certificate; cheap
+    (only that file is loaded, not the system CAs).
+
+    Raises:
+        ValueError: it is missing, a directory, unreadable, or holds no certificate.
+    """
+    if os.path.isdir(path):
+        raise ValueError("is a directory, not a PEM file")
+    if not os.path.exists(path):
+        raise ValueError("no such file")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError:
+        raise ValueError("no PEM certificate could be read from it") from None
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
 
 
 class _LazyTransport(httpx.BaseTransport):
     """Builds its transport on first use: loading the CA bundle costs tens of milliseconds,
-    which a run that only talks plain HTTP to a loopback registry should not pay."""
+    which a run that only talks plain HTTP to a loopback registry should not pay. Counts
+    every request sent in ``stats`` (see :class:`RequestStats`): here, in the sending thread,
+    because an event hook sees only requests that were answered."""
 
-    def __init__(self, factory: Callable[[], httpx.BaseTransport]) -> None:
+    def __init__(self, factory: Callable[[], httpx.BaseTransport], stats: RequestStats) -> None:
         self._factory = factory
+        self._stats = stats
         self._transport: httpx.BaseTransport | None = None
         self._lock = threading.Lock()
 
@@ -205,7 +237,15 @@ class _LazyTransport(httpx.BaseTransport):
         with self._lock:
             if self._transport is None:
                 self._transport = self._factory()
-        return self._transport.handle_request(request)
+        try:
+            response = self._transport.handle_request(request)
+        except _NOT_SENT:
+            raise
+        except httpx.TransportError:
+            self._stats.add()  # sent, and its answer lost (a dropped connection, a timeout)
+            raise
+        self._stats.add()
+        return response
 
     def close(self) -> None:
         if self._transport is not None:
@@ -225,19 +265,19 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
             verify=ssl_context(options.ca_file, verify=verify), limits=limits
         )
 
-    mounts: dict[str, httpx.BaseTransport | None] = {
-        "http://": httpx.HTTPTransport(verify=ssl_context(None, verify=False), limits=limits),
-        **{f"https://{host}": _LazyTransport(transport(False)) for host in options.insecure},
-    }
+    def plain() -> httpx.BaseTransport:
+        return httpx.HTTPTransport(verify=ssl_context(None, verify=False), limits=limits)
 
-    def count(_: httpx.Response) -> None:
-        stats.add()  # counted on response: a failed TLS probe of a plain-HTTP port is no request
+    mounts: dict[str, httpx.BaseTransport | None] = {
+        "http://": _LazyTransport(plain, stats),
+        **{f"https://{host}": _LazyTransport(transport(False), stats) for host in options.insecure},
+    }
 
     for _, value in options.headers:
         remember_secret(value)  # masked wherever a registry echoes it into an error
 
     return httpx.Client(
-        transport=_LazyTransport(transport(True)),
+        transport=_LazyTransport(transport(True), stats),
         timeout=timeout,
         mounts=mounts,
         headers={"User-Agent": options.user_agent},
@@ -246,7 +286,7 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
         trust_env=False,
         event_hooks={
             "request": [_extra_headers(options.headers)],
-            "response": [count, _log_response(options.headers)],
+            "response": [_log_response(options.headers)],
         },
     )
 

@@ -158,8 +158,10 @@ def _render_repository(opts: CommonOptions, repo: RepositoryCopyResult) -> None:
     }
     copied = sum(1 for r in repo.results if not r.up_to_date)
     lines = [line for r in repo.results for line in _summary(r)]
+    dry_run = any(r.dry_run for r in repo.results)
+    verb, mode = ("would be copied", " (dry run)") if dry_run else ("copied", "")
     lines.append(
-        f"{len(repo.results)} tag(s): {copied} copied, {len(repo.results) - copied} up to date, "
-        f"{len(repo.excluded)} excluded; {repo.requests} requests in {repo.seconds:.2f}s"
+        f"{len(repo.results)} tag(s): {copied} {verb}, {len(repo.results) - copied} up to date, "
+        f"{len(repo.excluded)} excluded{mode}; {repo.requests} requests in {repo.seconds:.2f}s"
     )
     opts.emit(doc, "\n".join(lines))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def run_inspect(opts: CommonOptions, reference: str, platforms: Sequence[str]) -> int:
     """Describe an image (registry or ``oci:`` layout) and print it."""
-    from ..inspection import describe
+    from ..inspection import describe_source
     from ..manifests import Platform
     from ..store import open_source
 
@@ -27,7 +27,7 @@ def run_inspect(opts: CommonOptions, reference: str, platforms: Sequence[str]) -
         raise click.UsageError(str(exc)) from None
     with opts.client() as client:
         source = open_source(client, reference)
-        info = describe(source, source.identifier or "latest", wanted)
+        info = describe_source(source, source.identifier or "latest", wanted)
     opts.emit(_info_doc(info), "\n".join(_info_lines(info)))
     return ExitStatus.OK
 

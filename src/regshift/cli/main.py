@@ -60,6 +60,7 @@ def cli() -> None:
     metavar="FILE",
     help="Promote many images in one run: lines of 'SOURCE NEW_TAG...' ('-' = stdin).",
 )
+@click.option("-q", "--quiet", is_flag=True, help="No output except errors (--json still prints).")
 @common_options
 def tag_cmd(
     opts: CommonOptions,
@@ -70,6 +71,7 @@ def tag_cmd(
     dry_run: bool,
     force: bool,
     from_file: TextIO | None,
+    quiet: bool,
 ) -> None:
     """Give SOURCE one or more NEW_TAGs in the same repository, moving only the manifest.
 
@@ -78,12 +80,18 @@ def tag_cmd(
     its NEW_TAGs; all of them share one connection pool and token cache.
     """
 
+    if from_file is not None and opts.password_stdin and from_file.name == "<stdin>":
+        raise click.UsageError(
+            "--from-file - and --password-stdin both read standard input: give the list as a "
+            "file, or the password another way (a prompt, REGSHIFT_PASSWORD, regshift login)"
+        )
+
     def work() -> int:  # reading the list (stdin, say) is guarded too: Ctrl-C there is 130
         jobs = _tag_jobs(source, new_tags, from_file, expect_digest)
         if from_file is not None:  # --insecure covers the registries the file names, too
             opts.registries = (*opts.registries, *endpoints_of(src for src, _ in jobs))
         many = from_file is not None  # --json: a list for a file, whatever its length
-        return _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many, force)
+        return _run_tags(opts, jobs, expect_digest, no_clobber, dry_run, many, force, quiet)
 
     run_guarded(opts, work)
 
@@ -97,7 +105,7 @@ def _tag_jobs(
         return [(source, list(new_tags))]
     if source or new_tags or expect:
         raise click.UsageError("--from-file takes no SOURCE/NEW_TAG arguments or --expect-digest")
-    jobs = []
+    lines = []
     try:
         for number, line in enumerate(from_file, 1):
             words = line.split("#", 1)[0].split()
@@ -105,10 +113,61 @@ def _tag_jobs(
                 continue
             if len(words) < 2:
                 raise click.UsageError(f"{from_file.name}:{number}: expected 'SOURCE NEW_TAG...'")
-            jobs.append((words[0], words[1:]))
+            lines.append((number, words[0], words[1:]))
     except UnicodeDecodeError as exc:
         raise click.UsageError(f"{from_file.name}: not UTF-8 text (byte {exc.start})") from None
+    return _without_duplicates(from_file.name, lines)
+
+
+def _without_duplicates(
+    name: str, lines: list[tuple[int, str, list[str]]]
+) -> list[tuple[str, list[str]]]:
+    """The jobs of a tag file, refusing two lines that write one tag (after normalising
+    references: ``docker.io/library/app`` is ``app``) from different sources, before anything
+    is sent: which would win is a race. The same tag from the same source reference again is
+    no conflict: the later mention is dropped (a line left without tags, with it)."""
+    writers: dict[str, tuple[int, str]] = {}  # target -> (line, normalised source)
+    conflicts: list[str] = []
+    jobs: list[tuple[str, list[str]]] = []
+    for number, source, tags in lines:
+        kept = []
+        for tag in dict.fromkeys(tags):
+            key = _target_key(source, tag)
+            if key is None:
+                kept.append(tag)
+                continue
+            target, normalised = key
+            first_line, first_source = writers.setdefault(target, (number, normalised))
+            if first_line == number:
+                kept.append(tag)
+            elif first_source != normalised:
+                conflicts.append(
+                    f"{name}:{number}: {target} is also written by line {first_line} "
+                    "from another source"
+                )
+        if kept:
+            jobs.append((source, kept))
+    if conflicts:
+        raise click.UsageError("; ".join(conflicts) + "; nothing tagged")
     return jobs
+
+
+def _target_key(source: str, tag: str) -> tuple[str, str] | None:
+    """(the tag written, the source), both normalised; None when either does not parse
+    (that line fails on its own later, naming what is wrong)."""
+    from ..errors import InvalidReference
+    from ..layout import is_layout_reference, parse_layout_reference
+    from ..reference import parse_reference
+
+    try:
+        if is_layout_reference(source):
+            src = parse_layout_reference(source)
+            path = src.path.absolute()
+            return str(replace(src, path=path, tag=tag, digest=None)), str(replace(src, path=path))
+        ref = parse_reference(source)
+        return str(ref.repo_only().with_tag(tag)), str(ref)
+    except InvalidReference:
+        return None
 
 
 def _run_tags(
@@ -119,6 +178,7 @@ def _run_tags(
     dry_run: bool,
     many: bool,
     force: bool,
+    quiet: bool = False,
 ) -> int:
     from ..errors import RegistryError
     from ..tagging import tag
@@ -165,7 +225,7 @@ def _run_tags(
             if failed.error is not None:
                 click.echo(f"regshift: error: tag {failed.tag}: {one_line(failed.error)}", err=True)
                 errors.append(failed.error)
-    opts.emit(docs if many else docs[0], "\n".join(texts))
+    opts.emit(docs if many else docs[0], "" if quiet else "\n".join(texts))
     return ExitStatus.for_error(errors[0]) if errors else ExitStatus.OK
 
 

@@ -102,7 +102,7 @@ def common_options(func: F) -> F:
         is_flag=True,
         help="Allow plain HTTP and unverified TLS for the registries named here.",
     )
-    @click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA certificates (PEM).")
+    @click.option("--ca-file", metavar="PATH", help="Extra CA certificates (PEM).")
     @click.option(
         "--timeout", type=click.FloatRange(min=0.1), help="Read timeout in seconds (default 60)."
     )
@@ -139,6 +139,10 @@ def common_options(func: F) -> F:
             debug=kwargs.pop("debug"),
             headers=parse_headers(kwargs.pop("headers")),
         )
+        if opts.password_stdin and not opts.username:
+            raise click.UsageError("--password-stdin needs -u/--username")
+        if opts.ca_file is not None:
+            check_ca_file(opts.ca_file)
         opts.registries = _registries_of(kwargs)
         return func(opts, **kwargs)
 
@@ -164,6 +168,17 @@ def parse_headers(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
             raise click.UsageError(f"--header: {pair[0]} is given more than once")
         pairs.append(pair)
     return tuple(pairs)
+
+
+def check_ca_file(path: str) -> None:
+    """Refuse an unusable ``--ca-file`` before anything is sent, whatever the registries'
+    schemes (a plain-HTTP registry never loads it, and must not hide a typo either)."""
+    from ..transport import check_ca_file as load
+
+    try:
+        load(path)
+    except ValueError as exc:
+        raise click.UsageError(f"--ca-file {path}: {exc}") from None
 
 
 def endpoints_of(references: Iterable[str]) -> list[str]:
