@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from regshift.layout import Layout
+from regshift.layout import REF_NAME_ANNOTATION, Layout
 from regshift.manifests import parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.referrers import fallback_tag
@@ -325,3 +325,86 @@ def test_a_tampered_child_of_an_index_in_a_layout_is_refused(
     _one_integrity_line(result, str(layout.blob_path(child.digest)))
     assert _status(other_registry, repo_name, "v1") == 404
     assert _status(other_registry, repo_name, sample.manifest.digest) == 404
+
+
+# -- digests in the algorithm given ------------------------------------------------------
+
+
+def test_expect_digest_in_sha512(open_registry: RegistryServer, repo_name: str) -> None:
+    image = _annotated(1511)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    raw = image.manifest.raw
+    ok = run_cli("tag", "--expect-digest", _sha512(raw), str(src), "right")
+    assert ok.code == 0, ok.stderr
+    assert _status(open_registry, repo_name, "right") == 200
+
+    bad = run_cli("tag", "--expect-digest", _sha512(_flipped(raw)), str(src), "wrong")
+    assert bad.code == 5, bad.stderr
+    assert "not the expected" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert _status(open_registry, repo_name, "wrong") == 404
+
+
+def test_expect_digest_in_sha512_in_a_layout(
+    open_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    image = _annotated(1512)
+    path = _layout_with(tmp_path, open_registry, repo_name, image)
+    raw = image.manifest.raw
+    assert run_cli("tag", "--expect-digest", _sha512(raw), f"oci:{path}:v1", "right").code == 0
+    bad = run_cli("tag", "--expect-digest", _sha512(_flipped(raw)), f"oci:{path}:v1", "wrong")
+    assert bad.code == 5, bad.stderr
+    assert Layout(path).tags() == ["v1", "right"]
+
+
+def _sha512_entry(path: Path, tag: str, raw: bytes, media_type: str) -> None:
+    """Name ``raw`` by its sha512 in the layout under ``tag``, as another tool may."""
+    layout = Layout(path)
+    digest = _sha512(raw)
+    target = layout.blob_path(digest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(raw)
+    index_path = path / "index.json"
+    doc = json.loads(index_path.read_bytes())
+    entry = {"mediaType": media_type, "digest": digest, "size": len(raw)}
+    doc["manifests"].append({**entry, "annotations": {REF_NAME_ANNOTATION: tag}})
+    index_path.write_text(json.dumps(doc))
+
+
+def test_no_clobber_sees_a_sha512_tag_of_the_same_content(
+    open_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    image = _annotated(1513)
+    path = _layout_with(tmp_path, open_registry, repo_name, image)
+    _sha512_entry(path, "same", image.manifest.raw, image.manifest.media_type)
+    result = run_cli("tag", "--json", "--no-clobber", f"oci:{path}:v1", "same")
+    assert result.code == 0, result.stderr
+    assert [t["action"] for t in result.json()["tags"]] == ["unchanged"]
+
+
+def test_copy_to_a_sha512_of_the_same_content(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str
+) -> None:
+    """A destination named by digest takes the content whatever the digest's algorithm."""
+    image = _annotated(1514)
+    src = seed(open_registry.host, repo_name, "v1", image)
+    raw = image.manifest.raw
+    dst = f"{other_registry.host}/{repo_name}"
+    ok = run_cli("copy", str(src), f"{dst}@{_sha512(raw)}")
+    assert ok.code == 0, ok.stderr
+    assert _status(other_registry, repo_name, image.manifest.digest) == 200
+    bad = run_cli("copy", str(src), f"{dst}-b@{_sha512(_flipped(raw))}")
+    assert bad.code == 1 and "digest mismatch" in bad.stderr, bad.stderr
+    assert _status(other_registry, f"{repo_name}-b", image.manifest.digest) == 404
+
+
+def test_copy_to_a_layout_tag_holding_the_sha512_of_the_same_content_is_up_to_date(
+    open_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    image = _annotated(1515)
+    path = _layout_with(tmp_path, open_registry, repo_name, image)
+    _sha512_entry(path, "same", image.manifest.raw, image.manifest.media_type)
+    before = (path / "index.json").read_bytes()
+    src = f"{open_registry.host}/{repo_name}:v1"
+    result = run_cli("copy", "--json", src, f"oci:{path}:same")
+    assert result.code == 0, result.stderr
+    assert (path / "index.json").read_bytes() == before
