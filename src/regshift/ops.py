@@ -174,6 +174,11 @@ def tags_pointing_at(
 ) -> list[str]:
     """The tags of ``repo`` that currently resolve to ``digest_``: one HEAD per tag, or a GET
     where the HEAD names no usable digest (a missing header must not hide a shared tag)."""
+    if not digest_.startswith("sha256:"):
+        # Tags resolve to sha256 digests (a HEAD's, else the bytes'): compare the same
+        # content, by the sha256 of the manifest ``digest_`` names (a verified GET).
+        target = repo.repo_only().with_digest(digest_)
+        digest_ = client.get_manifest(target, scopes=scopes or ()).digest
     found = []
     for name in client.list_tags(repo, scopes=scopes or ()):
         if client.digest_of(repo.with_tag(name), scopes=scopes or ()) == digest_:

@@ -27,7 +27,7 @@ from regshift.referrers import fallback_tag
 from regshift.sample import SampleImage, SampleIndex, random_image, random_index
 
 from artifacts import attach_artifact, signature_of
-from harness.proxy import FaultProxy, FlipByte, RewriteHeader, Rule
+from harness.proxy import FaultProxy, FlipByte, Respond, RewriteHeader, Rule
 from harness.registry import RegistryServer
 from support import CliResult, client_for, run_cli, seed
 
@@ -408,3 +408,30 @@ def test_copy_to_a_layout_tag_holding_the_sha512_of_the_same_content_is_up_to_da
     result = run_cli("copy", "--json", src, f"oci:{path}:same")
     assert result.code == 0, result.stderr
     assert (path / "index.json").read_bytes() == before
+
+
+def test_delete_by_sha512_sees_the_tags_of_the_same_content(
+    proxy: FaultProxy, open_registry: RegistryServer, repo_name: str
+) -> None:
+    """A registry that addresses manifests by sha512 (distribution 2.8 does not: the proxy
+    plays one, and takes the DELETE) still reports tags by sha256: the tags sharing the
+    content must be found, or the delete silently takes them along."""
+    image = _annotated(1517)
+    raw = image.manifest.raw
+    seed(open_registry.host, repo_name, "a", image)
+    seed(open_registry.host, repo_name, "b", image)
+    digest = _sha512(raw)
+    served = Respond(
+        200,
+        {"Content-Type": image.manifest.media_type, "Docker-Content-Digest": digest},
+        raw,
+    )
+    proxy.add_rule(Rule(method="GET", path=rf"/manifests/{digest}$", action=served))
+    proxy.add_rule(Rule(method="HEAD", path=rf"/manifests/{digest}$", action=served))
+    deleted = proxy.add_rule(
+        Rule(method="DELETE", path=rf"/manifests/{digest}$", action=Respond(202))
+    )
+    result = run_cli("delete", f"{proxy.host}/{repo_name}@{digest}")
+    assert result.code == 5, (result.code, result.stdout, result.stderr)
+    assert "tag(s) a, b" in result.stderr or "tag(s) b, a" in result.stderr
+    assert deleted.hits == 0
