@@ -25,7 +25,7 @@ from .auth.credentials import Credential, Keychain, default_keychain
 from .auth.flow import RegistryAuth, origin
 from .auth.scopes import ScopeSet, merge_scopes
 from .capabilities import PLAIN_HTTP, Capabilities, default_cache_dir
-from .digests import compute_digest
+from .digests import compute_digest, matches, parse_digest, verify_bytes
 from .errors import (
     APIError,
     DigestMismatch,
@@ -216,11 +216,12 @@ class Client:
         return self.get_manifest(ref, scopes=scopes).descriptor()
 
     def get_manifest(self, ref: Reference, *, scopes: Iterable[str] = ()) -> Manifest:
-        """GET a manifest, keeping its exact bytes; verify them when ``ref`` has a digest.
+        """GET a manifest, keeping its exact bytes, verified (see :func:`_verify_manifest`).
 
         Raises:
             NotFound: no such manifest.
-            DigestMismatch: the bytes do not hash to the digest in ``ref``.
+            DigestMismatch: the bytes do not hash to the digest in ``ref``, or (by tag) to
+                the ``Docker-Content-Digest`` the registry announced.
             ManifestError: too large or not a manifest we can handle.
         """
         response = self._request(
@@ -233,8 +234,7 @@ class Client:
         )
         raw = _read_limited(response, MAX_MANIFEST_BYTES, what=f"manifest {_display(ref)}")
         content_type = response.headers.get("content-type", "")
-        if ref.digest and compute_digest(raw, ref.digest.split(":", 1)[0]) != ref.digest:
-            raise DigestMismatch(f"manifest {_display(ref)}", ref.digest, compute_digest(raw))
+        _verify_manifest(raw, ref, response.headers)
         try:
             return parse_manifest(raw, content_type)
         except ManifestError as exc:
@@ -286,7 +286,8 @@ class Client:
                     "PUT", f"/manifests/{ref.identifier}", str(exc), delay, retry_after
                 )
         stored = response.headers.get("docker-content-digest", "")
-        if stored and stored != manifest.digest:
+        # Compared in the registry's algorithm: one that names content by sha512 is right.
+        if stored and not matches(manifest.raw, stored):
             raise DigestMismatch(f"manifest {_display(ref)}", manifest.digest, stored)
         confirmed = _oci_tags(response.headers.get_list("oci-tag"))
         return PutResult(
@@ -910,6 +911,31 @@ def _content_length(response: httpx.Response) -> int:
         return max(0, int(response.headers.get("content-length", "0")))
     except ValueError:
         return 0
+
+
+def _verify_manifest(raw: bytes, ref: Reference, headers: httpx.Headers) -> None:
+    """Check a manifest's bytes before anything uses them: a body changed on its way (one
+    byte, still valid JSON) would otherwise be tagged or copied under a new digest.
+
+    By digest, against that digest. By tag, against the ``Docker-Content-Digest`` the
+    registry announced, hashed in the header's algorithm (sha256 or sha512; each value when
+    it is repeated). A value regshift cannot check (another algorithm, malformed) is
+    ignored, as is a missing header (the spec makes it optional): logged, since the bytes
+    then go unverified. A usable value that does not match is never accepted.
+
+    Raises:
+        DigestMismatch: the bytes hash to something else.
+    """
+    what = f"manifest {_display(ref)}"
+    if ref.digest:
+        verify_bytes(raw, ref.digest, what=what)
+        return
+    announced = headers.get_list("docker-content-digest", split_commas=True)
+    usable = [d for d in announced if parse_digest(d) is not None]
+    if not usable:
+        log.warning("%s: no usable Docker-Content-Digest to verify it against", what)
+    for digest in usable:
+        verify_bytes(raw, digest, what=f"{what} (Docker-Content-Digest)")
 
 
 def _trustworthy(head: Descriptor, ref: Reference) -> bool:

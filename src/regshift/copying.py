@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from . import referrers
 from .client import Client
-from .digests import DigestVerifier
+from .digests import DigestVerifier, matches
 from .errors import (
     APIError,
     DigestMismatch,
@@ -565,11 +565,12 @@ def _copy_one(
     """Copy a resolved graph to one destination; ``previous`` is its tag's digest if known."""
     run = _Run(graph.source, writer, opts, pool, cancel)
     before = previous[0] if previous is not None else writer.current_digest()
-    if before == graph.top.digest and not opts.force:
+    # Digests the destination reports, or the user gave, are compared in their own algorithm.
+    if before is not None and matches(graph.top.raw, before) and not opts.force:
         if not opts.dry_run:  # signatures added since the last copy still travel
             _copy_attached(run, graph, opts)
         return run.result(graph, before, steps=(), up_to_date=True)
-    if writer.digest and writer.digest != graph.top.digest:
+    if writer.digest and not matches(graph.top.raw, writer.digest):
         raise DigestMismatch(f"destination {writer.name}", writer.digest, graph.top.digest)
     steps = run.plan(graph)
     if opts.dry_run:

@@ -1,4 +1,10 @@
-"""Content digests: compute, and verify while streaming."""
+"""Content digests: compute, compare across algorithms, and verify while streaming.
+
+Registries name content by sha256 almost everywhere, but a digest may use sha512 (the OCI
+image-spec registers both): a digest given by a user or announced by a registry is compared
+with content by hashing the bytes in *that digest's* algorithm (:func:`matches`), never by
+comparing strings with our own sha256.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,39 @@ def split_digest(digest: str) -> tuple[str, str]:
             f"invalid digest {digest!r}: expected {length} lower-case hex digits"
         )
     return algorithm, hexpart
+
+
+def parse_digest(text: str) -> str | None:
+    """``text`` as a digest regshift can check (sha256 or sha512, lower-case hex), else
+    ``None``: for digests announced by a registry, where an unusable value is ignored."""
+    try:
+        split_digest(text)
+    except InvalidReference:
+        return None
+    return text
+
+
+def matches(data: bytes, digest: str) -> bool:
+    """Whether ``data`` hashes to ``digest`` in the digest's own algorithm (sha256 or sha512).
+
+    A malformed digest or one of another algorithm matches nothing.
+    """
+    if parse_digest(digest) is None:
+        return False
+    return compute_digest(data, digest.partition(":")[0]) == digest
+
+
+def verify_bytes(data: bytes, digest: str, *, what: str) -> None:
+    """Raise :class:`DigestMismatch` unless ``data`` hashes to ``digest`` (its algorithm).
+
+    Raises:
+        InvalidReference: ``digest`` is malformed or of an unsupported algorithm.
+        DigestMismatch: the bytes hash to something else.
+    """
+    algorithm, _ = split_digest(digest)
+    actual = compute_digest(data, algorithm)
+    if actual != digest:
+        raise DigestMismatch(what, digest, actual)
 
 
 class DigestVerifier:

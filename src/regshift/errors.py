@@ -6,7 +6,7 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── InvalidReference (also a ValueError)      a reference that does not parse
     ├── ManifestError                             a manifest we cannot read or accept
     │   └── UnsupportedMediaType
-    ├── DigestMismatch                            bytes whose sha256 is not what was promised
+    ├── DigestMismatch                            bytes that do not hash to the digest promised
     ├── AuthError                                 no usable credentials, token endpoint refused
     ├── PreconditionFailed                        --expect-digest / --no-clobber refused the write
     │   └── ForceRequired                         a safety check that ``force=True`` overrides

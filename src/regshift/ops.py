@@ -245,6 +245,12 @@ def _usage(check: _Check, digest_: str) -> _Usage:
     """The tags pointing at ``digest_`` and the tagged indexes listing it, among the first
     ``max_tags`` tags: one HEAD per tag (a GET where the HEAD names no usable digest, so a
     missing header cannot hide a tag), and a GET per index."""
+    if not digest_.startswith("sha256:"):
+        # Tags resolve to sha256 digests (a HEAD's, else the bytes'), and index entries name
+        # sha256 digests: compare the same content, by the sha256 of the manifest ``digest_``
+        # names (a verified GET).
+        target = check.repo.with_digest(digest_)
+        digest_ = check.client.get_manifest(target, scopes=check.scopes).digest
     names = check.client.list_tags(check.repo, scopes=check.scopes)
     tags, indexes = [], []
     for name in names[: check.max_tags]:

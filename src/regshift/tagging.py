@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .capabilities import MULTI_TAG_PUSH
 from .client import Client
+from .digests import matches
 from .errors import APIError, PreconditionFailed, RegistryError
 from .manifests import Manifest
 from .reference import (
@@ -104,7 +105,8 @@ def tag(
         client: the client to use.
         source: the image, by tag or digest.
         new_tags: tags to point at the same manifest.
-        expect_digest: promote only if ``source`` still resolves to this digest.
+        expect_digest: promote only if ``source`` still resolves to this digest (sha256 or
+            sha512: compared with the manifest's bytes hashed in its algorithm).
         no_clobber: refuse (before writing anything) if a tag exists at another digest.
         dry_run: look everything up, write nothing.
         raise_on_error: raise the first per-tag error after trying every tag.
@@ -137,12 +139,12 @@ def tag(
     start, start_retries = client.stats.this_thread, client.stats.retries
     scopes = [src.scope("pull" if dry_run else "pull,push")]
     manifest = client.get_manifest(src, scopes=scopes)
-    _check_expected(str(src), manifest.digest, expect_digest)
+    _check_expected(str(src), manifest, expect_digest)
     previous = _lookup_previous(client, src, tags, scopes) if (no_clobber or dry_run) else {}
     if no_clobber:
-        _refuse_clobber(str(src.repo_only()), manifest.digest, previous)
+        _refuse_clobber(str(src.repo_only()), manifest, previous)
     if dry_run:
-        outcomes = [_planned(t, manifest.digest, previous.get(t)) for t in tags]
+        outcomes = [_planned(t, manifest, previous.get(t)) for t in tags]
     else:
         outcomes = _write_tags(client, src, manifest, tags, previous, scopes)
     result = TagResult(
@@ -172,14 +174,14 @@ def _tag_in_layout(
 
     layout = Layout(src.path)
     manifest = layout.get_manifest(src.identifier or layout.default_identifier())
-    _check_expected(str(src), manifest.digest, expect_digest)
+    _check_expected(str(src), manifest, expect_digest)
     previous = {t: (d.digest if (d := layout.head_manifest(t)) else None) for t in tags}
     if no_clobber:
-        _refuse_clobber(str(src), manifest.digest, previous)
+        _refuse_clobber(str(src), manifest, previous)
     outcomes = []
     for name in tags:
-        if dry_run or previous[name] == manifest.digest:
-            outcomes.append(_planned(name, manifest.digest, previous[name]))
+        if dry_run or _is(manifest, previous[name]):
+            outcomes.append(_planned(name, manifest, previous[name]))
         else:
             layout.put_manifest(manifest, name)
             outcomes.append(_written(name, "index.json", previous))
@@ -193,10 +195,17 @@ def _tag_in_layout(
     )
 
 
-def _check_expected(where: str, digest: str, expected: str | None) -> None:
-    if expected is not None and digest != expected:
+def _is(manifest: Manifest, digest: str | None) -> bool:
+    """Whether ``digest`` names ``manifest``'s content, in the digest's own algorithm: an
+    expected ``sha512:`` digest or a registry that reports sha512 is compared with the
+    sha512 of the bytes, not with their sha256."""
+    return digest is not None and matches(manifest.raw, digest)
+
+
+def _check_expected(where: str, manifest: Manifest, expected: str | None) -> None:
+    if expected is not None and not _is(manifest, expected):
         raise PreconditionFailed(
-            f"{where}: resolves to {digest}, not the expected {expected}; nothing tagged"
+            f"{where}: resolves to {manifest.digest}, not the expected {expected}; nothing tagged"
         )
 
 
@@ -210,8 +219,8 @@ def _lookup_previous(
     return {name: client.digest_of(src.with_tag(name), scopes=scopes) for name in tags}
 
 
-def _refuse_clobber(where: str, digest: str, previous: dict[str, str | None]) -> None:
-    taken = {t: d for t, d in previous.items() if d is not None and d != digest}
+def _refuse_clobber(where: str, manifest: Manifest, previous: dict[str, str | None]) -> None:
+    taken = {t: d for t, d in previous.items() if d is not None and not _is(manifest, d)}
     if taken:
         listing = ", ".join(f"{t} -> {d}" for t, d in taken.items())
         raise PreconditionFailed(
@@ -219,8 +228,8 @@ def _refuse_clobber(where: str, digest: str, previous: dict[str, str | None]) ->
         )
 
 
-def _planned(name: str, digest: str, before: str | None) -> TagOutcome:
-    if before == digest:
+def _planned(name: str, manifest: Manifest, before: str | None) -> TagOutcome:
+    if _is(manifest, before):
         return TagOutcome(name, TagAction.UNCHANGED, previous=before)
     return TagOutcome(name, TagAction.WOULD_TAG, previous=before)
 
@@ -236,7 +245,7 @@ def _write_tags(
     done = {
         t: TagOutcome(t, TagAction.UNCHANGED, previous=manifest.digest)
         for t in tags
-        if previous.get(t) == manifest.digest
+        if _is(manifest, previous.get(t))
     }
     pending = [t for t in tags if t not in done]
     if len(pending) >= 2 and client.capabilities.get(src.endpoint, MULTI_TAG_PUSH) is not False:

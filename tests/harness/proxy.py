@@ -211,12 +211,15 @@ class TruncateResponse:
 
 @dataclass
 class FlipByte:
-    """Forward, flipping (xor 0xFF) the response body byte at ``offset`` (0-based).
+    """Forward, flipping (xor ``mask``, default 0xFF) the response body byte at ``offset``
+    (0-based); headers (``Docker-Content-Digest`` included) are relayed unchanged.
 
-    No change when the body is shorter than ``offset + 1``.
+    No change when the body is shorter than ``offset + 1``. ``mask=0x01`` turns a digit into
+    another digit, so a JSON body stays valid JSON (a silent change, not a parse error).
     """
 
     offset: int
+    mask: int = 0xFF
 
 
 HeaderValue: TypeAlias = str | Callable[[str | None], str | None] | None
@@ -874,6 +877,7 @@ class _ProxyHandler(_Handler):
         if isinstance(action, ResetResponse | TruncateResponse):
             limit = max(0, action.after_bytes)
         flip = action.offset if isinstance(action, FlipByte) else None
+        mask = action.mask if isinstance(action, FlipByte) else 0xFF
 
         sent = 0
         while limit is None or sent < limit:
@@ -888,7 +892,7 @@ class _ProxyHandler(_Handler):
                 break
             if flip is not None and sent <= flip < sent + len(data):
                 buf = bytearray(data)
-                buf[flip - sent] ^= 0xFF
+                buf[flip - sent] ^= mask
                 data = bytes(buf)
             rec.bytes_out += len(data)
             if to_client_chunked:
