@@ -240,8 +240,8 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
     """Create the shared ``httpx.Client``; insecure registries get an unverified TLS mount.
 
     Proxies come from the environment by Go's rules (:mod:`regshift.proxies`); httpx's own
-    ``trust_env`` stays off: it has other ``NO_PROXY`` rules and would also read
-    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` and ``~/.netrc``.
+    ``trust_env`` stays off: its ``NO_PROXY`` rules differ from Go's, and it applies no proxy
+    to a client given its own transport anyway.
     """
     limits = httpx.Limits(
         max_connections=options.max_connections,
