@@ -12,7 +12,7 @@ import logging
 import os
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 64 * 1024
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+#: The variables naming a proxy, as Go's ``net/http`` reads them (docker, podman, skopeo,
+#: crane, regctl); once one is set, the exceptions and Go's CGI rule are read too.
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+_PROXY_CONTEXT = ("NO_PROXY", "no_proxy", "REQUEST_METHOD")
 
 #: ``request.extensions`` key naming the origin (scheme, host, port) of the registry a request
 #: is for; extra headers go only to a request (or redirect hop) on exactly that origin.
@@ -223,13 +227,10 @@ def check_ca_file(path: str) -> None:
 
 class _LazyTransport(httpx.BaseTransport):
     """Builds its transport on first use: loading the CA bundle costs tens of milliseconds,
-    which a run that only talks plain HTTP to a loopback registry should not pay. Counts
-    every request sent in ``stats`` (see :class:`RequestStats`): here, in the sending thread,
-    because an event hook sees only requests that were answered."""
+    which a run that only talks plain HTTP to a loopback registry should not pay."""
 
-    def __init__(self, factory: Callable[[], httpx.BaseTransport], stats: RequestStats) -> None:
+    def __init__(self, factory: Callable[[], httpx.BaseTransport]) -> None:
         self._factory = factory
-        self._stats = stats
         self._transport: httpx.BaseTransport | None = None
         self._lock = threading.Lock()
 
@@ -237,6 +238,23 @@ class _LazyTransport(httpx.BaseTransport):
         with self._lock:
             if self._transport is None:
                 self._transport = self._factory()
+        return self._transport.handle_request(request)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class _Counted(httpx.BaseTransport):
+    """Counts every request sent in ``stats`` (see :class:`RequestStats`): here, in the
+    sending thread, because an event hook sees only requests that were answered. Outermost,
+    so requests through a proxy count like direct ones."""
+
+    def __init__(self, transport: httpx.BaseTransport, stats: RequestStats) -> None:
+        self._transport = transport
+        self._stats = stats
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = self._transport.handle_request(request)
         except _NOT_SENT:
@@ -248,36 +266,135 @@ class _LazyTransport(httpx.BaseTransport):
         return response
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        self._transport.close()
+
+
+class _ProxyRouter(httpx.BaseTransport):
+    """Sends each request direct or through the proxy :func:`regshift.proxies.proxy_for`
+    names for its URL (decided once per scheme, host and port; a token realm is judged by
+    its own host like any other URL). Used only when a proxy variable is set."""
+
+    def __init__(
+        self,
+        direct: httpx.BaseTransport,
+        via: Callable[[str], httpx.BaseTransport],
+        environ: Mapping[str, str],
+    ) -> None:
+        self._direct = direct
+        self._via = via
+        self._environ = environ
+        self._routes: dict[tuple[str, str, int | None], tuple[httpx.BaseTransport, str]] = {}
+        self._pools: dict[str, httpx.BaseTransport] = {}
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        transport, proxy = self._route(request.url)
+        if not proxy:
+            return transport.handle_request(request)
+        try:
+            response = transport.handle_request(request)
+        except httpx.ProxyError as exc:  # the proxy refused the CONNECT: "407 Proxy Auth…"
+            raise _proxy_error(proxy, str(exc)) from None
+        except httpx.ConnectError as exc:  # to the proxy, or a TLS handshake in its tunnel
+            raise httpx.ConnectError(f"through proxy {proxy}: {exc}", request=request) from exc
+        if response.status_code == 407:  # a plain-HTTP request: only a proxy answers 407
+            response.close()
+            raise _proxy_error(proxy, "407 Proxy Authentication Required")
+        return response
+
+    def _route(self, url: httpx.URL) -> tuple[httpx.BaseTransport, str]:
+        key = (url.scheme, url.host, url.port)
+        with self._lock:
+            route = self._routes.get(key)
+            if route is None:
+                route = self._routes[key] = self._new_route(url)
+        return route
+
+    def _new_route(self, url: httpx.URL) -> tuple[httpx.BaseTransport, str]:
+        from .proxies import describe_proxy, proxy_for  # only behind a proxy
+
+        try:
+            proxy = proxy_for(str(url), self._environ)
+        except ValueError as exc:
+            raise TransportError(str(exc), retryable=False) from None
+        where = str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+        if proxy is None:
+            log.debug("%s: direct", where)
+            return self._direct, ""
+        shown = describe_proxy(proxy)
+        log.debug("%s: through proxy %s", where, shown)
+        pool = self._pools.get(proxy)
+        if pool is None:
+            try:
+                pool = self._pools[proxy] = self._via(proxy)
+            except (ValueError, httpx.InvalidURL):  # urlsplit took it, httpx does not
+                raise TransportError(
+                    f"the proxy for {where} is not a valid URL", retryable=False
+                ) from None
+        return pool, shown
+
+    def close(self) -> None:
+        self._direct.close()
+        for pool in self._pools.values():
+            pool.close()
+
+
+def _proxy_error(proxy: str, answer: str) -> TransportError:
+    hint = "; check the credentials in its URL" if answer.startswith("407") else ""
+    return TransportError(
+        f"proxy {proxy} refused the request: {printable(answer)}{hint}",
+        retryable=not answer.startswith("407"),
+    )
+
+
+def proxy_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What :func:`regshift.proxies.proxy_for` reads of ``environ``; empty when no proxy is
+    set (``NO_PROXY`` alone changes no route)."""
+    if not any(environ.get(name) for name in PROXY_VARIABLES):
+        return {}
+    names = (*PROXY_VARIABLES, *_PROXY_CONTEXT)
+    return {name: environ[name] for name in names if environ.get(name)}
 
 
 def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.Client:
-    """Create the shared ``httpx.Client``; insecure registries get an unverified TLS mount."""
+    """Create the shared ``httpx.Client``; insecure registries get an unverified TLS mount.
+
+    Proxies come from the environment by Go's rules (:mod:`regshift.proxies`); httpx's own
+    ``trust_env`` stays off: its ``NO_PROXY`` rules differ from Go's, and it applies no proxy
+    to a client given its own transport anyway.
+    """
     limits = httpx.Limits(
         max_connections=options.max_connections,
         max_keepalive_connections=options.max_connections,
     )
     timeout = httpx.Timeout(options.read_timeout, connect=options.connect_timeout)
+    environ = proxy_environment(os.environ)
 
-    def transport(verify: bool) -> Callable[[], httpx.BaseTransport]:
-        return lambda: httpx.HTTPTransport(
-            verify=ssl_context(options.ca_file, verify=verify), limits=limits
+    def pool(verify: bool, proxy: str | None = None) -> httpx.BaseTransport:
+        return httpx.HTTPTransport(
+            verify=ssl_context(options.ca_file if verify else None, verify=verify),
+            limits=limits,
+            proxy=_proxy(proxy, options.ca_file) if proxy else None,
         )
 
-    def plain() -> httpx.BaseTransport:
-        return httpx.HTTPTransport(verify=ssl_context(None, verify=False), limits=limits)
+    def routed(direct: httpx.BaseTransport, verify: bool) -> httpx.BaseTransport:
+        if not environ:  # nothing to decide: no proxy module imported, no router
+            return direct
+        return _ProxyRouter(direct, lambda proxy: pool(verify, proxy), environ)
+
+    def transport(verify: bool) -> httpx.BaseTransport:
+        return _Counted(routed(_LazyTransport(lambda: pool(verify)), verify), stats)
 
     mounts: dict[str, httpx.BaseTransport | None] = {
-        "http://": _LazyTransport(plain, stats),
-        **{f"https://{host}": _LazyTransport(transport(False), stats) for host in options.insecure},
+        "http://": transport(False),
+        **{f"https://{host}": transport(False) for host in options.insecure},
     }
 
     for _, value in options.headers:
         remember_secret(value)  # masked wherever a registry echoes it into an error
 
     return httpx.Client(
-        transport=_LazyTransport(transport(True), stats),
+        transport=transport(True),
         timeout=timeout,
         mounts=mounts,
         headers={"User-Agent": options.user_agent},
@@ -324,6 +441,13 @@ def _log_response(headers: tuple[tuple[str, str], ...]) -> Callable[[httpx.Respo
             )
 
     return hook
+
+
+def _proxy(url: str, ca_file: str | None) -> httpx.Proxy:
+    """An ``httpx.Proxy``: credentials from its URL (sent as ``Proxy-Authorization``), and
+    for an ``https://`` proxy the same CAs as registries get (httpcore would use certifi's)."""
+    tls = ssl_context(ca_file) if url.lower().startswith("https:") else None
+    return httpx.Proxy(url, ssl_context=tls)
 
 
 def redact_url(url: httpx.URL | str) -> str:

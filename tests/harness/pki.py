@@ -1,7 +1,8 @@
 """Throw-away PKI for the test registries, built with ``cryptography``.
 
 * :func:`make_server_tls` writes a self-signed CA and a server certificate for
-  ``127.0.0.1`` and ``localhost`` (IP and DNS subject alternative names) signed by it.
+  ``127.0.0.1``, ``localhost`` and :data:`PROXIED_NAME` (IP and DNS subject alternative
+  names) signed by it.
 * :func:`make_token_signing` writes the token server's signing key and a self-signed
   certificate for it; the certificate is the registry's ``auth.token.rootcertbundle``.
 * :func:`libtrust_kid` computes the key ID distribution 2.8 expects in a token's JOSE
@@ -28,6 +29,9 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 _VALIDITY = dt.timedelta(days=2)
+#: A name for a loopback registry that resolves nowhere (``.test`` is reserved, RFC 2606):
+#: only a proxy that maps it (squid's ``hosts_file``) reaches the registry by it.
+PROXIED_NAME = "registry.regshift.test"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +70,8 @@ def libtrust_kid(public_key: PublicKey) -> str:
 def make_server_tls(directory: Path) -> ServerTLS:
     """Write ``ca.pem``, ``server.pem`` and ``server-key.pem`` into ``directory``.
 
-    The server certificate is valid for ``127.0.0.1`` (IP SAN) and ``localhost`` (DNS SAN).
+    The server certificate is valid for ``127.0.0.1`` (IP SAN), ``localhost`` and
+    :data:`PROXIED_NAME` (DNS SANs).
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -103,6 +108,7 @@ def make_server_tls(directory: Path) -> ServerTLS:
                 [
                     x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
                     x509.DNSName("localhost"),
+                    x509.DNSName(PROXIED_NAME),
                 ]
             ),
             critical=False,

@@ -118,6 +118,8 @@ class TokenServer:
         issuer, service: the registry's ``auth.token.issuer`` / ``service``.
         directory: where the signing certificate goes; a temporary directory (removed by
             :meth:`stop`) when ``None``.
+        realm_host: the host its URL (and so the realm) names; it always listens on
+            ``127.0.0.1`` (another name is one a test proxy maps there).
 
     Call :meth:`start` (returns ``self``), then :meth:`stop`.
     """
@@ -132,8 +134,10 @@ class TokenServer:
         issuer: str = DEFAULT_ISSUER,
         service: str = DEFAULT_SERVICE,
         directory: Path | None = None,
+        realm_host: str = "127.0.0.1",
     ) -> None:
         self.users: dict[str, str] = dict(users or {})
+        self.realm_host = realm_host
         self.anonymous_pull_prefixes = tuple(anonymous_pull_prefixes)
         self.token_lifetime = token_lifetime
         self.issuer = issuer
@@ -162,10 +166,10 @@ class TokenServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
+        """``http://127.0.0.1:PORT`` (``realm_host`` in place of the address)."""
         if self._httpd is None:
             raise RuntimeError("token server not started")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return f"http://{self.realm_host}:{self._httpd.server_address[1]}"
 
     @property
     def realm(self) -> str:

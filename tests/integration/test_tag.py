@@ -345,3 +345,4 @@ def test_tag_process_imports_only_what_it_uses(
     assert {"httpx", "regshift.tagging", "regshift.client"} <= loaded  # the check sees imports
     unused = sorted(m for m in loaded if any(m == n or m.startswith(n + ".") for n in NOT_FOR_TAG))
     assert unused == []
+    assert "regshift.proxies" not in loaded  # read only when a proxy variable is set
