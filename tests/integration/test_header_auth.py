@@ -13,7 +13,7 @@ from regshift.sample import random_image
 
 from harness.proxy import FaultProxy, HeaderRecorder, Respond, RewriteHeader, Rule
 from harness.registry import RegistryServer
-from support import SECRETS, registry_user, run_cli, seed
+from support import SECRETS, registry_user, run_cli, seed, write_docker_config
 
 KEY = "AKCp8jQ-header-api-key-5150"
 HEADER = f"X-JFrog-Art-Api: {KEY}"
@@ -135,3 +135,71 @@ def test_library_option_sends_the_header(open_registry: RegistryServer, repo_nam
         assert [r.headers.get("x-api-key") for r in proxy.requests] == [KEY]
     with pytest.raises(ValueError, match="Authorization"):
         TransportOptions(headers=(("Authorization", "Basic x"),))
+
+
+def test_docker_config_http_headers_go_to_the_registry_only(
+    token_registry: RegistryServer, repo_name: str
+) -> None:
+    """Docker's ``config.json`` ``HttpHeaders`` are sent like ``--header``: to the registry's
+    own origin, not to a token server on another origin."""
+    user, password = registry_user(token_registry)
+    seed(token_registry.host, repo_name, "v1", random_image(seed=1611), username=user,
+         password=password)  # fmt: skip
+    server = token_registry.token_server
+    assert server is not None
+    write_docker_config({"HttpHeaders": {"X-JFrog-Art-Api": KEY}})
+    with (
+        FaultProxy(token_registry.host) as registry,
+        FaultProxy(server.url.split("//")[1]) as tokens,
+    ):
+        realm = f"{tokens.url}/token"
+        registry.add_rule(
+            Rule(
+                action=RewriteHeader(
+                    "WWW-Authenticate", lambda v: v and v.replace(server.realm, realm)
+                )
+            )
+        )
+        ref = f"{registry.host}/{repo_name}:v1"
+        result = run_cli("tag", "-u", user, "--password-stdin", ref, "v2", input=password)
+        assert result.code == 0, result.stderr
+        assert registry.requests and tokens.requests, "the test proves nothing"
+        assert all(r.headers.get("x-jfrog-art-api") == KEY for r in registry.requests)
+        assert [r.path for r in tokens.requests if "x-jfrog-art-api" in r.headers] == []
+
+
+def test_header_flag_replaces_a_configured_header_of_the_same_name(
+    open_registry: RegistryServer, repo_name: str
+) -> None:
+    seed(open_registry.host, repo_name, "v1", random_image(seed=1612))
+    write_docker_config({"HttpHeaders": {"x-jfrog-art-api": "configured-key-0000", "X-Team": "a"}})
+    SECRETS.add("configured-key-0000")
+    with FaultProxy(open_registry.host) as proxy:
+        result = run_cli("digest", "--header", HEADER, f"{proxy.host}/{repo_name}:v1")
+        assert result.code == 0, result.stderr
+        assert proxy.requests
+        for request in proxy.requests:
+            assert request.headers.get("x-jfrog-art-api") == KEY  # once: repeats are joined
+            assert request.headers.get("x-team") == "a"
+
+
+def test_configured_headers_regshift_cannot_send_are_left_out_with_a_warning(
+    open_registry: RegistryServer, repo_name: str
+) -> None:
+    """As docker does not let HttpHeaders replace its own headers, a configured
+    ``User-Agent`` or a value with CR/LF is left out; the warning names the header only."""
+    seed(open_registry.host, repo_name, "v1", random_image(seed=1613))
+    write_docker_config(
+        {"HttpHeaders": {"User-Agent": KEY, "X-Split": f"{KEY}\r\nX-Injected: 1", "X-Ok": "yes"}}
+    )
+    with FaultProxy(open_registry.host) as proxy:
+        result = run_cli("digest", f"{proxy.host}/{repo_name}:v1")
+        assert result.code == 0, result.stderr
+        assert proxy.requests
+        for request in proxy.requests:
+            assert KEY not in request.headers.get("user-agent", "")
+            assert "x-split" not in request.headers and "x-injected" not in request.headers
+            assert request.headers.get("x-ok") == "yes"
+    warnings = [line for line in result.stderr.splitlines() if "HttpHeaders" in line]
+    assert len(warnings) == 2, result.stderr
+    assert "User-Agent" in warnings[0] and "X-Split" in warnings[1]

@@ -325,6 +325,37 @@ def docker_config_path(env: Mapping[str, str] | None = None, *, system: str | No
     return _home(env, system) / ".docker" / "config.json"
 
 
+def docker_http_headers(
+    env: Mapping[str, str] | None = None, *, system: str | None = None
+) -> tuple[tuple[str, str], ...]:
+    """The ``HttpHeaders`` of Docker's ``config.json`` (see :func:`docker_config_path`).
+
+    Docker's CLI sends these with every request it makes (e.g. Artifactory's
+    ``X-JFrog-Art-Api``); regshift sends them to registries' own origins only, like
+    ``--header``. Entries whose value is not a string are left out, as are all of them when
+    the file is missing, unreadable or not JSON: the keychain reports a broken file if
+    credentials are needed from it, and a registry that needs none keeps working.
+
+    Args:
+        env: the environment to read; ``os.environ`` when omitted.
+        system: the operating system as :data:`sys.platform` spells it; this one by default.
+
+    Returns:
+        ``(name, value)`` pairs in the file's order, not yet validated (see
+        :func:`regshift.transport.check_header`).
+    """
+    try:
+        path = docker_config_path(env, system=system)
+        config = _load_config(path)
+    except AuthError as exc:
+        logger.debug("HttpHeaders not read: %s", exc)
+        return ()
+    value = (config or {}).get("HttpHeaders")
+    if not isinstance(value, dict):
+        return ()
+    return tuple((str(k), v) for k, v in value.items() if isinstance(v, str))
+
+
 def store_credential(
     registry: str,
     username: str,

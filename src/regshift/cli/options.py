@@ -44,7 +44,7 @@ class CommonOptions:
         transport = TransportOptions(
             insecure=frozenset(self.registries) if self.insecure else frozenset(),
             ca_file=self.ca_file,
-            headers=self.headers,
+            headers=with_config_headers(self.headers),
         )
         if self.timeout:
             transport = replace(transport, read_timeout=self.timeout)
@@ -147,6 +147,27 @@ def common_options(func: F) -> F:
         return func(opts, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def with_config_headers(flags: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """``--header`` flags after Docker's ``config.json`` ``HttpHeaders``: a flag replaces a
+    configured header of the same name; a configured header regshift cannot send (a name it
+    sets itself, CR/LF in the value) is left out with a warning naming it, never its value."""
+    from ..auth.credentials import docker_http_headers
+    from ..transport import check_header
+
+    given = {name.lower() for name, _ in flags}
+    kept: list[tuple[str, str]] = []
+    for name, value in docker_http_headers():
+        if name.lower() in given or name.lower() in (n.lower() for n, _ in kept):
+            continue
+        try:
+            check_header(name, value)
+        except ValueError as exc:
+            click.echo(f"regshift: warning: config.json HttpHeaders: {exc}; left out", err=True)
+            continue
+        kept.append((name, value))
+    return (*kept, *flags)
 
 
 def parse_headers(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
