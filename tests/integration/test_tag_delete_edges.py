@@ -130,6 +130,24 @@ def test_from_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
     assert "not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "encoding",
+    ["utf-8-sig", "utf-16"],  # what Windows PowerShell 5 writes (Out-File, `>`), BOM first
+)
+def test_from_file_with_a_byte_order_mark_is_read(
+    encoding: str, open_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    ref = parse_reference(f"{open_registry.host}/{repo_name}:v1")
+    with client_for() as client:
+        push_sample(client, ref, random_image(seed=978))
+    plan = tmp_path / "plan.txt"
+    plan.write_bytes(f"{ref} from-bom\r\n".encode(encoding))
+    result = run_cli("tag", "--from-file", str(plan))
+    assert result.code == 0, result.stderr
+    listed = run_cli("ls", f"{open_registry.host}/{repo_name}")
+    assert "from-bom" in listed.stdout.split()
+
+
 def test_from_file_json_is_a_list_even_for_one_line(
     open_registry: RegistryServer, repo_name: str, tmp_path: Path
 ) -> None:

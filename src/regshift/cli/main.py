@@ -6,11 +6,12 @@ the commands so ``regshift --help`` stays fast.
 
 from __future__ import annotations
 
+import codecs
 import sys
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 
@@ -56,7 +57,7 @@ def cli() -> None:
 )
 @click.option(
     "--from-file",
-    type=click.File("r"),
+    type=click.File("rb"),
     metavar="FILE",
     help="Promote many images in one run: lines of 'SOURCE NEW_TAG...' ('-' = stdin).",
 )
@@ -70,7 +71,7 @@ def tag_cmd(
     no_clobber: bool,
     dry_run: bool,
     force: bool,
-    from_file: TextIO | None,
+    from_file: BinaryIO | None,
     quiet: bool,
 ) -> None:
     """Give SOURCE one or more NEW_TAGs in the same repository, moving only the manifest.
@@ -80,7 +81,7 @@ def tag_cmd(
     its NEW_TAGs; all of them share one connection pool and token cache.
     """
 
-    if from_file is not None and opts.password_stdin and from_file.name == "<stdin>":
+    if from_file is not None and opts.password_stdin and _file_name(from_file) == "<stdin>":
         raise click.UsageError(
             "--from-file - and --password-stdin both read standard input: give the list as a "
             "file, or the password another way (a prompt, REGSHIFT_PASSWORD, regshift login)"
@@ -97,7 +98,7 @@ def tag_cmd(
 
 
 def _tag_jobs(
-    source: str | None, new_tags: tuple[str, ...], from_file: TextIO | None, expect: str | None
+    source: str | None, new_tags: tuple[str, ...], from_file: BinaryIO | None, expect: str | None
 ) -> list[tuple[str, list[str]]]:
     if from_file is None:
         if not source or not new_tags:
@@ -106,17 +107,35 @@ def _tag_jobs(
     if source or new_tags or expect:
         raise click.UsageError("--from-file takes no SOURCE/NEW_TAG arguments or --expect-digest")
     lines = []
+    for number, line in enumerate(_tag_file_text(from_file).splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if len(words) < 2:
+            raise click.UsageError(
+                f"{_file_name(from_file)}:{number}: expected 'SOURCE NEW_TAG...'"
+            )
+        lines.append((number, words[0], words[1:]))
+    return _without_duplicates(_file_name(from_file), lines)
+
+
+def _file_name(handle: BinaryIO) -> str:
+    """The name of ``--from-file``: its path, or ``<stdin>`` (a binary stdin may have none)."""
+    return str(getattr(handle, "name", "<stdin>"))
+
+
+def _tag_file_text(handle: BinaryIO) -> str:
+    """A tag file's text: UTF-8, or UTF-16 / UTF-8 with a byte-order mark, whatever the
+    locale (Windows PowerShell 5 writes UTF-16 with ``>``, and UTF-8 with a BOM)."""
+    raw = handle.read()
+    encoding = "utf-16" if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
     try:
-        for number, line in enumerate(from_file, 1):
-            words = line.split("#", 1)[0].split()
-            if not words:
-                continue
-            if len(words) < 2:
-                raise click.UsageError(f"{from_file.name}:{number}: expected 'SOURCE NEW_TAG...'")
-            lines.append((number, words[0], words[1:]))
+        return raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise click.UsageError(f"{from_file.name}: not UTF-8 text (byte {exc.start})") from None
-    return _without_duplicates(from_file.name, lines)
+        what = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        raise click.UsageError(
+            f"{_file_name(handle)}: not {what} text (byte {exc.start})"
+        ) from None
 
 
 def _without_duplicates(
