@@ -1,0 +1,5 @@
+module regshift.test/refreg
+
+go 1.25.0
+
+require github.com/google/go-containerregistry v0.22.1
