@@ -4,6 +4,9 @@ target -- and its value is never printed, not even with ``--debug``."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 
 from regshift import ClientOptions, TransportOptions
@@ -24,6 +27,24 @@ def _remember() -> None:
     SECRETS.add(KEY)  # run_cli asserts no output of any test contains it
 
 
+@contextlib.contextmanager
+def _token_server_elsewhere(
+    token_registry: RegistryServer,
+) -> Iterator[tuple[FaultProxy, FaultProxy]]:
+    """Proxies recording what reaches the registry and its token server, the challenge
+    rewritten to name the token proxy (another port = another origin) as realm."""
+    server = token_registry.token_server
+    assert server is not None
+    with (
+        FaultProxy(token_registry.host) as registry,
+        FaultProxy(server.url.split("//")[1]) as tokens,
+    ):
+        realm = f"{tokens.url}/token"
+        rewrite = RewriteHeader("WWW-Authenticate", lambda v: v and v.replace(server.realm, realm))
+        registry.add_rule(Rule(action=rewrite))
+        yield registry, tokens
+
+
 def test_header_reaches_the_registry_but_not_a_token_server_elsewhere(
     token_registry: RegistryServer, repo_name: str
 ) -> None:
@@ -36,21 +57,7 @@ def test_header_reaches_the_registry_but_not_a_token_server_elsewhere(
         username=user,
         password=password,
     )
-    server = token_registry.token_server
-    assert server is not None
-    with (
-        FaultProxy(token_registry.host) as registry,
-        FaultProxy(server.url.split("//")[1]) as tokens,
-    ):
-        # The challenge names the token proxy (another port = another origin) as realm.
-        realm = f"{tokens.url}/token"
-        registry.add_rule(
-            Rule(
-                action=RewriteHeader(
-                    "WWW-Authenticate", lambda v: v and v.replace(server.realm, realm)
-                )
-            )
-        )
+    with _token_server_elsewhere(token_registry) as (registry, tokens):
         ref = f"{registry.host}/{repo_name}:v1"
         result = run_cli(
             "tag", "--header", HEADER, "-u", user, "--password-stdin", ref, "v2", input=password
@@ -145,21 +152,8 @@ def test_docker_config_http_headers_go_to_the_registry_only(
     user, password = registry_user(token_registry)
     seed(token_registry.host, repo_name, "v1", random_image(seed=1611), username=user,
          password=password)  # fmt: skip
-    server = token_registry.token_server
-    assert server is not None
     write_docker_config({"HttpHeaders": {"X-JFrog-Art-Api": KEY}})
-    with (
-        FaultProxy(token_registry.host) as registry,
-        FaultProxy(server.url.split("//")[1]) as tokens,
-    ):
-        realm = f"{tokens.url}/token"
-        registry.add_rule(
-            Rule(
-                action=RewriteHeader(
-                    "WWW-Authenticate", lambda v: v and v.replace(server.realm, realm)
-                )
-            )
-        )
+    with _token_server_elsewhere(token_registry) as (registry, tokens):
         ref = f"{registry.host}/{repo_name}:v1"
         result = run_cli("tag", "-u", user, "--password-stdin", ref, "v2", input=password)
         assert result.code == 0, result.stderr
