@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         DigestMismatch,
         ForceRequired,
         InvalidReference,
+        LayoutError,
         ManifestError,
         NotFound,
         PlatformNotFound,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
         UnsupportedMediaType,
     )
     from .inspection import ImageInfo, describe
-    from .layout import Layout, LayoutError, LayoutReference, parse_layout_reference
+    from .layout import Layout, LayoutReference, parse_layout_reference
     from .manifests import Descriptor, Manifest, Platform, parse_manifest
     from .mediatypes import MediaType
     from .ops import DeleteResult, delete, digest, list_tags, login, logout, manifest
@@ -66,7 +67,7 @@ _LAZY = {
     "CopyResult": "copying",
     "ImageInfo": "inspection",
     "Layout": "layout",
-    "LayoutError": "layout",
+    "LayoutError": "errors",
     "LayoutReference": "layout",
     "ProgressEvent": "progress",
     "ProgressState": "progress",

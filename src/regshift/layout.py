@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .digests import DigestVerifier, split_digest
-from .errors import DigestMismatch, InvalidReference, ManifestError, RegistryError
+from .errors import (  # the layout errors live with the others; re-exported here
+    DigestMismatch,
+    InvalidReference,
+    LayoutError,
+    ManifestError,
+    NotFoundInLayout,
+    RegistryError,
+)
 from .hostos import replace_file
 from .locking import lock_within, unlock
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, Platform, parse_manifest
@@ -77,15 +84,6 @@ _INDEX_LOCKS: dict[str, threading.Lock] = {}
 _INDEX_LOCKS_GUARD = threading.Lock()
 
 
-class LayoutError(RegistryError):
-    """An OCI image layout is missing, malformed, or cannot be read or written."""
-
-
-class NotFoundInLayout(LayoutError):
-    """A tag, manifest or blob is not in the layout, or there is no layout there at all
-    (no such directory, or no ``index.json`` in it)."""
-
-
 # --------------------------------------------------------------------------- references
 
 
@@ -121,6 +119,19 @@ class LayoutReference:
     def identifier(self) -> str | None:
         """The digest, else the tag; ``None`` when the reference names neither."""
         return self.digest or self.tag
+
+    @property
+    def name(self) -> str:
+        """The layout without tag or digest, ``oci:PATH`` (as :attr:`Reference.name`)."""
+        return f"{LAYOUT_PREFIX}{self.path}"
+
+    def repo_only(self) -> LayoutReference:
+        """The layout without tag or digest (as :meth:`Reference.repo_only`)."""
+        return LayoutReference(self.path)
+
+    def with_tag(self, tag: str) -> LayoutReference:
+        """The same layout at ``tag`` (as :meth:`Reference.with_tag`)."""
+        return LayoutReference(self.path, tag=tag)
 
     def __str__(self) -> str:
         text = f"{LAYOUT_PREFIX}{self.path}"
@@ -159,7 +170,7 @@ def parse_layout_reference(text: str, *, windows: bool | None = None) -> LayoutR
 
 
 def _parse_layout_reference(text: str, windows: bool) -> LayoutReference:
-    if not is_layout_reference(text):
+    if not text.startswith(LAYOUT_PREFIX):  # which parser to call is open_repository's choice
         raise InvalidReference(
             f'expected "{LAYOUT_PREFIX}PATH[:TAG]" or "{LAYOUT_PREFIX}PATH@DIGEST"'
         )
