@@ -114,15 +114,7 @@ def tag(
         PreconditionFailed: ``expect_digest`` or ``no_clobber`` refused (nothing is written).
         RegistryError: the source cannot be read, or (``raise_on_error``) a tag failed.
     """
-    if isinstance(new_tags, str):  # one tag, not its characters
-        new_tags = [new_tags]
-    tags = _unique([validate_tag(t) for t in new_tags])
-    if not tags:
-        raise ValueError("tag: give at least one new tag")
-    for name in tags:  # before anything is sent, like every other refusal here
-        refuse_fallback_tag(str(source), name, force=force)
-    if expect_digest is not None:
-        validate_digest(expect_digest)
+    tags = _checked(source, new_tags, expect_digest, force)
     repo = open_repository(client, source)
     start, start_retries = client.stats.this_thread, client.stats.retries
     repo = repo.with_scopes([s for s in [repo.scope("pull" if dry_run else "pull,push")] if s])
@@ -150,6 +142,22 @@ def tag(
     if raise_on_error and result.failed:
         _raise_first(result)
     return result
+
+
+def _checked(
+    source: object, new_tags: Sequence[str], expect_digest: str | None, force: bool
+) -> list[str]:
+    """The new tags, each once, checked before anything is sent (like every refusal here)."""
+    if isinstance(new_tags, str):  # one tag, not its characters
+        new_tags = [new_tags]
+    tags = _unique([validate_tag(t) for t in new_tags])
+    if not tags:
+        raise ValueError("tag: give at least one new tag")
+    for name in tags:
+        refuse_fallback_tag(str(source), name, force=force)
+    if expect_digest is not None:
+        validate_digest(expect_digest)
+    return tags
 
 
 def _is(manifest: Manifest, digest: str | None) -> bool:
