@@ -49,7 +49,8 @@ if TYPE_CHECKING:
         UnsupportedMediaType,
     )
     from .inspection import ImageInfo, describe
-    from .layout import Layout, LayoutReference, parse_layout_reference
+    from .layout import Layout
+    from .layout_reference import LayoutReference, parse_layout_reference
     from .manifests import Descriptor, Manifest, Platform, parse_manifest
     from .mediatypes import MediaType
     from .ops import DeleteResult, delete, digest, list_tags, login, logout, manifest
@@ -68,7 +69,7 @@ _LAZY = {
     "ImageInfo": "inspection",
     "Layout": "layout",
     "LayoutError": "errors",
-    "LayoutReference": "layout",
+    "LayoutReference": "layout_reference",
     "ProgressEvent": "progress",
     "ProgressState": "progress",
     "RepositoryCopyResult": "copying",
@@ -77,7 +78,7 @@ _LAZY = {
     "copy_repository": "copying",
     "describe": "inspection",
     "list_referrers": "referrers",
-    "parse_layout_reference": "layout",
+    "parse_layout_reference": "layout_reference",
     "referrer_tree": "referrers",
     "APIError": "errors",
     "AuthError": "errors",

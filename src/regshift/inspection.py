@@ -14,7 +14,7 @@ from .reference import Reference
 from .storage import Repository, open_repository
 
 if TYPE_CHECKING:
-    from .layout import LayoutReference
+    from .layout_reference import LayoutReference
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from .reference import Reference
 from .storage import ManifestDeleter, Repository, open_repository
 
 if TYPE_CHECKING:
-    from .layout import LayoutReference
+    from .layout_reference import LayoutReference
 
 
 def _identifier(repo: Repository) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from .client import Client
 from .errors import ManifestError
-from .layout import LayoutReference
+from .layout_reference import LayoutReference
 from .manifests import Descriptor, Manifest
 from .reference import (  # the tag predicates live with tag syntax, light for `tag` to import
     Reference,

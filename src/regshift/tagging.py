@@ -21,7 +21,7 @@ from .reference import Reference, refuse_fallback_tag, validate_digest, validate
 from .storage import MultiTagPusher, Repository, open_repository
 
 if TYPE_CHECKING:
-    from .layout import LayoutReference
+    from .layout_reference import LayoutReference
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from .exits import ExitStatus, one_line, run_guarded
 from .options import CommonOptions, common_options, endpoints_of, read_password
 
 if TYPE_CHECKING:
-    from ..layout import LayoutReference
+    from ..layout_reference import LayoutReference
     from ..ops import DeleteResult
     from ..reference import Reference
     from ..tagging import TagResult

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..client import Client
 from ..errors import RegistryError
 from ..graph import resolve
-from ..layout import LayoutReference
+from ..layout_reference import LayoutReference
 from ..manifests import Descriptor
 from ..reference import Reference, is_fallback_tag
 from ..storage import Repository, open_repository, parse_location

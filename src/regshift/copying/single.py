@@ -9,7 +9,7 @@ from ..client import Client
 from ..digests import matches
 from ..errors import DigestMismatch, RegistryError
 from ..graph import ImageGraph, resolve
-from ..layout import LayoutReference
+from ..layout_reference import LayoutReference
 from ..progress import ProgressState
 from ..reference import Reference, refuse_fallback_tag
 from ..storage import Repository, open_repository, parse_location

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from ..client import Client, UploadStatus
-    from ..layout import LayoutReference
+    from ..layout_reference import LayoutReference
     from ..manifests import Descriptor, Manifest
     from .fallback import AttachResult
 
@@ -282,7 +282,7 @@ def parse_location(
     if not isinstance(text, str):
         return text
     if is_layout_reference(text):
-        from ..layout import parse_layout_reference
+        from ..layout_reference import parse_layout_reference
 
         return parse_layout_reference(text)
     if repository:
