@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         DigestMismatch,
         ForceRequired,
         InvalidReference,
+        LayoutError,
         ManifestError,
         NotFound,
         PlatformNotFound,
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
         UnsupportedMediaType,
     )
     from .inspection import ImageInfo, describe
-    from .layout import Layout, LayoutError, LayoutReference, parse_layout_reference
+    from .layout import Layout
+    from .layout_reference import LayoutReference, parse_layout_reference
     from .manifests import Descriptor, Manifest, Platform, parse_manifest
     from .mediatypes import MediaType
     from .ops import DeleteResult, delete, digest, list_tags, login, logout, manifest
@@ -66,8 +68,8 @@ _LAZY = {
     "CopyResult": "copying",
     "ImageInfo": "inspection",
     "Layout": "layout",
-    "LayoutError": "layout",
-    "LayoutReference": "layout",
+    "LayoutError": "errors",
+    "LayoutReference": "layout_reference",
     "ProgressEvent": "progress",
     "ProgressState": "progress",
     "RepositoryCopyResult": "copying",
@@ -76,7 +78,7 @@ _LAZY = {
     "copy_repository": "copying",
     "describe": "inspection",
     "list_referrers": "referrers",
-    "parse_layout_reference": "layout",
+    "parse_layout_reference": "layout_reference",
     "referrer_tree": "referrers",
     "APIError": "errors",
     "AuthError": "errors",

@@ -11,6 +11,8 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── PreconditionFailed                        --expect-digest / --no-clobber refused the write
     │   └── ForceRequired                         a safety check that ``force=True`` overrides
     ├── PlatformNotFound                          no image of the source is for the platform asked
+    ├── LayoutError                               an OCI image layout missing, malformed, unwritable
+    │   └── NotFoundInLayout                      no such tag, manifest or blob in the layout
     ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
     └── APIError                                  the registry answered with an error status
         ├── NotFound                              404 (MANIFEST_UNKNOWN, NAME_UNKNOWN, ...)
@@ -56,6 +58,15 @@ class DigestMismatch(RegistryError):
 
 class AuthError(RegistryError):
     """Authentication could not be performed (missing credentials, token refused, ...)."""
+
+
+class LayoutError(RegistryError):
+    """An OCI image layout is missing, malformed, or cannot be read or written."""
+
+
+class NotFoundInLayout(LayoutError):
+    """A tag, manifest or blob is not in the layout, or there is no layout there at all
+    (no such directory, or no ``index.json`` in it)."""
 
 
 class PreconditionFailed(RegistryError):

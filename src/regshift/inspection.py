@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .client import Client
-from .copying import ImageGraph, read_config, resolve
-from .errors import ManifestError
+from .graph import ImageGraph, read_config, resolve
 from .manifests import Descriptor, Manifest, Platform
 from .reference import Reference
-from .referrers import ReferrerNode, require_subject
-from .store import LayoutSource, RegistrySource, Source, open_source
+from .storage import Repository, open_repository
 
-_MAX_LISTINGS = 10_000
+if TYPE_CHECKING:
+    from .layout_reference import LayoutReference
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +69,18 @@ class ImageInfo:
 
 
 def describe(
-    client: Client, ref: str | Reference, *, platforms: Sequence[Platform | str] = ()
+    client: Client,
+    ref: str | Reference | LayoutReference,
+    *,
+    platforms: Sequence[Platform | str] = (),
 ) -> ImageInfo:
     """Summarise the image ``ref`` names, like ``regshift inspect``: media type, digest,
     platforms, config of each, layers, referrers.
 
     Args:
         client: the client to use.
-        ref: an image reference (a string or :class:`Reference`; a string may name an OCI
-            layout, ``oci:PATH[:TAG]``).
+        ref: an image reference (a string, :class:`Reference` or :class:`LayoutReference`;
+            a string may name an OCI layout, ``oci:PATH[:TAG]``).
         platforms: only these platforms (:class:`Platform` s or ``"os/arch[/variant]"``).
 
     Raises:
@@ -86,18 +89,18 @@ def describe(
         RegistryError: the image cannot be read (see :func:`describe_source`).
     """
     wanted = [p if isinstance(p, Platform) else Platform.parse(p) for p in platforms]
-    source = open_source(client, ref)
+    source = open_repository(client, ref)
     return describe_source(source, source.identifier or "latest", wanted)
 
 
 def describe_source(
-    source: Source, identifier: str, platforms: Sequence[Platform] = ()
+    source: Repository, identifier: str, platforms: Sequence[Platform] = ()
 ) -> ImageInfo:
     """Summarise an image: media type, digest, platforms, config of each, layers, referrers.
 
     An index entry is one platform: a manifest listed under two platforms is shown twice.
     The platforms of nested indexes are shown with those of the top index, in source order.
-    ``platforms`` narrows the view as :func:`~regshift.copying.resolve` selects for a copy.
+    ``platforms`` narrows the view as :func:`~regshift.graph.resolve` selects for a copy.
 
     Raises:
         RegistryError: the image or one of its manifests or configs cannot be read, or a
@@ -119,7 +122,7 @@ def describe_source(
     )
 
 
-def _images(source: Source, graph: ImageGraph) -> tuple[PlatformImage, ...]:
+def _images(source: Repository, graph: ImageGraph) -> tuple[PlatformImage, ...]:
     """One summary per index entry chosen (each config read once), or the image itself."""
     by_digest = {m.digest: _image(source, m) for m in graph.images}
     if not graph.top.is_index and not graph.entries:
@@ -132,7 +135,7 @@ def _images(source: Source, graph: ImageGraph) -> tuple[PlatformImage, ...]:
     )
 
 
-def _image(source: Source, manifest: Manifest) -> PlatformImage:
+def _image(source: Repository, manifest: Manifest) -> PlatformImage:
     """The image's summary; its platform from the config (an index entry's wins later)."""
     config = _config(source, manifest.config) if manifest.config else {}
     inner = _object(config.get("config"))
@@ -175,7 +178,7 @@ def _strings(value: object) -> list[str]:
     return []
 
 
-def _config(source: Source, desc: Descriptor) -> dict[str, object]:
+def _config(source: Repository, desc: Descriptor) -> dict[str, object]:
     """The image config as JSON; empty for artifacts whose config is not JSON (or is too
     deeply nested to parse).
 
@@ -188,46 +191,3 @@ def _config(source: Source, desc: Descriptor) -> dict[str, object]:
     except (ValueError, RecursionError):
         return {}
     return doc if isinstance(doc, dict) else {}
-
-
-def subject_digest(source: Source, identifier: str) -> str:
-    """The digest of the manifest ``identifier`` names, once it is known to exist: listing
-    the referrers of a manifest that is not there is an error, not an empty list.
-
-    Raises:
-        NotFound: no such manifest or repository in the registry.
-        NotFoundInLayout: no such tag or manifest in the layout.
-    """
-    if ":" not in identifier:
-        return source.get_manifest(identifier).digest
-    if isinstance(source, RegistrySource):
-        return require_subject(source.client, source.ref, identifier).digest
-    if isinstance(source, LayoutSource):
-        return source.layout.resolve(identifier).digest
-    return source.get_manifest(identifier).digest
-
-
-def referrer_tree(
-    source: Source, digest: str, *, artifact_type: str | None = None, max_depth: int = 8
-) -> list[ReferrerNode]:
-    """Referrers of ``digest`` and theirs, for a registry or a layout; each digest once.
-
-    ``artifact_type`` filters the first level only.
-    """
-    seen = {digest}
-    budget = [_MAX_LISTINGS]
-
-    def level(subject: str, depth: int, wanted: str | None) -> list[ReferrerNode]:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise ManifestError("too many referrers to list")
-        nodes = []
-        for desc in source.list_referrers(subject):
-            if desc.digest in seen or (wanted and desc.artifact_type != wanted):
-                continue
-            seen.add(desc.digest)
-            children = level(desc.digest, depth - 1, None) if depth > 1 else []
-            nodes.append(ReferrerNode(desc, desc.artifact_type, dict(desc.annotations), children))
-        return nodes
-
-    return level(digest, max_depth, artifact_type)

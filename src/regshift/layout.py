@@ -20,19 +20,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-import ntpath
 import os
 import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .digests import DigestVerifier, split_digest
-from .errors import DigestMismatch, InvalidReference, ManifestError, RegistryError
+from .errors import (  # the layout errors live with the others; re-exported here
+    DigestMismatch,
+    InvalidReference,
+    LayoutError,
+    ManifestError,
+    NotFoundInLayout,
+    RegistryError,
+)
 from .hostos import replace_file
+from .layout_reference import LayoutReference, parse_layout_reference
 from .locking import lock_within, unlock
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import MediaType, is_foreign, is_manifest
@@ -75,122 +81,6 @@ _LOCK_WAIT = 60.0  # seconds another process may hold index.json before we give 
 # plus a lock between processes (see Layout._index_update and _lock_target).
 _INDEX_LOCKS: dict[str, threading.Lock] = {}
 _INDEX_LOCKS_GUARD = threading.Lock()
-
-
-class LayoutError(RegistryError):
-    """An OCI image layout is missing, malformed, or cannot be read or written."""
-
-
-class NotFoundInLayout(LayoutError):
-    """A tag, manifest or blob is not in the layout, or there is no layout there at all
-    (no such directory, or no ``index.json`` in it)."""
-
-
-# --------------------------------------------------------------------------- references
-
-
-@dataclass(frozen=True, slots=True)
-class LayoutReference:
-    """A reference to an image in an OCI layout: ``oci:PATH[:TAG]`` or ``oci:PATH@DIGEST``.
-
-    Attributes:
-        path: The layout directory.
-        tag: The tag (a ``ref.name`` annotation), if any.
-        digest: The manifest digest, if any; a reference has a tag or a digest, not both.
-
-    Raises:
-        InvalidReference: the tag or digest is malformed, or both are given.
-    """
-
-    path: Path
-    tag: str | None = None
-    digest: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.tag is not None and self.digest is not None:
-            raise InvalidReference(
-                f"invalid layout reference {_quote(str(self.path))}: "
-                "give a tag or a digest, not both"
-            )
-        if self.tag is not None:
-            validate_tag(self.tag)
-        if self.digest is not None:
-            validate_digest(self.digest)
-
-    @property
-    def identifier(self) -> str | None:
-        """The digest, else the tag; ``None`` when the reference names neither."""
-        return self.digest or self.tag
-
-    def __str__(self) -> str:
-        text = f"{LAYOUT_PREFIX}{self.path}"
-        if self.digest is not None:
-            return f"{text}@{self.digest}"
-        if self.tag is not None:
-            return f"{text}:{self.tag}"
-        return text
-
-
-def parse_layout_reference(text: str, *, windows: bool | None = None) -> LayoutReference:
-    """Parse ``oci:PATH``, ``oci:PATH:TAG`` or ``oci:PATH@DIGEST``.
-
-    The digest is what follows the last ``@`` when that part contains no path separator.
-    On POSIX the tag is what follows the last ``:`` when that part contains no ``/`` and is
-    a valid tag; otherwise the ``:`` belongs to the path (``oci:/tmp/a:b/c`` is the path
-    ``/tmp/a:b/c``). On Windows ``\\`` separates too, and a path holds no ``:`` past its
-    drive (``C:``, ``\\\\server\\share``), so the drive is never a tag
-    (``oci:C:\\images\\app:1.0`` is the tag ``1.0`` of ``C:\\images\\app``; ``oci:C:1.0`` is
-    the directory ``1.0`` on drive ``C:``) and any later ``:`` must introduce a valid tag.
-    A trailing ``:`` (an empty tag) is an error.
-
-    Args:
-        text: The reference.
-        windows: Parse Windows paths; by default, whether this is Windows.
-
-    Raises:
-        InvalidReference: not an ``oci:`` reference, an empty path, an invalid digest,
-            an invalid tag on Windows, or a tag together with a digest.
-    """
-    windows = os.name == "nt" if windows is None else windows
-    try:
-        return _parse_layout_reference(text, windows)
-    except InvalidReference as exc:
-        raise InvalidReference(f"invalid layout reference {_quote(text)}: {exc}") from None
-
-
-def _parse_layout_reference(text: str, windows: bool) -> LayoutReference:
-    if not is_layout_reference(text):
-        raise InvalidReference(
-            f'expected "{LAYOUT_PREFIX}PATH[:TAG]" or "{LAYOUT_PREFIX}PATH@DIGEST"'
-        )
-    separators = "/\\" if windows else "/"
-    rest = text[len(LAYOUT_PREFIX) :]
-    digest: str | None = None
-    before, at, after = rest.rpartition("@")
-    if at and not any(sep in after for sep in separators):
-        rest, digest = before, validate_digest(after)
-    tag: str | None = None
-    drive, tail = ntpath.splitdrive(rest) if windows else ("", rest)
-    if drive.endswith(":"):  # C: or \\?\C: (a share name cannot hold a ':')
-        rest = tail
-    else:
-        drive = ""
-    before, colon, after = rest.rpartition(":")
-    if colon and not any(sep in after for sep in separators):
-        if not after:
-            raise InvalidReference("empty tag after ':'")
-        if windows:  # no ':' in a Windows path past its drive: this must be a tag
-            tag, rest = validate_tag(after), before
-        else:
-            with contextlib.suppress(InvalidReference):
-                tag = validate_tag(after)
-                rest = before
-    rest = drive + rest
-    if not rest:
-        raise InvalidReference("empty path")
-    if tag is not None and digest is not None:
-        raise InvalidReference("give a tag or a digest, not both")
-    return LayoutReference(Path(rest), tag=tag, digest=digest)
 
 
 # --------------------------------------------------------------------------- the layout

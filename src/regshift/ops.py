@@ -1,64 +1,47 @@
-"""Small verbs on top of :class:`Client`: digest, manifest, tags, delete, login.
+"""Small verbs: digest, manifest, tags, delete, login.
 
-``digest``, ``manifest``, ``list_tags`` and ``delete`` also take OCI layout references
-(``oci:PATH[:TAG]``, ``oci:PATH@DIGEST``).
+``digest``, ``manifest``, ``list_tags`` and ``delete`` work on any
+:class:`~regshift.storage.Repository`: a registry reference, or an OCI layout
+(``oci:PATH[:TAG]``, ``oci:PATH@DIGEST`` or a :class:`LayoutReference`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .auth.credentials import Credential, StaticKeychain, erase_credential, store_credential
 from .client import Client, ClientOptions
 from .errors import APIError, ForceRequired, NotFound, Unsupported
-from .layout import (
-    Layout,
-    LayoutError,
-    LayoutReference,
-    is_layout_reference,
-    parse_layout_reference,
-)
 from .manifests import Descriptor, Manifest
 from .mediatypes import is_index
-from .reference import Reference, parse_reference, parse_repository
+from .reference import Reference
+from .storage import ManifestDeleter, Repository, open_repository
+
+if TYPE_CHECKING:
+    from .layout_reference import LayoutReference
 
 
-def _ref(text: str | Reference) -> Reference:
-    return parse_reference(text) if isinstance(text, str) else text
+def _identifier(repo: Repository) -> str:
+    return repo.identifier or "latest"
 
 
-def _layout(text: str | Reference) -> tuple[Layout, str] | None:
-    """The layout and identifier (tag or digest, else the layout's default) of ``oci:``."""
-    if not isinstance(text, str) or not is_layout_reference(text):
-        return None
-    ref = parse_layout_reference(text)
-    layout = Layout(ref.path)
-    return layout, ref.identifier or layout.default_identifier()
-
-
-def digest(client: Client, ref: str | Reference) -> Descriptor:
+def digest(client: Client, ref: str | Reference | LayoutReference) -> Descriptor:
     """Resolve ``ref`` to its manifest descriptor (HEAD, falling back to GET + sha256)."""
-    layout = _layout(ref)
-    if layout is not None:
-        return layout[0].resolve(layout[1])
-    return client.resolve_digest(_ref(ref))
+    repo = open_repository(client, ref)
+    return repo.resolve(_identifier(repo))
 
 
-def manifest(client: Client, ref: str | Reference) -> Manifest:
+def manifest(client: Client, ref: str | Reference | LayoutReference) -> Manifest:
     """The manifest of ``ref``, with ``raw`` exactly as the registry stores it."""
-    layout = _layout(ref)
-    if layout is not None:
-        return layout[0].get_manifest(layout[1])
-    return client.get_manifest(_ref(ref))
+    repo = open_repository(client, ref)
+    return repo.get_manifest(_identifier(repo))
 
 
-def list_tags(client: Client, repository: str | Reference) -> list[str]:
+def list_tags(client: Client, repository: str | Reference | LayoutReference) -> list[str]:
     """Every tag of ``repository`` (a name without tag or digest), across all pages."""
-    if isinstance(repository, str) and is_layout_reference(repository):
-        return Layout(parse_layout_reference(repository).path).tags()
-    repo = parse_repository(repository) if isinstance(repository, str) else repository
-    return client.list_tags(repo)
+    return open_repository(client, repository, repository=True).list_tags()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +75,7 @@ MAX_DELETE_TAGS = 1000
 
 def delete(
     client: Client,
-    ref: str | Reference,
+    ref: str | Reference | LayoutReference,
     *,
     force: bool = False,
     dry_run: bool = False,
@@ -111,47 +94,46 @@ def delete(
     otherwise the tags concerned are named and ``force`` is required. Indexes that are not
     tagged (pushed by digest only) cannot be found this way.
 
+    In an OCI layout only tags can be deleted (an ``index.json`` entry; the blobs stay), and
+    nothing can break: an index listing the manifest still finds it in ``blobs/``.
+
     Raises:
         ForceRequired: the delete would remove other tags or break a tagged index, or the
             repository has more than ``max_tags`` tags, and ``force`` is not set.
         Unsupported: the registry does not allow deletes at all.
+        LayoutError: a layout reference without a tag.
     """
-    if isinstance(ref, str) and is_layout_reference(ref):
-        return _delete_in_layout(parse_layout_reference(ref), dry_run)
-    target = _ref(ref)
-    scopes = [target.scope("pull,delete")]
-    check = _Check(client, target.repo_only(), scopes, force, max_tags)
-    if target.digest:
+    repo = open_repository(client, ref)
+    if not isinstance(repo, ManifestDeleter):
+        return _untag(repo, dry_run)
+    repo = repo.with_scopes([s for s in [repo.scope("pull,delete")] if s])
+    check = _Check(repo, force, max_tags)
+    if repo.digest:
         if dry_run:  # the real run would find out with its DELETE
-            client.resolve_digest(target, scopes=scopes)
-        return _delete_digest(check, target, target.digest, dry_run, asked_tag=None)
-    found = client.resolve_digest(target, scopes=scopes)
+            repo.resolve(repo.digest)
+        return _delete_digest(check, repo, repo.digest, dry_run, asked_tag=None)
+    asked = _identifier(repo)
+    found = repo.resolve(asked)
     if dry_run:
-        return _delete_digest(check, target, found.digest, dry_run, target.tag)
+        return _delete_digest(check, repo, found.digest, dry_run, repo.tag)
     try:
-        client.delete_manifest(target, scopes=scopes)
-        return DeleteResult(target, found.digest, "tag", (target.identifier,))
+        repo.delete(asked)
+        return DeleteResult(repo.reference, found.digest, "tag", (asked,))
     except APIError as exc:
         if not _no_tag_delete(exc):
             raise
-        return _delete_digest(check, target, found.digest, dry_run, target.tag, refused=exc)
+        return _delete_digest(check, repo, found.digest, dry_run, repo.tag, refused=exc)
 
 
-def _delete_in_layout(ref: LayoutReference, dry_run: bool) -> DeleteResult:
-    """Untag in a layout's index.json; blobs stay (layouts have no garbage collector here).
-
-    No tag or index can break: the manifest stays in ``blobs/``, so an index listing it still
-    resolves (and a garbage collector walking from index.json keeps it for that index).
-    """
-    layout = Layout(ref.path)
-    if ref.tag is None:
-        raise LayoutError(
-            f"{ref}: give a tag to delete from a layout (deleting by digest is not supported)"
-        )
-    found = layout.resolve(ref.tag)
+def _untag(repo: Repository, dry_run: bool) -> DeleteResult:
+    """Where tags are entries of their own (a layout): delete the tag, nothing else."""
+    if repo.tag is None:
+        repo.delete(repo.digest or "")  # refused: only tags can be deleted here
+    tag = repo.tag or ""
+    found = repo.resolve(tag)
     if not dry_run:
-        layout.delete_tag(ref.tag)
-    return DeleteResult(ref, found.digest, "tag", (ref.tag,), dry_run)
+        repo.delete(tag)
+    return DeleteResult(repo.reference, found.digest, "tag", (tag,), dry_run)
 
 
 def _no_tag_delete(exc: APIError) -> bool:
@@ -163,9 +145,7 @@ def _no_tag_delete(exc: APIError) -> bool:
 class _Check:
     """What deleting a manifest by digest is checked against: the repository's tags."""
 
-    client: Client
-    repo: Reference
-    scopes: list[str]
+    repo: Repository
     force: bool
     max_tags: int
 
@@ -181,7 +161,7 @@ class _Usage:
 
 def _delete_digest(
     check: _Check,
-    target: Reference,
+    target: Repository,
     digest_: str,
     dry_run: bool,
     asked_tag: str | None,
@@ -193,22 +173,20 @@ def _delete_digest(
         _refuse_unsafe(check, target, digest_, usage, asked_tag, refused)
     if not dry_run:
         try:
-            check.client.delete_manifest(
-                target.repo_only().with_digest(digest_), scopes=check.scopes
-            )
+            target.delete(digest_)
         except Unsupported as exc:
             exc.add_note(
                 "the registry does not allow deletes (distribution: storage.delete.enabled)"
             )
             raise
     return DeleteResult(
-        target, digest_, "digest", usage.tags, dry_run, usage.indexes, usage.unexamined
+        target.reference, digest_, "digest", usage.tags, dry_run, usage.indexes, usage.unexamined
     )
 
 
 def _refuse_unsafe(
     check: _Check,
-    target: Reference,
+    target: Repository,
     digest_: str,
     usage: _Usage,
     asked_tag: str | None,
@@ -238,7 +216,9 @@ def _refuse_unsafe(
         else ""
     )
     what = "the registry can only delete manifest" if asked_tag else "manifest"
-    raise ForceRequired(f"{target}: {what} {digest_}, which {'; and '.join(problems)}{maybe}")
+    raise ForceRequired(
+        f"{target.reference}: {what} {digest_}, which {'; and '.join(problems)}{maybe}"
+    )
 
 
 def _usage(check: _Check, digest_: str) -> _Usage:
@@ -249,29 +229,27 @@ def _usage(check: _Check, digest_: str) -> _Usage:
         # Tags resolve to sha256 digests (a HEAD's, else the bytes'), and index entries name
         # sha256 digests: compare the same content, by the sha256 of the manifest ``digest_``
         # names (a verified GET).
-        target = check.repo.with_digest(digest_)
-        digest_ = check.client.get_manifest(target, scopes=check.scopes).digest
-    names = check.client.list_tags(check.repo, scopes=check.scopes)
+        digest_ = check.repo.get_manifest(digest_).digest
+    names = check.repo.list_tags()
     tags, indexes = [], []
     for name in names[: check.max_tags]:
-        ref = check.repo.with_tag(name)
         try:
-            found = check.client.resolve_digest(ref, scopes=check.scopes)
+            found = check.repo.resolve(name)
             if found.digest == digest_:
                 tags.append(name)
-            elif _lists(check, ref, found, digest_):
+            elif _lists(check, name, found, digest_):
                 indexes.append(name)
         except NotFound:  # deleted since the listing
             continue
     return _Usage(tuple(tags), tuple(indexes), max(0, len(names) - check.max_tags))
 
 
-def _lists(check: _Check, ref: Reference, found: Descriptor, digest_: str) -> bool:
-    """Whether the manifest at ``ref`` is an index with an entry ``digest_`` (one level: an
+def _lists(check: _Check, tag: str, found: Descriptor, digest_: str) -> bool:
+    """Whether the manifest at ``tag`` is an index with an entry ``digest_`` (one level: an
     index whose entries are indexes is not followed further)."""
     if found.media_type and not is_index(found.media_type):
         return False  # a HEAD without Content-Type is read to find out
-    index = check.client.get_manifest(ref, scopes=check.scopes)
+    index = check.repo.get_manifest(tag)
     return index.is_index and any(child.digest == digest_ for child in index.manifests)
 
 

@@ -13,22 +13,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from .capabilities import MULTI_TAG_PUSH
 from .client import Client
 from .digests import matches
-from .errors import APIError, PreconditionFailed, RegistryError
+from .errors import PreconditionFailed, RegistryError
 from .manifests import Manifest
-from .reference import (
-    Reference,
-    is_layout_reference,
-    parse_reference,
-    refuse_fallback_tag,
-    validate_digest,
-    validate_tag,
-)
+from .reference import Reference, refuse_fallback_tag, validate_digest, validate_tag
+from .storage import MultiTagPusher, Repository, open_repository
 
 if TYPE_CHECKING:
-    from .layout import LayoutReference
+    from .layout_reference import LayoutReference
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +83,7 @@ class TagResult:
 
 def tag(
     client: Client,
-    source: str | Reference,
+    source: str | Reference | LayoutReference,
     new_tags: Sequence[str],
     *,
     expect_digest: str | None = None,
@@ -103,7 +96,8 @@ def tag(
 
     Args:
         client: the client to use.
-        source: the image, by tag or digest.
+        source: the image, by tag or digest (a registry reference, or an OCI layout:
+            ``oci:PATH[:TAG]`` or a :class:`LayoutReference`).
         new_tags: tags to point at the same manifest.
         expect_digest: promote only if ``source`` still resolves to this digest (sha256 or
             sha512: compared with the manifest's bytes hashed in its algorithm).
@@ -120,35 +114,23 @@ def tag(
         PreconditionFailed: ``expect_digest`` or ``no_clobber`` refused (nothing is written).
         RegistryError: the source cannot be read, or (``raise_on_error``) a tag failed.
     """
-    if isinstance(new_tags, str):  # one tag, not its characters
-        new_tags = [new_tags]
-    tags = _unique([validate_tag(t) for t in new_tags])
-    if not tags:
-        raise ValueError("tag: give at least one new tag")
-    for name in tags:  # before anything is sent, like every other refusal here
-        refuse_fallback_tag(str(source), name, force=force)
-    if expect_digest is not None:
-        validate_digest(expect_digest)
-    if isinstance(source, str) and is_layout_reference(source):
-        from .layout import parse_layout_reference
-
-        return _tag_in_layout(
-            parse_layout_reference(source), tags, expect_digest, no_clobber, dry_run
-        )
-    src = parse_reference(source) if isinstance(source, str) else source
+    tags = _checked(source, new_tags, expect_digest, force)
+    repo = open_repository(client, source)
     start, start_retries = client.stats.this_thread, client.stats.retries
-    scopes = [src.scope("pull" if dry_run else "pull,push")]
-    manifest = client.get_manifest(src, scopes=scopes)
-    _check_expected(str(src), manifest, expect_digest)
-    previous = _lookup_previous(client, src, tags, scopes) if (no_clobber or dry_run) else {}
+    repo = repo.with_scopes([s for s in [repo.scope("pull" if dry_run else "pull,push")] if s])
+    manifest = repo.get_manifest(repo.identifier or "latest")
+    _check_expected(str(repo.reference), manifest, expect_digest)
+    # Where a lookup costs nothing (a layout) every tag's previous target is reported.
+    lookup = no_clobber or dry_run or repo.local
+    previous = {t: repo.head(t) for t in tags} if lookup else {}
     if no_clobber:
-        _refuse_clobber(str(src.repo_only()), manifest, previous)
+        _refuse_clobber(repo.name, manifest, previous)
     if dry_run:
         outcomes = [_planned(t, manifest, previous.get(t)) for t in tags]
     else:
-        outcomes = _write_tags(client, src, manifest, tags, previous, scopes)
+        outcomes = _write_tags(repo, manifest, tags, previous)
     result = TagResult(
-        source=src,
+        source=repo.reference,
         digest=manifest.digest,
         media_type=manifest.media_type,
         size=manifest.size,
@@ -162,37 +144,20 @@ def tag(
     return result
 
 
-def _tag_in_layout(
-    src: LayoutReference,
-    tags: list[str],
-    expect_digest: str | None,
-    no_clobber: bool,
-    dry_run: bool,
-) -> TagResult:
-    """The same promotion inside an OCI layout: new index.json entries, same manifest bytes."""
-    from .layout import Layout
-
-    layout = Layout(src.path)
-    manifest = layout.get_manifest(src.identifier or layout.default_identifier())
-    _check_expected(str(src), manifest, expect_digest)
-    previous = {t: (d.digest if (d := layout.head_manifest(t)) else None) for t in tags}
-    if no_clobber:
-        _refuse_clobber(str(src), manifest, previous)
-    outcomes = []
+def _checked(
+    source: object, new_tags: Sequence[str], expect_digest: str | None, force: bool
+) -> list[str]:
+    """The new tags, each once, checked before anything is sent (like every refusal here)."""
+    if isinstance(new_tags, str):  # one tag, not its characters
+        new_tags = [new_tags]
+    tags = _unique([validate_tag(t) for t in new_tags])
+    if not tags:
+        raise ValueError("tag: give at least one new tag")
     for name in tags:
-        if dry_run or _is(manifest, previous[name]):
-            outcomes.append(_planned(name, manifest, previous[name]))
-        else:
-            layout.put_manifest(manifest, name)
-            outcomes.append(_written(name, "index.json", previous))
-    return TagResult(
-        source=src,
-        digest=manifest.digest,
-        media_type=manifest.media_type,
-        size=manifest.size,
-        outcomes=tuple(outcomes),
-        dry_run=dry_run,
-    )
+        refuse_fallback_tag(str(source), name, force=force)
+    if expect_digest is not None:
+        validate_digest(expect_digest)
+    return tags
 
 
 def _is(manifest: Manifest, digest: str | None) -> bool:
@@ -213,12 +178,6 @@ def _unique(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def _lookup_previous(
-    client: Client, src: Reference, tags: list[str], scopes: list[str]
-) -> dict[str, str | None]:
-    return {name: client.digest_of(src.with_tag(name), scopes=scopes) for name in tags}
-
-
 def _refuse_clobber(where: str, manifest: Manifest, previous: dict[str, str | None]) -> None:
     taken = {t: d for t, d in previous.items() if d is not None and not _is(manifest, d)}
     if taken:
@@ -235,12 +194,7 @@ def _planned(name: str, manifest: Manifest, before: str | None) -> TagOutcome:
 
 
 def _write_tags(
-    client: Client,
-    src: Reference,
-    manifest: Manifest,
-    tags: list[str],
-    previous: dict[str, str | None],
-    scopes: list[str],
+    repo: Repository, manifest: Manifest, tags: list[str], previous: dict[str, str | None]
 ) -> list[TagOutcome]:
     done = {
         t: TagOutcome(t, TagAction.UNCHANGED, previous=manifest.digest)
@@ -248,38 +202,19 @@ def _write_tags(
         if _is(manifest, previous.get(t))
     }
     pending = [t for t in tags if t not in done]
-    if len(pending) >= 2 and client.capabilities.get(src.endpoint, MULTI_TAG_PUSH) is not False:
-        for name in _multi_tag(client, src, manifest, pending, scopes):
+    if len(pending) >= 2 and isinstance(repo, MultiTagPusher):
+        for name in repo.put_tags(manifest, pending):
             done[name] = _written(name, "multi-tag", previous)
     for name in (t for t in pending if t not in done):
         try:
-            client.put_manifest(src.with_tag(name), manifest, scopes=scopes)
-            done[name] = _written(name, "put", previous)
+            repo.put_manifest(manifest, [name])
+            done[name] = _written(name, repo.write_method, previous)
         except RegistryError as exc:
             log.debug("tag %s failed: %s", name, exc)
-            done[name] = TagOutcome(name, TagAction.FAILED, "put", previous.get(name), exc)
+            done[name] = TagOutcome(
+                name, TagAction.FAILED, repo.write_method, previous.get(name), exc
+            )
     return [done[t] for t in tags]
-
-
-def _multi_tag(
-    client: Client, src: Reference, manifest: Manifest, tags: list[str], scopes: list[str]
-) -> tuple[str, ...]:
-    """Try one multi-tag PUT; return the tags the registry confirmed, learning its support."""
-    try:
-        result = client.put_manifest(
-            src.with_digest(manifest.digest), manifest, tags=tags, scopes=scopes
-        )
-    except RegistryError as exc:
-        # Every failure falls back to a PUT per tag (which records its own errors), but only
-        # a refused query (400 / 414 / 431) says the registry lacks the feature: a denial,
-        # a rate limit or a dropped connection says nothing about it.
-        log.debug("multi-tag push failed on %s: %s", src.endpoint, exc)
-        if isinstance(exc, APIError) and exc.status in (400, 414, 431):
-            client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, False)
-        return ()
-    if not result.checked:  # tags confirmed by looking tell nothing about the feature
-        client.capabilities.set(src.endpoint, MULTI_TAG_PUSH, bool(result.tags))
-    return result.tags
 
 
 def _written(name: str, method: str, previous: dict[str, str | None]) -> TagOutcome:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 __all__ = ["NOT_FOR_TAG"]
 
-#: Copying, layouts, referrers, inspection and progress bars (rich, pygments): a tag uses none.
+#: Copying, layouts (and their storage backend), referrers (and the fallback-index schema),
+#: the image graph, inspection and progress bars (rich, pygments): a tag uses none. It reads
+#: and writes through regshift.storage and regshift.storage.registry only.
 NOT_FOR_TAG = (
     "rich",
     "pygments",
     "regshift.copying",
+    "regshift.graph",
     "regshift.layout",
     "regshift.referrers",
-    "regshift.store",
+    "regshift.storage.oci",
+    "regshift.storage.fallback",
     "regshift.inspection",
     "regshift.progress",
     "regshift.ops",

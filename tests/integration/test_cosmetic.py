@@ -11,11 +11,11 @@ from rich.console import Console
 from regshift.cli.progress import BarDisplay
 from regshift.digests import compute_digest
 from regshift.errors import ManifestError
-from regshift.layout import Layout
+from regshift.layout import Layout, parse_layout_reference
 from regshift.progress import ProgressEvent, ProgressState
 from regshift.referrers import fallback_tag
 from regshift.sample import random_image
-from regshift.store import open_layout_target
+from regshift.storage.oci import LayoutRepository
 
 from artifacts import signature_of
 from harness.registry import RegistryServer
@@ -94,7 +94,9 @@ def test_a_fallback_tag_holding_a_manifest_is_named_without_a_bad_article(
     for blob in sig.blobs:
         layout.write_blob(compute_digest(blob), len(blob), [blob])
     with pytest.raises(ManifestError) as info:
-        open_layout_target(f"oci:{layout.path}:v1").attach(sig.manifest)
+        LayoutRepository.open(parse_layout_reference(f"oci:{layout.path}:v1"), create=True).attach(
+            sig.manifest
+        )
     message = str(info.value)
     assert "holds a application" not in message
     assert f"holds {other.manifest.media_type}, not an OCI image index" in message

@@ -16,10 +16,10 @@ import pytest
 
 from regshift.digests import compute_digest
 from regshift.errors import ManifestError
-from regshift.layout import Layout, LayoutError, NotFoundInLayout
+from regshift.layout import Layout, LayoutError, NotFoundInLayout, parse_layout_reference
 from regshift.referrers import fallback_tag
 from regshift.sample import SampleImage, random_image
-from regshift.store import open_layout_target
+from regshift.storage.oci import LayoutRepository
 
 from artifacts import signature_of
 from harness.registry import RegistryServer
@@ -139,7 +139,9 @@ def test_layout_attach_refuses_a_fallback_tag_that_is_not_an_index(tmp_path: Pat
         layout.write_blob(compute_digest(blob), len(blob), [blob])
     before = (layout.path / "index.json").read_bytes()
     with pytest.raises(ManifestError) as info:
-        open_layout_target(f"oci:{layout.path}:v1").attach(sig.manifest)
+        LayoutRepository.open(parse_layout_reference(f"oci:{layout.path}:v1"), create=True).attach(
+            sig.manifest
+        )
     message = str(info.value)
     assert "\n" not in message and tag in message and "not an OCI image index" in message
     assert (layout.path / "index.json").read_bytes() == before
@@ -152,7 +154,7 @@ def test_layout_attach_still_merges_into_an_existing_index(tmp_path: Path) -> No
     image = random_image(seed=1605)
     layout = Layout(tmp_path / "lay", create=True)
     _store(layout, image, "v1")
-    target = open_layout_target(f"oci:{layout.path}:v1")
+    target = LayoutRepository.open(parse_layout_reference(f"oci:{layout.path}:v1"), create=True)
     sigs = [signature_of(image.manifest, who) for who in ("a", "b")]
     for sig in sigs:
         target.attach(sig.manifest)

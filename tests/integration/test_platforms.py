@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from regshift.copying import MAX_INDEX_DEPTH
+from regshift.graph import MAX_INDEX_DEPTH
 from regshift.layout import Layout
 from regshift.manifests import Manifest, Platform, parse_manifest
 from regshift.mediatypes import MediaType

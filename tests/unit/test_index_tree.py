@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from regshift.copying import MAX_INDEX_DEPTH, resolve
 from regshift.errors import ManifestError
+from regshift.graph import MAX_INDEX_DEPTH, resolve
 from regshift.manifests import Descriptor, Manifest, parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.sample import random_image

@@ -37,11 +37,11 @@ class ExitStatus(IntEnum):
             AuthError,
             InvalidReference,
             NotFound,
+            NotFoundInLayout,
             PlatformNotFound,
             PreconditionFailed,
             Unauthorized,
         )
-        from ..layout import NotFoundInLayout
 
         for kind, status in (
             (InvalidReference, cls.USAGE),

@@ -17,17 +17,15 @@ if TYPE_CHECKING:
 
 def run_inspect(opts: CommonOptions, reference: str, platforms: Sequence[str]) -> int:
     """Describe an image (registry or ``oci:`` layout) and print it."""
-    from ..inspection import describe_source
+    from ..inspection import describe
     from ..manifests import Platform
-    from ..store import open_source
 
     try:
         wanted = tuple(Platform.parse(p) for p in platforms)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     with opts.client() as client:
-        source = open_source(client, reference)
-        info = describe_source(source, source.identifier or "latest", wanted)
+        info = describe(client, reference, platforms=wanted)
     opts.emit(_info_doc(info), "\n".join(_info_lines(info)))
     return ExitStatus.OK
 
@@ -83,13 +81,13 @@ def _info_lines(info: ImageInfo) -> list[str]:
 
 def run_referrers(opts: CommonOptions, reference: str, artifact_type: str | None) -> int:
     """List the referrers of an image as a tree."""
-    from ..inspection import referrer_tree, subject_digest
-    from ..store import open_source
+    from ..referrers import subject_digest, walk
+    from ..storage import open_repository
 
     with opts.client() as client:
-        source = open_source(client, reference)
-        digest = subject_digest(source, source.identifier or "latest")  # exit 4 when missing
-        tree = referrer_tree(source, digest, artifact_type=artifact_type)
+        repo = open_repository(client, reference)
+        digest = subject_digest(repo, repo.identifier or "latest")  # exit 4 when missing
+        tree = walk(repo, digest, artifact_type=artifact_type)
     doc = {"reference": reference, "digest": digest, "referrers": [_node_doc(n) for n in tree]}
     lines = [f"{reference} {digest}"] + [line for n in tree for line in _node_lines(n, 1)]
     if not tree:

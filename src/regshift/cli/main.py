@@ -20,7 +20,7 @@ from .exits import ExitStatus, one_line, run_guarded
 from .options import CommonOptions, common_options, endpoints_of, read_password
 
 if TYPE_CHECKING:
-    from ..layout import LayoutReference
+    from ..layout_reference import LayoutReference
     from ..ops import DeleteResult
     from ..reference import Reference
     from ..tagging import TagResult
@@ -175,15 +175,13 @@ def _target_key(source: str, tag: str) -> tuple[str, str] | None:
     """(the tag written, the source), both normalised; None when either does not parse
     (that line fails on its own later, naming what is wrong)."""
     from ..errors import InvalidReference
-    from ..layout import is_layout_reference, parse_layout_reference
-    from ..reference import parse_reference
+    from ..reference import Reference
+    from ..storage import parse_location
 
     try:
-        if is_layout_reference(source):
-            src = parse_layout_reference(source)
-            path = src.path.absolute()
-            return str(replace(src, path=path, tag=tag, digest=None)), str(replace(src, path=path))
-        ref = parse_reference(source)
+        ref = parse_location(source)
+        if not isinstance(ref, Reference):  # a layout: the same directory however written
+            ref = replace(ref, path=ref.path.absolute())
         return str(ref.repo_only().with_tag(tag)), str(ref)
     except InvalidReference:
         return None
