@@ -18,20 +18,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import httpx
 
 from .auth.credentials import Credential, Keychain, default_keychain
 from .auth.flow import origin
-from .auth.scopes import merge_scopes
 from .capabilities import Capabilities, default_cache_dir
 from .digests import compute_digest, matches, parse_digest, verify_bytes
 from .errors import APIError, DigestMismatch, ManifestError, NotFound, RegistryError
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from .mediatypes import MANIFEST_ACCEPT, MediaType
 from .reference import Reference
-from .session import Content, QueryList, SessionPool
+from .retries import OnRetry, RetryPolicy
+from .session import QueryList, SessionPool
 from .transport import RequestStats, TransportOptions, printable, stream_error
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,16 @@ class Client:
         """Tries a transient failure gets: 1 + ``TransportOptions.retries``."""
         return self._sessions.policy.tries
 
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The one retry policy (from ``TransportOptions``) every retry site follows."""
+        return self._sessions.policy
+
+    def on_retry(self, what: str) -> OnRetry:
+        """The ``on_retry`` of :meth:`RetryPolicy.run` for a larger operation on ``what``
+        (a blob transfer): counted in :attr:`stats` and logged like a request's retries."""
+        return self._sessions.reporter("", what)
+
     def pause_before_retry(
         self,
         what: str,
@@ -163,7 +173,7 @@ class Client:
         The digest is the ``Docker-Content-Digest`` header; callers that must be sure use
         :meth:`resolve_digest`, which falls back to GET when the header is missing.
         """
-        response = self._request(
+        response = self._sessions.request(
             "HEAD",
             ref,
             f"/manifests/{ref.identifier}",
@@ -208,7 +218,7 @@ class Client:
                 the ``Docker-Content-Digest`` the registry announced.
             ManifestError: too large or not a manifest we can handle.
         """
-        response = self._request(
+        response = self._sessions.request(
             "GET",
             ref,
             f"/manifests/{ref.identifier}",
@@ -246,7 +256,7 @@ class Client:
         path = f"/manifests/{ref.identifier}"
 
         def put() -> PutResult:
-            response = self._request(
+            response = self._sessions.request(
                 "PUT",
                 ref,
                 path,
@@ -284,7 +294,7 @@ class Client:
 
     def delete_manifest(self, ref: Reference, *, scopes: Iterable[str] = ()) -> None:
         """DELETE a manifest by digest, or a tag where the registry supports tag deletion."""
-        self._request(
+        self._sessions.request(
             "DELETE", ref, f"/manifests/{ref.identifier}", scopes=[ref.scope("delete"), *scopes]
         )
 
@@ -292,7 +302,9 @@ class Client:
 
     def blob_exists(self, ref: Reference, digest: str, *, scopes: Iterable[str] = ()) -> bool:
         """HEAD a blob in ``ref``'s repository."""
-        response = self._request("HEAD", ref, f"/blobs/{digest}", scopes=scopes, missing_ok=True)
+        response = self._sessions.request(
+            "HEAD", ref, f"/blobs/{digest}", scopes=scopes, missing_ok=True
+        )
         return response.status_code != 404
 
     def put_blob(self, ref: Reference, data: bytes, *, scopes: Iterable[str] = ()) -> str:
@@ -322,10 +334,14 @@ class Client:
             if from_repository:
                 params.append(("from", from_repository))
         push = [ref.scope("pull,push"), *scopes]
-        response = self._request("POST", ref, "/blobs/uploads/", scopes=push, params=params)
+        response = self._sessions.request(
+            "POST", ref, "/blobs/uploads/", scopes=push, params=params
+        )
         if response.status_code == 201 and mount:
             return UploadStart(mounted=True, location=None)
-        return UploadStart(mounted=False, location=self._upload_location(ref, response))
+        return UploadStart(
+            mounted=False, location=_upload_location(ref, response, self._scheme(ref))
+        )
 
     def finish_upload(
         self,
@@ -346,7 +362,7 @@ class Client:
         headers = {"Content-Type": "application/octet-stream"}
         if length is not None:
             headers["Content-Length"] = str(length)
-        self._request(
+        self._sessions.request(
             "PUT",
             ref,
             location,
@@ -376,7 +392,7 @@ class Client:
             "Content-Range": f"{start}-{start + len(chunk) - 1}",  # distribution: no "bytes " unit
             "Content-Length": str(len(chunk)),
         }
-        response = self._request(
+        response = self._sessions.request(
             "PATCH",
             ref,
             location,
@@ -384,37 +400,25 @@ class Client:
             content=_pieces(chunk),
             headers=headers,
         )
-        return self._upload_status(ref, response, default=start + len(chunk))
+        return _upload_status(ref, response, self._scheme(ref), default=start + len(chunk))
 
     def upload_status(
         self, ref: Reference, location: str, *, scopes: Iterable[str] = ()
     ) -> UploadStatus:
         """GET an upload session: how many bytes the registry holds, and where to continue."""
-        response = self._request("GET", ref, location, scopes=[ref.scope("pull,push"), *scopes])
-        return self._upload_status(ref, response, default=None)
+        response = self._sessions.request(
+            "GET", ref, location, scopes=[ref.scope("pull,push"), *scopes]
+        )
+        return _upload_status(ref, response, self._scheme(ref), default=None)
 
     def cancel_upload(self, ref: Reference, location: str, *, scopes: Iterable[str] = ()) -> None:
         """DELETE an upload session, best effort (cleanup after a failed copy)."""
         try:
-            self._request("DELETE", ref, location, scopes=[ref.scope("pull,push"), *scopes])
+            self._sessions.request(
+                "DELETE", ref, location, scopes=[ref.scope("pull,push"), *scopes]
+            )
         except RegistryError as exc:
             log.debug("cancelling upload failed: %s", exc)
-
-    def _upload_status(
-        self, ref: Reference, response: httpx.Response, default: int | None
-    ) -> UploadStatus:
-        location = self._upload_location(ref, response) if "location" in response.headers else None
-        offset = _range_end(response.headers.get("range", ""))
-        if offset is None:
-            if default is None:
-                raise APIError(
-                    status=response.status_code,
-                    method=response.request.method,
-                    url=_display(ref),
-                    text="upload status has no Range header",
-                )
-            offset = default
-        return UploadStatus(location=location, offset=offset)
 
     @contextmanager
     def open_blob(
@@ -425,52 +429,11 @@ class Client:
         The blob is asked for unencoded: read it with ``response.iter_raw()``, which hands
         over the bytes as stored even when a storage backend labels them ``Content-Encoding``.
         """
-        response = self._request(
+        response = self._sessions.request(
             "GET", ref, f"/blobs/{digest}", scopes=scopes, headers=_IDENTITY, stream=True
         )
-        with _closing(response):
+        with contextlib.closing(response):
             yield response
-
-    def _upload_location(self, ref: Reference, response: httpx.Response) -> str:
-        """The absolute upload URL of a 202 response, refusing other hosts and schemes.
-
-        The Location must be on the registry itself -- its endpoint's host and port, over the
-        scheme this client uses for it -- not merely on whatever host answered: after a
-        redirect, ``response.request`` is the redirect target's, which must get no upload
-        (nor the registry's credentials with it).
-        """
-        location = response.headers.get("location", "")
-        if not location:
-            raise APIError(
-                status=response.status_code,
-                method=response.request.method,
-                url=_display(ref),
-                text="upload response has no Location header",
-            )
-        try:
-            url = response.request.url.join(location)
-        except httpx.InvalidURL:
-            raise APIError(
-                status=response.status_code,
-                method=response.request.method,
-                url=_display(ref),
-                text=f"refusing upload Location that is not a valid URL: {printable(location)}",
-            ) from None
-        first = response.history[0].request.url if response.history else response.request.url
-        scheme = self._sessions.session(ref.endpoint).scheme or first.scheme
-        try:
-            registry = httpx.URL(f"{scheme}://{ref.endpoint}")
-        except httpx.InvalidURL:
-            registry = first
-        if origin(url) != origin(registry):
-            where = "another host" if url.host != registry.host else "another port or scheme"
-            raise APIError(
-                status=response.status_code,
-                method=response.request.method,
-                url=_display(ref),
-                text=f"refusing upload Location on {where}: {url.scheme}://{url.netloc.decode()}",
-            )
-        return str(url)
 
     # -- referrers ------------------------------------------------------------------------
 
@@ -487,29 +450,20 @@ class Client:
         distribution 2.8 answers a plain-text 404 (no referrers API); a registry may also answer
         with something that is not an image index. Both mean: use the fallback tag schema.
         """
-        from .links import next_link  # paging only: not loaded by a tag
-
-        params: QueryList = [("artifactType", artifact_type)] if artifact_type else []
-        path: str | None = f"/referrers/{digest}"
         found: list[Descriptor] = []
         filtered = False
-        seen: set[str] = set()
-        while path is not None:
-            if path in seen or len(seen) >= _MAX_TAG_PAGES:
-                raise APIError(
-                    status=200, method="GET", url=_display(repo), text="referrers pagination loops"
-                )
-            seen.add(path)
-            response = self._request(
-                "GET",
-                repo,
-                path,
-                scopes=scopes,
-                params=params if len(seen) == 1 else None,
-                headers={"Accept": MediaType.OCI_INDEX, **_IDENTITY},
-                missing_ok=True,
-                stream=True,
-            )
+        pages = self._pages(
+            repo,
+            f"/referrers/{digest}",
+            kind="referrers",
+            loops="referrers pagination loops",
+            scopes=scopes,
+            params=[("artifactType", artifact_type)] if artifact_type else [],
+            headers={"Accept": MediaType.OCI_INDEX, **_IDENTITY},
+            missing_ok=True,
+            stream=True,
+        )
+        for response in pages:
             if response.status_code == 404:
                 response.close()
                 return None
@@ -522,9 +476,6 @@ class Client:
                 return None
             found.extend(index.manifests)
             filtered = filtered or "artifactType" in response.headers.get("oci-filters-applied", "")
-            path = next_link(
-                response.headers.get("link", ""), repo.repository, repo.endpoint, kind="referrers"
-            )
         return Referrers(tuple(found), filtered)
 
     # -- tags -----------------------------------------------------------------------------
@@ -533,31 +484,36 @@ class Client:
         self, repo: Reference, *, scopes: Iterable[str] = (), page_size: int = _TAG_PAGE_SIZE
     ) -> list[str]:
         """All tags of a repository, following ``Link`` pagination (bounded, same host only)."""
+        loops = "tag list pagination loops or never ends"
+        pages = self._pages(repo, f"/tags/list?n={page_size}", loops=loops, scopes=scopes)
+        return [tag for response in pages for tag in _tags_from(response, repo)]
+
+    def _pages(
+        self, repo: Reference, path: str, *, loops: str, kind: str = "tags/list", **request: Any
+    ) -> Iterator[httpx.Response]:
+        """GET ``path`` and each next page its ``Link`` header names (bounded, same host
+        only; ``params`` go with the first page only); ``loops`` is the error text when the
+        links go round in circles or never end."""
         from .links import next_link  # paging only: not loaded by a tag
 
-        tags: list[str] = []
-        path: str | None = f"/tags/list?n={page_size}"
+        next_path: str | None = path
         seen: set[str] = set()
-        while path is not None:
-            if path in seen or len(seen) >= _MAX_TAG_PAGES:
-                raise APIError(
-                    status=200,
-                    method="GET",
-                    url=_display(repo),
-                    text="tag list pagination loops or never ends",
-                )
-            seen.add(path)
-            response = self._request("GET", repo, path, scopes=scopes)
-            tags.extend(_tags_from(response, repo))
-            path = next_link(response.headers.get("link", ""), repo.repository, repo.endpoint)
-        return tags
+        while next_path is not None:
+            if next_path in seen or len(seen) >= _MAX_TAG_PAGES:
+                raise APIError(status=200, method="GET", url=_display(repo), text=loops)
+            seen.add(next_path)
+            response = self._sessions.request("GET", repo, next_path, **request)
+            request.pop("params", None)
+            yield response
+            link = response.headers.get("link", "")
+            next_path = next_link(link, repo.repository, repo.endpoint, kind=kind)
 
     # -- registry -------------------------------------------------------------------------
 
     def ping(self, registry: str, *, scopes: Iterable[str] = ()) -> None:
         """``GET /v2/``, authenticating if the registry asks; raises on failure."""
         ref = Reference(registry=registry, repository="ping")
-        self._request("GET", ref, "", scopes=scopes, api_root=True)
+        self._sessions.request("GET", ref, "", scopes=scopes, api_root=True)
 
     def registry_slots(self, *endpoints: str) -> contextlib.AbstractContextManager[None]:
         """Hold one of each registry's ``per_registry`` transfer slots (each registry once)."""
@@ -578,53 +534,8 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _request(
-        self,
-        method: str,
-        ref: Reference,
-        path: str,
-        *,
-        scopes: Iterable[str] = (),
-        headers: Mapping[str, str] | None = None,
-        content: Content = None,
-        params: QueryList | None = None,
-        stream: bool = False,
-        missing_ok: bool = False,
-        api_root: bool = False,
-        retry: bool = True,
-    ) -> httpx.Response:
-        """Send one API request through ``ref``'s registry session (see
-        :meth:`RegistrySession.request <regshift.session.RegistrySession.request>`).
-
-        ``path`` is below ``/v2/<repository>`` (or ``/v2/`` itself with ``api_root``), or an
-        absolute URL on the registry's host (an upload ``Location``).
-        """
-        if path.startswith(("http://", "https://")):
-            target = path
-        else:
-            target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
-        return self._sessions.session(ref.endpoint).request(
-            method,
-            target,
-            scopes=merge_scopes([ref.scope("pull")] if not api_root else [], scopes),
-            repository=None if api_root else ref.repository,
-            # /v2/ belongs to no repository: errors name the registry (the ping's is made up).
-            where=ref.registry if api_root else _display(ref),
-            headers=headers,
-            content=content,
-            params=params,
-            stream=stream,
-            missing_ok=missing_ok,
-            retry=retry,
-        )
-
-
-@contextmanager
-def _closing(response: httpx.Response) -> Iterator[httpx.Response]:
-    try:
-        yield response
-    finally:
-        response.close()
+    def _scheme(self, ref: Reference) -> str | None:
+        return self._sessions.session(ref.endpoint).scheme
 
 
 def _pieces(data: bytes | memoryview, size: int = 256 * 1024) -> Iterator[bytes]:
@@ -634,7 +545,7 @@ def _pieces(data: bytes | memoryview, size: int = 256 * 1024) -> Iterator[bytes]
 
 
 def _read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
-    with _closing(response):
+    with contextlib.closing(response):
         declared = _content_length(response)
         if declared > limit:
             raise ManifestError(f"{what} is {declared} bytes, above the {limit} limit")
@@ -647,6 +558,54 @@ def _read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
         except httpx.HTTPError as exc:
             raise stream_error(exc, response, what) from None
         return bytes(data)
+
+
+def _upload_status(
+    ref: Reference, response: httpx.Response, scheme: str | None, default: int | None
+) -> UploadStatus:
+    has_location = "location" in response.headers
+    location = _upload_location(ref, response, scheme) if has_location else None
+    offset = _range_end(response.headers.get("range", ""))
+    if offset is None:
+        if default is None:
+            raise _answer_error(ref, response, "upload status has no Range header")
+        offset = default
+    return UploadStatus(location=location, offset=offset)
+
+
+def _upload_location(ref: Reference, response: httpx.Response, scheme: str | None) -> str:
+    """The absolute upload URL of a 202 response, refusing other hosts and schemes.
+
+    The Location must be on the registry itself -- its endpoint's host and port, over the
+    scheme the session uses for it (``scheme``) -- not merely on whatever host answered:
+    after a redirect, ``response.request`` is the redirect target's, which must get no
+    upload (nor the registry's credentials with it).
+    """
+    location = response.headers.get("location", "")
+    if not location:
+        raise _answer_error(ref, response, "upload response has no Location header")
+    try:
+        url = response.request.url.join(location)
+    except httpx.InvalidURL:
+        text = f"refusing upload Location that is not a valid URL: {printable(location)}"
+        raise _answer_error(ref, response, text) from None
+    first = response.history[0].request.url if response.history else response.request.url
+    try:
+        registry = httpx.URL(f"{scheme or first.scheme}://{ref.endpoint}")
+    except httpx.InvalidURL:
+        registry = first
+    if origin(url) != origin(registry):
+        where = "another host" if url.host != registry.host else "another port or scheme"
+        text = f"refusing upload Location on {where}: {url.scheme}://{url.netloc.decode()}"
+        raise _answer_error(ref, response, text)
+    return str(url)
+
+
+def _answer_error(ref: Reference, response: httpx.Response, text: str) -> APIError:
+    """An answer regshift cannot use, as an error naming ``ref``."""
+    return APIError(
+        status=response.status_code, method=response.request.method, url=_display(ref), text=text
+    )
 
 
 def _range_end(value: str) -> int | None:

@@ -25,9 +25,10 @@ import httpx
 
 from .auth.credentials import Keychain
 from .auth.flow import RegistryAuth, origin
-from .auth.scopes import ScopeSet
+from .auth.scopes import ScopeSet, merge_scopes
 from .capabilities import PLAIN_HTTP, Capabilities
 from .errors import HINT_LOGIN, RegistryError, TransportError, Unauthorized
+from .reference import Reference
 from .retries import (
     RETRY_STATUSES,
     OnRetry,
@@ -89,6 +90,46 @@ class SessionPool:
             with self._lock:
                 session = self._sessions.setdefault(endpoint, RegistrySession(endpoint, self))
         return session
+
+    def request(
+        self,
+        method: str,
+        ref: Reference,
+        path: str,
+        *,
+        scopes: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        content: Content = None,
+        params: QueryList | None = None,
+        stream: bool = False,
+        missing_ok: bool = False,
+        api_root: bool = False,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """Send one API request on ``ref``'s repository through its registry's session
+        (:meth:`RegistrySession.request`).
+
+        ``path`` is below ``/v2/<repository>`` (or ``/v2/`` itself with ``api_root``), or an
+        absolute URL on the registry's host (an upload ``Location``).
+        """
+        if path.startswith(("http://", "https://")):
+            target = path
+        else:
+            target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
+        return self.session(ref.endpoint).request(
+            method,
+            target,
+            scopes=merge_scopes([ref.scope("pull")] if not api_root else [], scopes),
+            repository=None if api_root else ref.repository,
+            # /v2/ belongs to no repository: errors name the registry (the ping's is made up).
+            where=ref.registry if api_root else str(ref),
+            headers=headers,
+            content=content,
+            params=params,
+            stream=stream,
+            missing_ok=missing_ok,
+            retry=retry,
+        )
 
     @contextmanager
     def registry_slots(self, *endpoints: str) -> Iterator[None]:
