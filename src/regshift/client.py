@@ -1,8 +1,9 @@
-"""A registry client: one method per Distribution API endpoint, on one shared ``httpx.Client``.
+"""A registry client: one method per Distribution API endpoint.
 
-:class:`Client` is thread-safe and meant to live for a whole operation (or program): it
-keeps the connection pool, each registry's auth state and token cache, and which scheme
-(HTTPS or, for loopback / insecure registries, HTTP) each registry speaks.
+:class:`Client` is thread-safe and meant to live for a whole operation (or program). It
+knows the endpoints -- paths, media types, what each answer means; how a request reaches a
+registry (the shared connection pool, each registry's scheme, auth state and token cache,
+transfer slots, retries) is its :class:`~regshift.session.SessionPool`'s job.
 
 Every method takes ``scopes``: the token scopes the *calling operation* needs in total, so
 the first token request already carries them all (e.g. ``tag`` asks for pull+push on its GET).
@@ -17,49 +18,23 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 import httpx
 
 from .auth.credentials import Credential, Keychain, default_keychain
-from .auth.flow import RegistryAuth, origin
-from .auth.scopes import ScopeSet, merge_scopes
-from .capabilities import PLAIN_HTTP, Capabilities, default_cache_dir
+from .auth.flow import origin
+from .capabilities import Capabilities, default_cache_dir
 from .digests import compute_digest, matches, parse_digest, verify_bytes
-from .errors import (
-    APIError,
-    DigestMismatch,
-    ManifestError,
-    NotFound,
-    RegistryError,
-    TransportError,
-    Unauthorized,
-)
-from .links import next_link
+from .errors import APIError, DigestMismatch, ManifestError, NotFound, RegistryError
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from .mediatypes import MANIFEST_ACCEPT, MediaType
 from .reference import Reference
-from .retries import RETRY_STATUSES, RetryPolicy, retry_after_seconds, translate
-from .transport import (
-    IDEMPOTENT_METHODS,
-    MAX_ERROR_BODY,
-    REGISTRY_ORIGIN,
-    RequestStats,
-    TransportOptions,
-    allows_plain_http,
-    api_error,
-    build_http_client,
-    candidate_schemes,
-    is_tls_mismatch,
-    printable,
-    read_limited,
-    redact_url,
-    stream_error,
-)
+from .retries import OnRetry, RetryPolicy
+from .session import QueryList, SessionPool
+from .transport import RequestStats, TransportOptions, printable, stream_error
 
 log = logging.getLogger(__name__)
-
-QueryList = list[tuple[str, str | int | float | bool | None]]
 
 _ACCEPT = ", ".join(MANIFEST_ACCEPT)
 # Digests are over the bytes as stored, so manifests and blobs are asked for unencoded and
@@ -135,21 +110,12 @@ class Client:
 
     def __init__(self, options: ClientOptions | None = None) -> None:
         self.options = options or ClientOptions()
-        self.stats = RequestStats()
-        self._keychain = self.options.keychain or default_keychain()
-        self._http = build_http_client(self.options.transport, self.stats)
-        self._lock = threading.Lock()
-        self._auth: dict[str, RegistryAuth] = {}
-        self._base: dict[str, str] = {}
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        keychain = self.options.keychain or default_keychain()
         self.capabilities = Capabilities(self.options.cache_dir)
         #: What this run learnt and must not outlive it (e.g. referrers API support).
         self.run_capabilities = Capabilities(None)
-        self._retry = RetryPolicy(
-            retries=self.options.transport.retries,
-            backoff=self.options.transport.backoff,
-            max_retry_after=self.options.transport.max_retry_after,
-        )
+        self._sessions = SessionPool(self.options.transport, keychain, self.capabilities)
+        self.stats: RequestStats = self._sessions.stats
 
     def __enter__(self) -> Self:
         return self
@@ -159,7 +125,7 @@ class Client:
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._sessions.close()
 
     @property
     def requests(self) -> int:
@@ -168,8 +134,36 @@ class Client:
 
     def token_requests(self, registry: str) -> int:
         """Token requests sent for ``registry`` so far."""
-        auth = self._auth.get(registry)
-        return auth.token_requests if auth else 0
+        return self._sessions.session(registry).auth.token_requests
+
+    @property
+    def max_attempts(self) -> int:
+        """Tries a transient failure gets: 1 + ``TransportOptions.retries``."""
+        return self._sessions.policy.tries
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The one retry policy (from ``TransportOptions``) every retry site follows."""
+        return self._sessions.policy
+
+    def on_retry(self, what: str) -> OnRetry:
+        """The ``on_retry`` of :meth:`RetryPolicy.run` for a larger operation on ``what``
+        (a blob transfer): counted in :attr:`stats` and logged like a request's retries."""
+        return self._sessions.reporter("", what)
+
+    def pause_before_retry(
+        self,
+        what: str,
+        why: str,
+        attempt: int,
+        retry_after: float | None = None,
+        *,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Back off before retrying a larger operation (a blob transfer): same policy,
+        ``Retry-After`` and reporting as for single requests. ``attempt`` counts from 1;
+        setting ``stop`` (a cancelled copy) ends the pause at once."""
+        self._sessions.pause_before_retry(what, why, attempt, retry_after, stop=stop)
 
     # -- manifests ------------------------------------------------------------------------
 
@@ -179,7 +173,7 @@ class Client:
         The digest is the ``Docker-Content-Digest`` header; callers that must be sure use
         :meth:`resolve_digest`, which falls back to GET when the header is missing.
         """
-        response = self._request(
+        response = self._sessions.request(
             "HEAD",
             ref,
             f"/manifests/{ref.identifier}",
@@ -224,7 +218,7 @@ class Client:
                 the ``Docker-Content-Digest`` the registry announced.
             ManifestError: too large or not a manifest we can handle.
         """
-        response = self._request(
+        response = self._sessions.request(
             "GET",
             ref,
             f"/manifests/{ref.identifier}",
@@ -258,43 +252,30 @@ class Client:
             DigestMismatch: the registry reports another digest than ours.
         """
         tag_list = list(tags)
-        params: QueryList = [("tag", t) for t in tag_list]
         scope_list = [ref.scope("pull,push"), *scopes]
-        delays = iter(self._retry.delays())
-        while True:
-            try:
-                response = self._request(
-                    "PUT",
-                    ref,
-                    f"/manifests/{ref.identifier}",
-                    scopes=scope_list,
-                    headers={"Content-Type": manifest.media_type, **(headers or {})},
-                    content=manifest.raw,
-                    params=params,
-                    retry=False,
-                )
-                break
-            except (TransportError, APIError) as exc:
-                delay = next(delays, None)
-                if delay is None or (isinstance(exc, APIError) and not exc.retryable):
-                    raise
-                # The PUT may have landed before the failure: look before writing again.
-                if self._landed(ref, manifest.digest, tag_list, scope_list):
-                    return PutResult(digest=manifest.digest, tags=tuple(tag_list), checked=True)
-                retry_after = exc.retry_after if isinstance(exc, APIError) else None
-                self._wait_before_retry(
-                    "PUT", f"/manifests/{ref.identifier}", str(exc), delay, retry_after
-                )
-        stored = response.headers.get("docker-content-digest", "")
-        # Compared in the registry's algorithm: one that names content by sha512 is right.
-        if stored and not matches(manifest.raw, stored):
-            raise DigestMismatch(f"manifest {_display(ref)}", manifest.digest, stored)
-        confirmed = _oci_tags(response.headers.get_list("oci-tag"))
-        return PutResult(
-            digest=manifest.digest,
-            tags=tuple(t for t in tag_list if t in confirmed),
-            subject=response.headers.get("oci-subject"),
-        )
+        path = f"/manifests/{ref.identifier}"
+
+        def put() -> PutResult:
+            response = self._sessions.request(
+                "PUT",
+                ref,
+                path,
+                scopes=scope_list,
+                headers={"Content-Type": manifest.media_type, **(headers or {})},
+                content=manifest.raw,
+                params=[("tag", t) for t in tag_list],
+                retry=False,  # retried below, after looking whether it landed
+            )
+            return _put_result(ref, manifest, tag_list, response)
+
+        def landed(_: Exception) -> PutResult | None:
+            # The PUT may have landed before the failure: look before writing again.
+            if self._landed(ref, manifest.digest, tag_list, scope_list):
+                return PutResult(digest=manifest.digest, tags=tuple(tag_list), checked=True)
+            return None
+
+        on_retry = self._sessions.reporter("PUT", path)
+        return self._sessions.policy.run(put, before_retry=landed, on_retry=on_retry)
 
     def _landed(self, ref: Reference, digest: str, tags: list[str], scopes: list[str]) -> bool:
         """Whether a manifest PUT whose answer was lost did its work: ``ref`` resolves to
@@ -313,7 +294,7 @@ class Client:
 
     def delete_manifest(self, ref: Reference, *, scopes: Iterable[str] = ()) -> None:
         """DELETE a manifest by digest, or a tag where the registry supports tag deletion."""
-        self._request(
+        self._sessions.request(
             "DELETE", ref, f"/manifests/{ref.identifier}", scopes=[ref.scope("delete"), *scopes]
         )
 
@@ -321,7 +302,9 @@ class Client:
 
     def blob_exists(self, ref: Reference, digest: str, *, scopes: Iterable[str] = ()) -> bool:
         """HEAD a blob in ``ref``'s repository."""
-        response = self._request("HEAD", ref, f"/blobs/{digest}", scopes=scopes, missing_ok=True)
+        response = self._sessions.request(
+            "HEAD", ref, f"/blobs/{digest}", scopes=scopes, missing_ok=True
+        )
         return response.status_code != 404
 
     def put_blob(self, ref: Reference, data: bytes, *, scopes: Iterable[str] = ()) -> str:
@@ -351,10 +334,14 @@ class Client:
             if from_repository:
                 params.append(("from", from_repository))
         push = [ref.scope("pull,push"), *scopes]
-        response = self._request("POST", ref, "/blobs/uploads/", scopes=push, params=params)
+        response = self._sessions.request(
+            "POST", ref, "/blobs/uploads/", scopes=push, params=params
+        )
         if response.status_code == 201 and mount:
             return UploadStart(mounted=True, location=None)
-        return UploadStart(mounted=False, location=self._upload_location(ref, response))
+        return UploadStart(
+            mounted=False, location=_upload_location(ref, response, self._scheme(ref))
+        )
 
     def finish_upload(
         self,
@@ -375,7 +362,7 @@ class Client:
         headers = {"Content-Type": "application/octet-stream"}
         if length is not None:
             headers["Content-Length"] = str(length)
-        self._request(
+        self._sessions.request(
             "PUT",
             ref,
             location,
@@ -405,7 +392,7 @@ class Client:
             "Content-Range": f"{start}-{start + len(chunk) - 1}",  # distribution: no "bytes " unit
             "Content-Length": str(len(chunk)),
         }
-        response = self._request(
+        response = self._sessions.request(
             "PATCH",
             ref,
             location,
@@ -413,37 +400,25 @@ class Client:
             content=_pieces(chunk),
             headers=headers,
         )
-        return self._upload_status(ref, response, default=start + len(chunk))
+        return _upload_status(ref, response, self._scheme(ref), default=start + len(chunk))
 
     def upload_status(
         self, ref: Reference, location: str, *, scopes: Iterable[str] = ()
     ) -> UploadStatus:
         """GET an upload session: how many bytes the registry holds, and where to continue."""
-        response = self._request("GET", ref, location, scopes=[ref.scope("pull,push"), *scopes])
-        return self._upload_status(ref, response, default=None)
+        response = self._sessions.request(
+            "GET", ref, location, scopes=[ref.scope("pull,push"), *scopes]
+        )
+        return _upload_status(ref, response, self._scheme(ref), default=None)
 
     def cancel_upload(self, ref: Reference, location: str, *, scopes: Iterable[str] = ()) -> None:
         """DELETE an upload session, best effort (cleanup after a failed copy)."""
         try:
-            self._request("DELETE", ref, location, scopes=[ref.scope("pull,push"), *scopes])
+            self._sessions.request(
+                "DELETE", ref, location, scopes=[ref.scope("pull,push"), *scopes]
+            )
         except RegistryError as exc:
             log.debug("cancelling upload failed: %s", exc)
-
-    def _upload_status(
-        self, ref: Reference, response: httpx.Response, default: int | None
-    ) -> UploadStatus:
-        location = self._upload_location(ref, response) if "location" in response.headers else None
-        offset = _range_end(response.headers.get("range", ""))
-        if offset is None:
-            if default is None:
-                raise APIError(
-                    status=response.status_code,
-                    method=response.request.method,
-                    url=_display(ref),
-                    text="upload status has no Range header",
-                )
-            offset = default
-        return UploadStatus(location=location, offset=offset)
 
     @contextmanager
     def open_blob(
@@ -454,52 +429,11 @@ class Client:
         The blob is asked for unencoded: read it with ``response.iter_raw()``, which hands
         over the bytes as stored even when a storage backend labels them ``Content-Encoding``.
         """
-        response = self._request(
+        response = self._sessions.request(
             "GET", ref, f"/blobs/{digest}", scopes=scopes, headers=_IDENTITY, stream=True
         )
-        with _closing(response):
+        with contextlib.closing(response):
             yield response
-
-    def _upload_location(self, ref: Reference, response: httpx.Response) -> str:
-        """The absolute upload URL of a 202 response, refusing other hosts and schemes.
-
-        The Location must be on the registry itself -- its endpoint's host and port, over the
-        scheme this client uses for it -- not merely on whatever host answered: after a
-        redirect, ``response.request`` is the redirect target's, which must get no upload
-        (nor the registry's credentials with it).
-        """
-        location = response.headers.get("location", "")
-        if not location:
-            raise APIError(
-                status=response.status_code,
-                method=response.request.method,
-                url=_display(ref),
-                text="upload response has no Location header",
-            )
-        try:
-            url = response.request.url.join(location)
-        except httpx.InvalidURL:
-            raise APIError(
-                status=response.status_code,
-                method=response.request.method,
-                url=_display(ref),
-                text=f"refusing upload Location that is not a valid URL: {printable(location)}",
-            ) from None
-        first = response.history[0].request.url if response.history else response.request.url
-        scheme = self._base.get(ref.endpoint, first.scheme)
-        try:
-            registry = httpx.URL(f"{scheme}://{ref.endpoint}")
-        except httpx.InvalidURL:
-            registry = first
-        if origin(url) != origin(registry):
-            where = "another host" if url.host != registry.host else "another port or scheme"
-            raise APIError(
-                status=response.status_code,
-                method=response.request.method,
-                url=_display(ref),
-                text=f"refusing upload Location on {where}: {url.scheme}://{url.netloc.decode()}",
-            )
-        return str(url)
 
     # -- referrers ------------------------------------------------------------------------
 
@@ -516,27 +450,20 @@ class Client:
         distribution 2.8 answers a plain-text 404 (no referrers API); a registry may also answer
         with something that is not an image index. Both mean: use the fallback tag schema.
         """
-        params: QueryList = [("artifactType", artifact_type)] if artifact_type else []
-        path: str | None = f"/referrers/{digest}"
         found: list[Descriptor] = []
         filtered = False
-        seen: set[str] = set()
-        while path is not None:
-            if path in seen or len(seen) >= _MAX_TAG_PAGES:
-                raise APIError(
-                    status=200, method="GET", url=_display(repo), text="referrers pagination loops"
-                )
-            seen.add(path)
-            response = self._request(
-                "GET",
-                repo,
-                path,
-                scopes=scopes,
-                params=params if len(seen) == 1 else None,
-                headers={"Accept": MediaType.OCI_INDEX, **_IDENTITY},
-                missing_ok=True,
-                stream=True,
-            )
+        pages = self._pages(
+            repo,
+            f"/referrers/{digest}",
+            kind="referrers",
+            loops="referrers pagination loops",
+            scopes=scopes,
+            params=[("artifactType", artifact_type)] if artifact_type else [],
+            headers={"Accept": MediaType.OCI_INDEX, **_IDENTITY},
+            missing_ok=True,
+            stream=True,
+        )
+        for response in pages:
             if response.status_code == 404:
                 response.close()
                 return None
@@ -549,9 +476,6 @@ class Client:
                 return None
             found.extend(index.manifests)
             filtered = filtered or "artifactType" in response.headers.get("oci-filters-applied", "")
-            path = next_link(
-                response.headers.get("link", ""), repo.repository, repo.endpoint, kind="referrers"
-            )
         return Referrers(tuple(found), filtered)
 
     # -- tags -----------------------------------------------------------------------------
@@ -560,291 +484,58 @@ class Client:
         self, repo: Reference, *, scopes: Iterable[str] = (), page_size: int = _TAG_PAGE_SIZE
     ) -> list[str]:
         """All tags of a repository, following ``Link`` pagination (bounded, same host only)."""
-        tags: list[str] = []
-        path: str | None = f"/tags/list?n={page_size}"
+        loops = "tag list pagination loops or never ends"
+        pages = self._pages(repo, f"/tags/list?n={page_size}", loops=loops, scopes=scopes)
+        return [tag for response in pages for tag in _tags_from(response, repo)]
+
+    def _pages(
+        self, repo: Reference, path: str, *, loops: str, kind: str = "tags/list", **request: Any
+    ) -> Iterator[httpx.Response]:
+        """GET ``path`` and each next page its ``Link`` header names (bounded, same host
+        only; ``params`` go with the first page only); ``loops`` is the error text when the
+        links go round in circles or never end."""
+        from .links import next_link  # paging only: not loaded by a tag
+
+        next_path: str | None = path
         seen: set[str] = set()
-        while path is not None:
-            if path in seen or len(seen) >= _MAX_TAG_PAGES:
-                raise APIError(
-                    status=200,
-                    method="GET",
-                    url=_display(repo),
-                    text="tag list pagination loops or never ends",
-                )
-            seen.add(path)
-            response = self._request("GET", repo, path, scopes=scopes)
-            tags.extend(_tags_from(response, repo))
-            path = next_link(response.headers.get("link", ""), repo.repository, repo.endpoint)
-        return tags
+        while next_path is not None:
+            if next_path in seen or len(seen) >= _MAX_TAG_PAGES:
+                raise APIError(status=200, method="GET", url=_display(repo), text=loops)
+            seen.add(next_path)
+            response = self._sessions.request("GET", repo, next_path, **request)
+            request.pop("params", None)
+            yield response
+            link = response.headers.get("link", "")
+            next_path = next_link(link, repo.repository, repo.endpoint, kind=kind)
 
     # -- registry -------------------------------------------------------------------------
 
     def ping(self, registry: str, *, scopes: Iterable[str] = ()) -> None:
         """``GET /v2/``, authenticating if the registry asks; raises on failure."""
         ref = Reference(registry=registry, repository="ping")
-        self._request("GET", ref, "", scopes=scopes, api_root=True)
+        self._sessions.request("GET", ref, "", scopes=scopes, api_root=True)
 
-    @contextmanager
-    def registry_slots(self, *endpoints: str) -> Iterator[None]:
+    def registry_slots(self, *endpoints: str) -> contextlib.AbstractContextManager[None]:
         """Hold one of each registry's ``per_registry`` transfer slots (each registry once)."""
-        with contextlib.ExitStack() as stack:
-            for endpoint in sorted(set(endpoints)):  # a fixed order: no lock-order deadlock
-                with self._lock:
-                    slot = self._slots.setdefault(
-                        endpoint, threading.BoundedSemaphore(self.options.transport.per_registry)
-                    )
-                stack.enter_context(slot)
-            yield
+        return self._sessions.registry_slots(*endpoints)
 
     def credential(self, registry: str, repository: str | None = None) -> Credential:
         """The credential used for ``repository`` of ``registry`` (``None``: the registry's
         own, as for ``GET /v2/``); per-repository keychain entries make them differ."""
-        return self._registry_auth(registry).credential_for(repository)
+        return self._sessions.session(registry).auth.credential_for(repository)
 
     def same_credential(self, first: Reference, second: Reference) -> bool:
         """Whether one credential serves both repositories (always false across registries):
         the condition for one token to cover both, as a cross-repository mount needs."""
         if first.endpoint != second.endpoint:
             return False
-        return self._registry_auth(first.endpoint).same_credential(
-            first.repository, second.repository
-        )
+        auth = self._sessions.session(first.endpoint).auth
+        return auth.same_credential(first.repository, second.repository)
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _registry_auth(self, registry: str) -> RegistryAuth:
-        with self._lock:
-            auth = self._auth.get(registry)
-            if auth is None:
-                auth = RegistryAuth(
-                    registry,
-                    lambda repository: self._keychain.resolve(registry, repository),
-                    allow_plain_http=allows_plain_http(registry, self.options.transport),
-                    user_agent=self.options.transport.user_agent,
-                    send=lambda request: self._send_token_request(registry, request),
-                    insecure=self.options.transport.insecure,
-                    retry=self._retry,
-                    on_retry=self.stats.retried,  # token retries count with the others
-                )
-                self._auth[registry] = auth
-            return auth
-
-    def _send_token_request(self, registry: str, request: httpx.Request) -> httpx.Response:
-        """Send a token request: never redirected, extra headers only on the registry's origin.
-
-        Never follow a token server's redirect: a POST would re-send its body (the refresh
-        token) to the target; RegistryAuth refuses the answer. A token realm on the
-        registry's own origin (Artifactory's) gets the extra headers, one elsewhere does not.
-        """
-        if self._registry_auth(registry).owns(request.url):
-            request.extensions[REGISTRY_ORIGIN] = origin(request.url)
-        return self._http.send(request, stream=True, follow_redirects=False)
-
-    def _request(
-        self,
-        method: str,
-        ref: Reference,
-        path: str,
-        *,
-        scopes: Iterable[str] = (),
-        headers: Mapping[str, str] | None = None,
-        content: bytes | Iterable[bytes] | None = None,
-        params: QueryList | None = None,
-        stream: bool = False,
-        missing_ok: bool = False,
-        api_root: bool = False,
-        retry: bool = True,
-    ) -> httpx.Response:
-        """Send one API request with auth, scheme fallback and retries; raise on error status.
-
-        ``path`` is below ``/v2/<repository>`` (or ``/v2/`` itself with ``api_root``), or an
-        absolute URL on the registry's host (an upload ``Location``).
-        """
-        if path.startswith(("http://", "https://")):
-            target = path
-        else:
-            target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
-        scope_set = merge_scopes([ref.scope("pull")] if not api_root else [], scopes)
-        repository = None if api_root else ref.repository
-        # /v2/ belongs to no repository: errors name the registry (the ping's is made up).
-        where = ref.registry if api_root else _display(ref)
-        try:
-            response = self._send_retrying(
-                method, ref.endpoint, target, scope_set, headers, content, params, retry, repository
-            )
-        except TransportError as exc:
-            raise TransportError(f"{where}: {exc}", retryable=exc.retryable) from None
-        if response.status_code < 400 or (missing_ok and response.status_code == 404):
-            return response if stream else _buffered(response)
-        raise _error_for(response, where, self._registry_auth(ref.endpoint), repository)
-
-    def _send_retrying(
-        self,
-        method: str,
-        endpoint: str,
-        suffix: str,
-        scopes: ScopeSet,
-        headers: Mapping[str, str] | None,
-        content: bytes | Iterable[bytes] | None,
-        params: QueryList | None,
-        retry: bool = True,
-        repository: str | None = None,
-    ) -> httpx.Response:
-        """Send, retrying transient failures of requests that are safe to repeat.
-
-        Idempotent methods and body-less POSTs (starting an upload: a replay at worst leaves
-        an abandoned session, which registries expire) are retried with exponential backoff
-        and jitter, waiting ``Retry-After`` instead when the registry sends one (capped).
-        One-shot streamed bodies and PATCHes are never replayed here: their callers resume
-        or restart the upload.
-        """
-        replayable = content is None or isinstance(content, bytes)
-        safe = method in IDEMPOTENT_METHODS or (method == "POST" and not content)
-        delays = iter(self._retry.delays()) if retry and replayable and safe else iter(())
-        while True:
-            try:
-                response = self._send(
-                    method, endpoint, suffix, scopes, headers, content, params, repository
-                )
-            except TransportError as exc:
-                delay = next(delays, None) if exc.retryable else None
-                if delay is None:
-                    raise
-                self._wait_before_retry(method, suffix, str(exc), delay, None)
-                continue
-            if response.status_code in RETRY_STATUSES:
-                delay = next(delays, None)
-                if delay is not None:
-                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
-                    response.close()
-                    self._wait_before_retry(
-                        method, suffix, f"HTTP {response.status_code}", delay, retry_after
-                    )
-                    continue
-            return response
-
-    def pause_before_retry(
-        self,
-        what: str,
-        why: str,
-        attempt: int,
-        retry_after: float | None = None,
-        *,
-        stop: threading.Event | None = None,
-    ) -> None:
-        """Back off before retrying a larger operation (a blob transfer): same policy,
-        ``Retry-After`` and reporting as for single requests. ``attempt`` counts from 1;
-        setting ``stop`` (a cancelled copy) ends the pause at once."""
-        delay = self._retry.delay(attempt - 1)
-        self._wait_before_retry("", what, why, delay, retry_after, stop)
-
-    @property
-    def max_attempts(self) -> int:
-        """Tries a transient failure gets: 1 + ``TransportOptions.retries``."""
-        return self._retry.retries + 1
-
-    def _wait_before_retry(
-        self,
-        method: str,
-        target: str,
-        why: str,
-        delay: float,
-        retry_after: float | None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        waited = self._retry.wait(delay, retry_after, stop)
-        capped = retry_after is not None and retry_after > waited
-        self.stats.retried(waited)
-        log.warning(
-            "%s %s: %s; retrying in %.1fs%s",
-            method,
-            redact_url(target).split("?", 1)[0],
-            why,
-            waited,
-            f" (Retry-After {retry_after:.0f}s capped)" if capped else "",
-        )
-
-    def _send(
-        self,
-        method: str,
-        endpoint: str,
-        suffix: str,
-        scopes: ScopeSet,
-        headers: Mapping[str, str] | None,
-        content: bytes | Iterable[bytes] | None,
-        params: QueryList | None,
-        repository: str | None = None,
-    ) -> httpx.Response:
-        """One attempt; the answer is always streamed, so no body is read unbounded."""
-        auth = self._registry_auth(endpoint)
-        absolute = suffix.startswith(("http://", "https://"))
-        schemes = (suffix.split(":", 1)[0],) if absolute else self._schemes(endpoint)
-        probing = not absolute and endpoint not in self._base
-        plain_answer: httpx.Response | None = None  # a 400 from plain HTTP, kept in case
-        for scheme in schemes:
-            url = httpx.URL(suffix if absolute else f"{scheme}://{endpoint}{suffix}")
-            if params:  # merge: build_request(params=...) would drop the URL's own query
-                url = url.copy_merge_params(params)
-            # The registry's origin under this scheme (an absolute upload Location or link was
-            # checked to be on it): extra headers go there, and on no other redirect hop.
-            own = origin(httpx.URL(f"{url.scheme}://{endpoint}"))
-            request = self._http.build_request(
-                method, url, headers=headers, content=content, extensions={REGISTRY_ORIGIN: own}
-            )
-            try:
-                response = self._http.send(
-                    request, auth=auth.scoped(scopes, repository), stream=True
-                )
-            except httpx.TransportError as exc:
-                if probing and scheme == "https" and is_tls_mismatch(exc):
-                    if plain_answer is not None:  # plain HTTP it is; its 400 was genuine
-                        self._learn_scheme(endpoint, "http")
-                        return plain_answer
-                    continue  # a plain-HTTP loopback / insecure registry: try http next
-                raise translate(exc, f"{method} {endpoint}") from None
-            if (
-                probing
-                and scheme == "http"
-                and response.status_code == 400
-                and scheme != schemes[-1]
-            ):
-                response = _buffered(response, MAX_ERROR_BODY)
-                if method == "HEAD" or _wants_tls(response.content):
-                    plain_answer = response
-                    continue
-            if probing:
-                self._learn_scheme(endpoint, scheme)
-            return response
-        raise TransportError(f"{method} {endpoint}: no usable scheme")
-
-    def _schemes(self, endpoint: str) -> tuple[str, ...]:
-        """Schemes to try: the one that worked in this run, else the one remembered for this
-        registry from earlier runs first, else :func:`candidate_schemes`' order."""
-        known = self._base.get(endpoint)
-        if known:
-            return (known,)
-        schemes = candidate_schemes(endpoint, self.options.transport)
-        remembered = self.capabilities.get(endpoint, PLAIN_HTTP) if len(schemes) > 1 else None
-        if remembered is not None:
-            first = "http" if remembered else "https"
-            return (first, *(s for s in schemes if s != first))
-        return schemes
-
-    def _learn_scheme(self, endpoint: str, scheme: str) -> None:
-        with self._lock:
-            self._base[endpoint] = scheme
-        if len(candidate_schemes(endpoint, self.options.transport)) > 1:
-            plain = scheme == "http"
-            if self.capabilities.get(endpoint, PLAIN_HTTP) is not plain:
-                self.capabilities.set(endpoint, PLAIN_HTTP, plain)
-
-
-@contextmanager
-def _closing(response: httpx.Response) -> Iterator[httpx.Response]:
-    try:
-        yield response
-    finally:
-        response.close()
+    def _scheme(self, ref: Reference) -> str | None:
+        return self._sessions.session(ref.endpoint).scheme
 
 
 def _pieces(data: bytes | memoryview, size: int = 256 * 1024) -> Iterator[bytes]:
@@ -853,33 +544,8 @@ def _pieces(data: bytes | memoryview, size: int = 256 * 1024) -> Iterator[bytes]
         yield bytes(view[start : start + size])
 
 
-def _wants_tls(body: bytes) -> bool:
-    """A TLS port answering plain HTTP with a 400: Go (distribution) says "Client sent an
-    HTTP request to an HTTPS server", nginx "The plain HTTP request was sent to HTTPS port".
-    No credentials were sent: none go out before a challenge."""
-    return b"HTTPS" in body[:300]
-
-
-_MAX_BODY = 4 * 1024 * 1024  # tag-list pages, upload answers: nothing legitimate is larger
-
-
-def _buffered(response: httpx.Response, limit: int = _MAX_BODY) -> httpx.Response:
-    """The response with its body read (at most ``limit`` bytes; above that an error)."""
-    data = read_limited(response, limit, raise_over=limit == _MAX_BODY)
-    # A HEAD answer's Content-Length is the size of what a GET would send (the manifest's).
-    dropped = {"content-encoding", "transfer-encoding"}
-    if response.request.method != "HEAD":
-        dropped.add("content-length")
-    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in dropped]
-    buffered = httpx.Response(
-        response.status_code, headers=headers, content=data, request=response.request
-    )
-    buffered.read()
-    return buffered
-
-
 def _read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
-    with _closing(response):
+    with contextlib.closing(response):
         declared = _content_length(response)
         if declared > limit:
             raise ManifestError(f"{what} is {declared} bytes, above the {limit} limit")
@@ -892,6 +558,54 @@ def _read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
         except httpx.HTTPError as exc:
             raise stream_error(exc, response, what) from None
         return bytes(data)
+
+
+def _upload_status(
+    ref: Reference, response: httpx.Response, scheme: str | None, default: int | None
+) -> UploadStatus:
+    has_location = "location" in response.headers
+    location = _upload_location(ref, response, scheme) if has_location else None
+    offset = _range_end(response.headers.get("range", ""))
+    if offset is None:
+        if default is None:
+            raise _answer_error(ref, response, "upload status has no Range header")
+        offset = default
+    return UploadStatus(location=location, offset=offset)
+
+
+def _upload_location(ref: Reference, response: httpx.Response, scheme: str | None) -> str:
+    """The absolute upload URL of a 202 response, refusing other hosts and schemes.
+
+    The Location must be on the registry itself -- its endpoint's host and port, over the
+    scheme the session uses for it (``scheme``) -- not merely on whatever host answered:
+    after a redirect, ``response.request`` is the redirect target's, which must get no
+    upload (nor the registry's credentials with it).
+    """
+    location = response.headers.get("location", "")
+    if not location:
+        raise _answer_error(ref, response, "upload response has no Location header")
+    try:
+        url = response.request.url.join(location)
+    except httpx.InvalidURL:
+        text = f"refusing upload Location that is not a valid URL: {printable(location)}"
+        raise _answer_error(ref, response, text) from None
+    first = response.history[0].request.url if response.history else response.request.url
+    try:
+        registry = httpx.URL(f"{scheme or first.scheme}://{ref.endpoint}")
+    except httpx.InvalidURL:
+        registry = first
+    if origin(url) != origin(registry):
+        where = "another host" if url.host != registry.host else "another port or scheme"
+        text = f"refusing upload Location on {where}: {url.scheme}://{url.netloc.decode()}"
+        raise _answer_error(ref, response, text)
+    return str(url)
+
+
+def _answer_error(ref: Reference, response: httpx.Response, text: str) -> APIError:
+    """An answer regshift cannot use, as an error naming ``ref``."""
+    return APIError(
+        status=response.status_code, method=response.request.method, url=_display(ref), text=text
+    )
 
 
 def _range_end(value: str) -> int | None:
@@ -945,6 +659,22 @@ def _trustworthy(head: Descriptor, ref: Reference) -> bool:
     return not ref.digest or head.digest == ref.digest
 
 
+def _put_result(
+    ref: Reference, manifest: Manifest, tags: list[str], response: httpx.Response
+) -> PutResult:
+    """What a manifest PUT's answer says, its digest checked against ours."""
+    stored = response.headers.get("docker-content-digest", "")
+    # Compared in the registry's algorithm: one that names content by sha512 is right.
+    if stored and not matches(manifest.raw, stored):
+        raise DigestMismatch(f"manifest {_display(ref)}", manifest.digest, stored)
+    confirmed = _oci_tags(response.headers.get_list("oci-tag"))
+    return PutResult(
+        digest=manifest.digest,
+        tags=tuple(t for t in tags if t in confirmed),
+        subject=response.headers.get("oci-subject"),
+    )
+
+
 def _oci_tags(values: list[str]) -> set[str]:
     return {t.strip() for v in values for t in v.split(",") if t.strip()}
 
@@ -969,26 +699,3 @@ def _tags_from(response: httpx.Response, repo: Reference) -> list[str]:
 
 def _display(ref: Reference) -> str:
     return str(ref)
-
-
-def _error_for(
-    response: httpx.Response, where: str, auth: RegistryAuth, repository: str | None
-) -> RegistryError:
-    error = api_error(response, context=where)
-    if isinstance(error, Unauthorized) and response.status_code == 401:
-        # Looked up only here: a 404 must not depend on credentials.
-        cred = auth.credential_for(repository)
-        hint = (
-            "no credentials found; use regshift login or --username"
-            if cred.is_anonymous
-            else f"credentials from {cred.source or 'configuration'} were refused or lack access"
-        )
-        return Unauthorized(
-            status=error.status,
-            method=error.method,
-            url=error.url,
-            errors=error.errors,
-            text=error.text,
-            context=f"{where}: {hint}",
-        )
-    return error

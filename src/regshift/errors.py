@@ -22,16 +22,36 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
 
 Lower-level exceptions (httpx, json, OSError) are translated at the boundary with
 ``raise ... from exc``, so callers never need to import httpx to handle failures.
-Messages never contain credentials or tokens.
+Messages never contain credentials or tokens, nor name command-line flags: an error that a
+setting could get past says which in :attr:`RegistryError.hint` (one of the ``HINT_*``
+names), and a front end (the CLI) phrases that in its own terms.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+#: :attr:`RegistryError.hint` values: what the user could change to get past an error.
+HINT_TIMEOUT = "timeout"  # a longer timeout
+HINT_TRUST = "trust"  # trust the registry's CA, or skip TLS verification for it
+HINT_LOGIN = "login"  # configure credentials (none were found)
+HINT_INSECURE = "insecure"  # allow plain HTTP for the registry
+
 
 class RegistryError(Exception):
-    """Base class of every error regshift raises."""
+    """Base class of every error regshift raises.
+
+    Attributes:
+        hint: what the user could change to get past the error (a ``HINT_*`` name), for a
+            front end to phrase in its own terms; ``None`` when there is nothing to suggest.
+    """
+
+    hint: str | None = None
+
+    def with_hint(self, advice: str) -> str:
+        """The message with ``advice`` (a front end's phrasing of :attr:`hint`) added
+        where it belongs: at the end, or for an :class:`APIError` after its context."""
+        return f"{self}{advice}"
 
 
 class InvalidReference(RegistryError, ValueError):
@@ -104,9 +124,10 @@ class TransportError(RegistryError):
     ``retryable`` is False where repeating cannot help (a certificate that does not verify).
     """
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, hint: str | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.hint = hint
 
 
 class Diagnostic(NamedTuple):
@@ -141,7 +162,9 @@ class APIError(RegistryError):
         text: str = "",
         retry_after: float | None = None,
         context: str = "",
+        hint: str | None = None,
     ) -> None:
+        self.hint = hint
         self.status = status
         self.method = method
         self.url = url
@@ -161,9 +184,13 @@ class APIError(RegistryError):
         """Whether repeating an idempotent request may succeed."""
         return self.status in RETRYABLE_STATUSES
 
-    def _message(self) -> str:
+    def with_hint(self, advice: str) -> str:
+        """The message with ``advice`` after the context (what the request was for)."""
+        return self._message(advice) if self.context else f"{self}{advice}"
+
+    def _message(self, advice: str = "") -> str:
         detail = "; ".join(str(e) for e in self.errors) or self.text or "no error body"
-        prefix = f"{self.context}: " if self.context else ""
+        prefix = f"{self.context}{advice}: " if self.context else ""
         return f"{prefix}{self.method} {self.url}: HTTP {self.status}: {detail}"
 
 

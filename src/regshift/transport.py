@@ -1,7 +1,8 @@
-"""The HTTP layer: one shared ``httpx.Client``, scheme choice, TLS, errors, retries.
+"""The HTTP layer: one shared ``httpx.Client``, TLS, proxies, candidate schemes, error bodies.
 
 Everything that touches sockets is configured here, and httpx exceptions are translated
-into :mod:`regshift.errors` at this boundary.
+into :mod:`regshift.errors` at this boundary. Per-registry state (the scheme a registry
+turned out to speak, auth, slots) and sending with retries are :mod:`regshift.session`'s.
 """
 
 from __future__ import annotations

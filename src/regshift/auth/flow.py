@@ -42,9 +42,9 @@ from typing import NamedTuple
 
 import httpx
 
-from ..errors import AuthError, TransportError
+from ..errors import HINT_INSECURE, AuthError, TransportError
 from ..reference import is_loopback_host
-from ..retries import RETRY_STATUSES, RetryPolicy, retry_after_seconds, translate
+from ..retries import RETRY_STATUSES, RetryableAnswer, RetryPolicy, retry_after_seconds, translate
 from .challenge import Challenge, parse_challenges, select_challenge
 from .credentials import Credential
 from .scopes import ScopeSet, covers, merge_scopes
@@ -318,22 +318,28 @@ class RegistryAuth:
             TransportError: the token server could not be reached.
             AuthError: its answer could not be read (too large, undecodable).
         """
-        delays = iter(self._retry.delays())
-        while True:
-            try:
-                status, data, retry_after = self._token_attempt(request)
-            except TransportError as exc:
-                delay = next(delays, None) if exc.retryable else None
-                if delay is None:
-                    raise TransportError(str(exc), retryable=False) from None
-                self._pause(request, str(exc), delay, None)
-                continue
+
+        def attempt() -> tuple[int, bytes]:
+            status, data, retry_after = self._token_attempt(request)
             if status in RETRY_STATUSES:
-                delay = next(delays, None)
-                if delay is not None:
-                    self._pause(request, f"HTTP {status}", delay, retry_after)
-                    continue
+                raise RetryableAnswer((status, data), f"HTTP {status}", retry_after)
             return status, data
+
+        def on_retry(why: str, waited: float, _retry_after: float | None) -> None:
+            if self._on_retry is not None:
+                self._on_retry(waited)
+            log.warning(
+                "%s: token server %s: %s; retrying in %.1fs",
+                self.registry,
+                request.url.host,
+                why,
+                waited,
+            )
+
+        try:
+            return self._retry.run(attempt, on_retry=on_retry)
+        except TransportError as exc:
+            raise TransportError(str(exc), retryable=False, hint=exc.hint) from None
 
     def _token_attempt(self, request: httpx.Request) -> tuple[int, bytes, float | None]:
         """One token request: status, body (at most the size cap), ``Retry-After`` seconds."""
@@ -368,20 +374,6 @@ class RegistryAuth:
             response.close()
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
         return response.status_code, bytes(data), retry_after
-
-    def _pause(
-        self, request: httpx.Request, why: str, delay: float, retry_after: float | None
-    ) -> None:
-        waited = self._retry.wait(delay, retry_after)
-        if self._on_retry is not None:
-            self._on_retry(waited)
-        log.warning(
-            "%s: token server %s: %s; retrying in %.1fs",
-            self.registry,
-            request.url.host,
-            why,
-            waited,
-        )
 
     def _realm_url(self, challenge: Challenge) -> httpx.URL:
         try:
@@ -472,11 +464,13 @@ class RegistryAuth:
         if url.scheme == "https" or is_loopback_host(url.host) or url.host in self._plain_hosts:
             return
         own_host = url.host == _host_of(self.registry)
-        hint = "mark the registry --insecure" if own_host else "its token realm must use HTTPS"
-        raise AuthError(
-            f"{self.registry}: refusing to send {what} over plain HTTP to {url.host}; "
-            f"use HTTPS or {hint}"
+        error = AuthError(
+            f"{self.registry}: refusing to send {what} over plain HTTP to {url.host}; use HTTPS"
+            + ("" if own_host else " or its token realm must use HTTPS")
         )
+        if own_host:  # or allow plain HTTP for the registry
+            error.hint = HINT_INSECURE
+        raise error
 
 
 def _host_of(authority: str) -> str:

@@ -57,12 +57,32 @@ class ExitStatus(IntEnum):
         return cls.ERROR
 
 
+#: How the CLI phrases each :attr:`RegistryError.hint <regshift.errors.RegistryError.hint>`:
+#: the flags that change the setting (library messages never name them).
+HINTS = {
+    "timeout": " (see --timeout)",
+    "trust": "; pass the registry's CA with --ca-file, or --insecure to skip verification",
+    "login": "; use regshift login or --username",
+    "insecure": " or mark the registry --insecure",
+}
+
+
+def message(exc: BaseException) -> str:
+    """The error's message with the CLI's phrasing of its hint, if any."""
+    from ..errors import RegistryError
+
+    text = str(exc)
+    if isinstance(exc, RegistryError) and exc.hint in HINTS:
+        text = exc.with_hint(HINTS[exc.hint])
+    return text
+
+
 def one_line(exc: BaseException) -> str:
     """The error and its notes on a single line; a refusal that ``--force`` (which every
     command that can raise it offers) would override says so."""
     from ..errors import ForceRequired
 
-    parts = [str(exc) or type(exc).__name__, *getattr(exc, "__notes__", [])]
+    parts = [message(exc) or type(exc).__name__, *getattr(exc, "__notes__", [])]
     if isinstance(exc, ForceRequired):
         parts.append("use --force to go ahead anyway")
     return "; ".join(" ".join(p.split()) for p in parts)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 import click
 
 from . import process
-from .exits import ExitStatus, one_line, run_guarded
+from .exits import ExitStatus, message, one_line, run_guarded
 from .options import CommonOptions, common_options, endpoints_of, read_password
 
 if TYPE_CHECKING:
@@ -515,7 +515,7 @@ def _tag_report(result: TagResult) -> tuple[dict[str, Any], str]:
                 "action": str(o.action),
                 "method": o.method,
                 "previous": o.previous,
-                "error": str(o.error) if o.error else None,
+                "error": message(o.error) if o.error else None,
             }
             for o in result.outcomes
         ],
