@@ -108,7 +108,7 @@ def test_a_lock_held_too_long_is_a_clear_error(
     the wait, writing nothing, instead of hanging."""
     import os
 
-    from regshift import layout as layout_module
+    from regshift.layout import files as layout_module
 
     lay = Layout(tmp_path / "lay", create=True)
     image = random_image(seed=1605)

@@ -19,7 +19,7 @@ from regshift.capabilities import default_cache_dir
 from regshift.cli.exits import reader_gone
 from regshift.errors import AuthError
 from regshift.hostos import home_dir, home_variable, replace_file
-from regshift.layout import _lock_target
+from regshift.layout.files import lock_target
 from regshift.locking import lock_failure, wait_for_lock
 
 LINUX, MACOS, WINDOWS = "linux", "darwin", "win32"
@@ -197,11 +197,11 @@ def test_wait_for_lock(windows: bool) -> None:
         wait_for_lock(_Attempts(OSError(errno.EBADF, "bad")), 5.0, 0.001, windows=windows)
 
 
-def test_layout_lock_target(tmp_path: Path) -> None:
+def test_layoutlock_target(tmp_path: Path) -> None:
     """POSIX locks the layout directory itself; Windows, which cannot open a directory as a
     file, its oci-layout file. Neither adds a file to the layout."""
-    assert _lock_target(tmp_path, windows=False) == tmp_path
-    assert _lock_target(tmp_path, windows=True) == tmp_path / "oci-layout"
+    assert lock_target(tmp_path, windows=False) == tmp_path
+    assert lock_target(tmp_path, windows=True) == tmp_path / "oci-layout"
 
 
 # --- replacing a file another program has open -------------------------------------------
