@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -150,20 +149,6 @@ class Client:
         """The ``on_retry`` of :meth:`RetryPolicy.run` for a larger operation on ``what``
         (a blob transfer): counted in :attr:`stats` and logged like a request's retries."""
         return self._sessions.reporter("", what)
-
-    def pause_before_retry(
-        self,
-        what: str,
-        why: str,
-        attempt: int,
-        retry_after: float | None = None,
-        *,
-        stop: threading.Event | None = None,
-    ) -> None:
-        """Back off before retrying a larger operation (a blob transfer): same policy,
-        ``Retry-After`` and reporting as for single requests. ``attempt`` counts from 1;
-        setting ``stop`` (a cancelled copy) ends the pause at once."""
-        self._sessions.pause_before_retry(what, why, attempt, retry_after, stop=stop)
 
     # -- manifests ------------------------------------------------------------------------
 

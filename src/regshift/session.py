@@ -139,32 +139,20 @@ class SessionPool:
                 stack.enter_context(self.session(endpoint).slot)
             yield
 
-    def pause_before_retry(
-        self,
-        what: str,
-        why: str,
-        attempt: int,
-        retry_after: float | None = None,
-        *,
-        stop: threading.Event | None = None,
-    ) -> None:
-        """Back off after failed try ``attempt`` (from 1) of a larger operation (a blob
-        transfer): the policy's wait, counted and reported like a request's; setting
-        ``stop`` (a cancelled copy) ends the pause at once."""
-        waited = self.policy.pause(attempt, retry_after, stop)
-        self.reporter("", what)(why, waited, retry_after)
-
     def reporter(self, method: str, target: str) -> OnRetry:
         """The ``on_retry`` of :meth:`RetryPolicy.run` for ``method target``: counts the
         retry and its wait in :attr:`stats`, and logs it."""
+
+        # A request names its URL (redacted, no query); a larger operation ("blob sha256:…",
+        # no method) is named as it is.
+        where = f"{method} {redact_url(target).split('?', 1)[0]}" if method else target
 
         def report(why: str, waited: float, retry_after: float | None) -> None:
             capped = retry_after is not None and retry_after > waited
             self.stats.retried(waited)
             log.warning(
-                "%s %s: %s; retrying in %.1fs%s",
-                method,
-                redact_url(target).split("?", 1)[0],
+                "%s: %s; retrying in %.1fs%s",
+                where,
                 why,
                 waited,
                 f" (Retry-After {retry_after:.0f}s capped)" if capped else "",

@@ -62,58 +62,53 @@ class Uploader:
             return False, None
 
     def _stream_with_retries(self, run: Run, desc: Descriptor, location: str | None) -> None:
-        """Stream one blob; on a transient failure restart it (a fresh session, a fresh GET)."""
-        attempts = max(run.opts.attempts, self.client.max_attempts)
-        attempt = 0
-        while attempt < attempts:
-            attempt += 1
+        """Stream one blob; on a transient failure restart it (a fresh session, a fresh GET),
+        as the client's retry policy says (at least ``CopyOptions.attempts`` tries)."""
+        sessions = [location] if location is not None else []  # a refused mount's session
+
+        def once() -> None:
+            run.cancel.check()
+            self._stream_once(run, desc, sessions.pop() if sessions else None)
+
+        def landed(exc: Exception) -> bool | None:
+            if self.repo.has_blob(desc):  # the commit landed; only its answer was lost
+                return True
+            run.emit(desc, ProgressState.RETRYING)
+            return None
+
+        try:
+            self.client.retry_policy.run(
+                once,
+                retry_on=_may_restart,
+                before_retry=landed,
+                tries=max(run.opts.attempts, self.client.max_attempts),
+                stop=run.cancel.event,
+                on_retry=self.client.on_retry(f"blob {desc.digest}"),
+            )
+        except Restart as exc:
+            raise TransportError(f"blob {desc.digest}: {exc}") from None
+
+    def _stream_once(self, run: Run, desc: Descriptor, location: str | None) -> None:
+        """One try: into ``location`` or a new session, which is cancelled on any failure. A
+        413 to a monolithic body switches to chunks at once (not a failed try)."""
+        while True:
             chunked = self.chunked or desc.size > run.opts.chunked_threshold
+            location = location or self.repo.start_upload()
             try:
-                if location is None:
-                    location = self.repo.start_upload()
-                assert location is not None
                 self._stream(run, desc, location, chunked)
                 return
-            except (TransportError, Restart, APIError) as exc:
+            except APIError as exc:
                 self._abandon(location)
                 location = None
-                if not self._may_restart(exc, attempt, attempts, chunked):
-                    if isinstance(exc, Restart):
-                        raise TransportError(f"blob {desc.digest}: {exc}") from None
+                if exc.status != 413 or chunked:
                     raise
-                if self._switched_to_chunks(exc, chunked):
-                    attempt -= 1  # not a failed try: the blob goes up again, in chunks
-                if self.repo.has_blob(desc):  # the commit landed; only its answer was lost
-                    return
-                run.emit(desc, ProgressState.RETRYING)
-                run.cancel.check()
-                retry_after = exc.retry_after if isinstance(exc, APIError) else None
-                self.client.pause_before_retry(
-                    f"blob {desc.digest}", str(exc), attempt, retry_after, stop=run.cancel.event
-                )
-                run.cancel.check()
-            except BaseException:  # a bad blob, a cancelled copy, a broken layout source
-                self._abandon(location)
-                raise
-        raise TransportError(f"blob {desc.digest}: not uploaded after {attempts} attempts")
-
-    @staticmethod
-    def _switched_to_chunks(exc: Exception, chunked: bool) -> bool:
-        return isinstance(exc, APIError) and exc.status == 413 and not chunked
-
-    def _may_restart(self, exc: Exception, attempt: int, attempts: int, chunked: bool) -> bool:
-        if self._switched_to_chunks(exc, chunked):
-            # The registry (or a proxy in front of it) caps request bodies: use chunks, for
-            # this blob and every later one (a blob already in flight may see its own 413).
-            if not self.chunked:
+                # The registry (or a proxy in front of it) caps request bodies: use chunks,
+                # for this blob and every later one.
                 log.info("monolithic upload refused (413); switching to chunked uploads")
                 self.chunked = True
-            return True
-        if attempt >= attempts or (isinstance(exc, TransportError) and not exc.retryable):
-            return False
-        # 401 mid-stream: the token expired while a body that cannot be replayed was in
-        # flight; the restart's first request re-authenticates.
-        return not isinstance(exc, APIError) or exc.retryable or isinstance(exc, Unauthorized)
+            except BaseException:  # a dropped connection, a bad blob, a cancelled copy
+                self._abandon(location)
+                raise
 
     def _abandon(self, location: str | None) -> None:
         if location is not None:
@@ -133,25 +128,39 @@ class Uploader:
         self.repo.finish_upload(location, desc.digest, b"", None)
 
     def _patch(self, run: Run, location: str, chunk: memoryview, start: int) -> tuple[str, int]:
-        """PATCH one chunk; after a dropped connection resume from the registry's offset."""
-        sent_from = start
-        for _ in range(run.opts.attempts + 1):
+        """PATCH one chunk; after a dropped connection (or a 416) resume from the offset the
+        registry reports, as the client's retry policy says; a lost session restarts the blob."""
+        url, sent_from = location, start  # where the next try sends from
+
+        def send() -> tuple[str, int]:
             try:
-                status = self.repo.patch_upload(location, chunk[sent_from - start :], sent_from)
-                return status.location or location, status.offset
-            except (TransportError, APIError) as exc:
-                if isinstance(exc, NotFound):  # the session expired or was cleaned up
-                    raise Restart(f"upload session lost: {exc}") from None
-                if isinstance(exc, APIError) and not exc.retryable and exc.status != 416:
-                    raise
-                # A dropped connection, or 416 (the registry holds another offset than this
-                # chunk assumed): ask the registry where it stands and go on from there.
-                location, sent_from = self._resume_point(location, start, len(chunk))
-                log.info("chunk at %d failed (%s); registry has %d bytes", start, exc, sent_from)
-                if sent_from == start + len(chunk):
-                    return location, sent_from  # all of it landed; only the answer was lost
-                run.tally.add_resent(start + len(chunk) - sent_from)
-        raise Restart(f"chunk at offset {start} failed {run.opts.attempts + 1} times")
+                status = self.repo.patch_upload(url, chunk[sent_from - start :], sent_from)
+            except NotFound as exc:  # the session expired or was cleaned up
+                raise Restart(f"upload session lost: {exc}") from None
+            return status.location or url, status.offset
+
+        def resume(exc: Exception) -> tuple[str, int] | None:
+            nonlocal url, sent_from
+            url, sent_from = self._resume_point(url, start, len(chunk))
+            log.info("chunk at %d failed (%s); registry has %d bytes", start, exc, sent_from)
+            if sent_from == start + len(chunk):
+                return url, sent_from  # all of it landed; only the answer was lost
+            run.tally.add_resent(start + len(chunk) - sent_from)
+            return None
+
+        try:
+            return self.client.retry_policy.run(
+                send,
+                retry_on=_resumable,
+                before_retry=resume,
+                stop=run.cancel.event,
+                on_retry=self.client.on_retry(f"chunk at offset {start}"),
+            )
+        except (TransportError, APIError) as exc:
+            if not _resumable(exc):
+                raise
+            tries = self.client.max_attempts
+            raise Restart(f"chunk at offset {start} failed {tries} times ({exc})") from None
 
     def _resume_point(self, location: str, start: int, length: int) -> tuple[str, int]:
         try:
@@ -161,6 +170,25 @@ class Uploader:
         if not start <= status.offset <= start + length:
             raise Restart(f"registry holds {status.offset} bytes, outside chunk at {start}")
         return status.location or location, status.offset
+
+
+def _may_restart(exc: Exception) -> bool:
+    """Whether a failed blob upload is worth a restart: a lost session, a retryable status or
+    connection failure, or a 401 mid-stream (the token expired while a body that cannot be
+    replayed was in flight; the restart's first request re-authenticates)."""
+    if isinstance(exc, Restart):
+        return True
+    if isinstance(exc, TransportError | APIError):
+        return exc.retryable or isinstance(exc, Unauthorized)
+    return False
+
+
+def _resumable(exc: Exception) -> bool:
+    """Whether a failed PATCH is worth asking the registry for its offset: a dropped
+    connection, a retryable status, or 416 (it holds another offset than the chunk assumed)."""
+    if isinstance(exc, APIError):
+        return exc.retryable or exc.status == 416
+    return isinstance(exc, TransportError) and exc.retryable
 
 
 def rechunk(chunks: Iterable[bytes], size: int) -> Iterator[memoryview]:
