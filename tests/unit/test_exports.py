@@ -60,3 +60,36 @@ def test_verbs_are_functions_even_after_every_module_is_imported() -> None:
         assert callable(getattr(regshift, name)) and not isinstance(
             getattr(regshift, name), type(regshift)
         )
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """``name -> module`` of the ``if TYPE_CHECKING:`` imports of ``regshift/__init__.py``."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(regshift.__file__).read_text(encoding="utf-8"))
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    )
+    found: dict[str, str] = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom) and node.level == 1 and node.module, node
+        for alias in node.names:
+            assert alias.asname == alias.name, f"{alias.name}: re-export it as itself"
+            found[alias.name] = node.module
+    return found
+
+
+def test_all_lazy_table_and_type_checking_imports_agree() -> None:
+    """The surface is written once (the lazy table); ``__all__`` is derived from it, and the
+    imports type checkers read name the very objects the lazy table loads."""
+    import importlib
+
+    lazy: dict[str, str] = regshift._LAZY  # type: ignore[attr-defined]
+    assert _type_checking_imports() == lazy
+    assert sorted([*lazy, "__version__"]) == regshift.__all__
+    for name, module in lazy.items():
+        owner = importlib.import_module(f"regshift.{module}")
+        assert getattr(regshift, name) is getattr(owner, name), name

@@ -7,8 +7,7 @@ import hashlib
 import re
 
 import pytest
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from regshift.errors import InvalidReference, RegistryError
 from regshift.reference import (
