@@ -8,6 +8,9 @@ Session-scoped servers start lazily, on first use, and stop at the end of the se
 * ``token_server`` + ``token_registry``: token auth; ``.username``/``.password`` are bob's,
   ``token_registry.token_server`` is the token server (``SECOND_TOKEN_USER``: another account).
 * ``tls_registry``: no auth, HTTPS; trust ``.ca_file`` (or use ``.ssl_context``).
+* ``registry3``: distribution 3 (open); ``refreg``: go-containerregistry's registry with the
+  referrers API (open, sends ``OCI-Subject``); ``any_registry``: each open implementation
+  in turn (``MATRIX``), for the tests whose behaviour is meant to be the same on all.
 
 Registries keep blob descriptors cached in memory, so tests never wipe storage: each test
 takes its own repository from ``repo_name`` / ``public_repo_name``.
@@ -18,13 +21,14 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from harness.registry import RegistryServer
+from harness.peers import PeerMissing, peer
+from harness.registry import MATRIX, RefregServer, RegistryServer
 from harness.tokenserver import TokenServer
 
 BASIC_USER = ("alice", "alice-secret-pw-1")
@@ -144,6 +148,60 @@ def tls_registry(
     binaries: Binaries, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RegistryServer]:
     yield from _run_registry(binaries, tmp_path_factory, "tls-registry", tls=True)
+
+
+# -- the registry matrix: distribution 2.8 (Debian), distribution 3 and refreg (scripts/peers) --
+
+_MATRIX_FIXTURES = dict(zip(MATRIX, ("open_registry", "registry3", "refreg"), strict=True))
+
+
+def _peer_binary(name: str) -> str:
+    """A peer built by scripts/peers; fail (never skip) when it is not built."""
+    try:
+        return str(peer(name))
+    except PeerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def registry3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """distribution 3 (``registry3 serve``), open, with the configuration 2.8 gets."""
+    server = RegistryServer(
+        tmp_path_factory.mktemp("registry3"),
+        binary=_peer_binary("registry3"),
+        name="distribution-3",
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def refreg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefregServer]:
+    """refreg with the referrers API and ``OCI-Subject``; blobs on disk."""
+    server = RefregServer(
+        tmp_path_factory.mktemp("refreg"), binary=_peer_binary("refreg"), disk=True
+    ).start()
+    yield server
+    server.stop()
+
+
+def matrix_registry(request: pytest.FixtureRequest, name: str) -> RegistryServer:
+    """The session registry of implementation ``name`` (one of :data:`MATRIX`)."""
+    server: RegistryServer = request.getfixturevalue(_MATRIX_FIXTURES[name])
+    return server
+
+
+@pytest.fixture(params=MATRIX)
+def any_registry(request: pytest.FixtureRequest) -> RegistryServer:
+    """Each open registry implementation in turn; ``.name`` says which."""
+    return matrix_registry(request, request.param)
+
+
+@pytest.fixture
+def registry_named(request: pytest.FixtureRequest) -> Callable[[str], RegistryServer]:
+    """``registry_named("refreg")``: an open registry by implementation, for tests that
+    parametrise over pairs of :data:`~harness.registry.MATRIX`."""
+    return lambda name: matrix_registry(request, name)
 
 
 def _unique_repo_name(prefix: str, test_name: str) -> str:

@@ -43,6 +43,11 @@ def cache_dir() -> Path:
     return Path(cache) / "regshift" / "peers"
 
 
+# Read once, at import: tests move $HOME to a temporary directory (conftest.py's
+# _isolate_credentials) before a session fixture first asks for a peer.
+_CACHE_DIR = cache_dir()
+
+
 def _source_version(module: str) -> str:
     """The hash ``scripts/peers`` gives a local module: sha256 of main.go, go.mod, go.sum."""
     folder = ROOT / module
@@ -59,7 +64,7 @@ def peer(name: str) -> Path:
     module, version = _pins()[name]
     if version == "source":
         version = _source_version(module)
-    path = cache_dir() / f"{name}-{version}" / name
+    path = _CACHE_DIR / f"{name}-{version}" / name
     if not os.access(path, os.X_OK):
         raise PeerMissing(f"{name} {version} is not built at {path}: run scripts/peers")
     return path

@@ -2,7 +2,11 @@
 
 One :class:`RegistryServer` is one registry process with its own temporary storage,
 configuration and log files, in one of four variants: open, htpasswd basic auth, token
-auth (with a :class:`~harness.tokenserver.TokenServer`) and TLS.
+auth (with a :class:`~harness.tokenserver.TokenServer`) and TLS. The same class runs
+distribution 3 (``registry3 serve``, built by ``scripts/peers``): its configuration file
+(version 0.1) and its access log are those of 2.8. :class:`RefregServer` runs refreg,
+go-containerregistry's in-memory registry with the referrers API, which writes the same
+access-log lines.
 
 Request accounting reads the registry's access log. Distribution writes one Combined Log
 Format line per request to stdout, e.g.::
@@ -22,6 +26,7 @@ import atexit
 import contextlib
 import http.client
 import json
+import os
 import re
 import secrets
 import shutil
@@ -43,7 +48,14 @@ from . import pki
 if TYPE_CHECKING:
     from .tokenserver import TokenServer
 
-__all__ = ["LoggedRequest", "RegistryServer", "RegistryStartError", "parse_access_log_line"]
+__all__ = [
+    "MATRIX",
+    "LoggedRequest",
+    "RefregServer",
+    "RegistryServer",
+    "RegistryStartError",
+    "parse_access_log_line",
+]
 
 BASIC_REALM = "regshift-test"
 STARTUP_TIMEOUT = 20.0
@@ -60,6 +72,10 @@ _ACCESS_LOG_RE = re.compile(
     r"(?P<status>\d{3}) (?P<size>\d+|-) "
     r'"(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)"$'
 )
+
+MATRIX = ("distribution-2.8", "distribution-3", "refreg")
+"""The open registry implementations the matrix tests run against (``RegistryServer.name``):
+``docker-registry`` from Debian, ``registry3`` and refreg from ``scripts/peers``."""
 
 _live_servers: weakref.WeakSet[RegistryServer] = weakref.WeakSet()
 
@@ -120,7 +136,8 @@ class RegistryServer:
         tls: serve HTTPS with a certificate for ``127.0.0.1``/``localhost`` signed by a
             throw-away CA whose PEM is :attr:`ca_file`.
         delete: ``storage.delete.enabled``; without it every DELETE is 405 UNSUPPORTED.
-        binary: the registry executable.
+        binary: the registry executable (``docker-registry`` is 2.8; ``registry3`` is 3.x).
+        name: what the registry is, for test ids and messages.
 
     Call :meth:`start` (returns ``self``), then :meth:`stop`.
     """
@@ -134,6 +151,7 @@ class RegistryServer:
         tls: bool = False,
         delete: bool = True,
         binary: str = "docker-registry",
+        name: str = "distribution-2.8",
     ) -> None:
         if htpasswd is not None and token is not None:
             raise ValueError("choose htpasswd or token auth, not both")
@@ -147,6 +165,7 @@ class RegistryServer:
         self.tls = tls
         self.delete = delete  # distribution's storage.delete.enabled
         self.binary = binary
+        self.name = name
         self.storage_dir = self.directory / "storage"
         self.config_file = self.directory / "config.yml"
         self.access_log = self.directory / "access.log"
@@ -272,19 +291,29 @@ class RegistryServer:
         # Truncate: a retry on another port starts the logs afresh.
         with self.access_log.open("wb") as out, self.error_log.open("wb") as err:
             self._process = subprocess.Popen(
-                [self.binary, "serve", str(self.config_file)],
+                self._command(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
                 cwd=self.directory,
+                # distribution 3 exports OpenTelemetry traces, by default over OTLP to
+                # localhost:4318 (errors in its log when nothing listens there): off.
+                env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
             )
         self._mark = 0
+
+    def _command(self) -> list[str]:
+        return [self.binary, "serve", str(self.config_file)]
+
+    def _listening(self) -> str:
+        """What the process writes to stderr once it listens on our port."""
+        return f'msg="listening on 127.0.0.1:{self._port}'
 
     def _wait_ready(self, deadline: float) -> None:
         # Wait for our own process to report the listener before polling the port, so a
         # stranger that grabbed the port between _free_port() and bind() is never mistaken
         # for our registry.
-        listening = f'msg="listening on 127.0.0.1:{self._port}'
+        listening = self._listening()
         context = self.ssl_context
         while True:
             assert self._process is not None
@@ -292,7 +321,7 @@ class RegistryServer:
                 if "address already in use" in self._read_error_log():
                     raise _PortTaken
                 raise RegistryStartError(
-                    self._failure(f"docker-registry exited with status {self._process.returncode}")
+                    self._failure(f"{self.name} exited with status {self._process.returncode}")
                 )
             if listening in self._read_error_log() and _answers(self.port, context):
                 return
@@ -436,7 +465,50 @@ class RegistryServer:
         elif self.token_server is not None:
             variant += "+token"
         where = self.host if self._port is not None else "not started"
-        return f"<RegistryServer {variant} {where}>"
+        return f"<{type(self).__name__} {self.name} {variant} {where}>"
+
+
+class RefregServer(RegistryServer):
+    """refreg (``tests/peers/refreg``): go-containerregistry's ``pkg/registry`` with the OCI
+    1.1 referrers API, on loopback, no auth, manifests in memory (blobs too, unless
+    ``disk``).
+
+    What it does differently from distribution, as of go-containerregistry v0.22.1:
+    ``GET /v2/<name>/referrers/<digest>`` lists every manifest whose ``subject`` is the
+    digest, in one page, ignoring ``artifactType`` (no ``OCI-Filters-Applied``) and giving
+    each entry the ``config.mediaType`` as its ``artifactType``; a mount (``POST
+    ?mount=&from=``) is never done (202, a new upload session); blobs are stored per
+    registry, not per repository, so every repository "has" every blob; ``DELETE`` of a
+    tag removes the tag. ``oci_subject`` starts it with ``-oci-subject``: a manifest PUT
+    with a ``subject`` is answered with ``OCI-Subject``, which the spec requires.
+    """
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        *,
+        binary: str,
+        oci_subject: bool = True,
+        disk: bool = False,
+    ) -> None:
+        super().__init__(directory, binary=binary, name="refreg")
+        self.oci_subject = oci_subject
+        self.disk = disk
+
+    def _command(self) -> list[str]:
+        command = [self.binary, "-address", f"127.0.0.1:{self._port}"]
+        if self.oci_subject:
+            command.append("-oci-subject")
+        if self.disk:
+            self.storage_dir.mkdir(exist_ok=True)  # refreg does not create it
+            command += ["-disk", str(self.storage_dir)]
+        return command
+
+    def _listening(self) -> str:
+        return f"serving on 127.0.0.1:{self._port}"
+
+    def _write_config(self) -> None:
+        pass  # flags only
 
 
 class _PortTaken(Exception):

@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.peers import PEERS, VERSIONS, peer
 from harness.pki import libtrust_kid
-from harness.registry import LoggedRequest, RegistryServer, parse_access_log_line
+from harness.registry import LoggedRequest, RefregServer, RegistryServer, parse_access_log_line
 from harness.tokenserver import TokenServer
 
 # distribution's reference grammar for a repository path (reference/regexp.go).
@@ -75,7 +76,9 @@ def test_open_registry_answers_and_logs_the_request(open_registry: RegistryServe
     assert logged[0].user_agent.startswith("python-httpx/")
 
 
-def test_access_log_counts_are_exact(open_registry: RegistryServer, repo_name: str) -> None:
+def test_access_log_counts_are_exact(any_registry: RegistryServer, repo_name: str) -> None:
+    """distribution 2.8 and 3 and refreg write the same access log: one parser counts all."""
+    open_registry = any_registry
     httpx.get(f"{open_registry.url}/v2/")  # before the mark: must not be counted
     open_registry.mark()
     missing = "sha256:" + "0" * 64
@@ -103,6 +106,62 @@ def test_access_log_counts_are_exact(open_registry: RegistryServer, repo_name: s
     assert open_registry.requests() == []
     httpx.head(f"{open_registry.url}/v2/{repo_name}/blobs/{missing}")
     assert [(r.method, r.status) for r in open_registry.requests()] == [("HEAD", 404)]
+
+
+# -- the Go peers of tests/peers/versions.txt ------------------------------------------------
+
+# How each peer says which version it is: the command, then what its output must contain
+# (``{v}``: the pinned version, ``{bare}``: without its leading "v").
+_VERSION_CHECKS = {
+    "crane": (["version"], "{v}"),
+    "regctl": (["version"], "VCSTag:     {v}"),
+    "oras": (["version"], "Version:    {bare}"),
+    "cosign": (["version"], "GitVersion:    {v}"),
+    "registry3": (["--version"], "distribution/v3 {v}"),
+}
+
+
+def _pinned_version(name: str) -> str:
+    for line in VERSIONS.read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if words and words[0] == name:
+            return words[2]
+    raise AssertionError(f"{name} is not in {VERSIONS}")
+
+
+def test_every_peer_has_a_check() -> None:
+    assert sorted(PEERS) == sorted([*_VERSION_CHECKS, "refreg"])
+
+
+@pytest.mark.parametrize("name", sorted(_VERSION_CHECKS))
+def test_peer_is_built_at_its_pinned_version(name: str) -> None:
+    """A peer that scripts/peers did not build fails here, loudly (peer() raises)."""
+    import subprocess
+
+    args, expected = _VERSION_CHECKS[name]
+    version = _pinned_version(name)
+    proc = subprocess.run(
+        [str(peer(name)), *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert expected.format(v=version, bare=version.removeprefix("v")) in proc.stdout + proc.stderr
+
+
+def test_refreg_starts_and_serves_the_referrers_api(tmp_path: Path) -> None:
+    server = RefregServer(tmp_path / "refreg", binary=str(peer("refreg"))).start()
+    try:
+        server.mark()  # after the start-up probe
+        assert httpx.get(f"{server.url}/v2/").status_code == 200
+        digest = "sha256:" + "0" * 64
+        answer = httpx.get(f"{server.url}/v2/none/referrers/{digest}")
+        assert answer.status_code == 404 and "NAME_UNKNOWN" in answer.text  # an API answer
+        assert [(r.method, r.status) for r in server.requests()] == [
+            ("GET", 200),
+            ("GET", 404),
+        ]
+    finally:
+        server.stop()
+    assert not server.running
 
 
 def test_access_log_line_parsing() -> None:

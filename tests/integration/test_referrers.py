@@ -1,17 +1,18 @@
 """Referrers on the real registry: attach, list and walk signatures and SBOMs.
 
-CNCF distribution 2.8 has no referrers API (``GET /v2/<name>/referrers/<digest>`` is a
-plain-text 404, and no ``OCI-Subject`` comes back on a manifest PUT), so most tests run the
-referrers tag schema end to end. Debian ships no registry with the API (bookworm has only
-``docker-registry`` 2.8.2, no zot), so the API path is emulated with the fault proxy in
-front of the same registry: canned ``/referrers/`` answers and an injected ``OCI-Subject``.
+CNCF distribution 2.8 and 3.1 have no referrers API (``GET /v2/<name>/referrers/<digest>`` is
+a plain-text 404, and no ``OCI-Subject`` comes back on a manifest PUT), so most tests run the
+referrers tag schema end to end, on both. The API path is tested for real against refreg in
+test_referrers_api.py; here it is emulated with the fault proxy in front of distribution, for
+what refreg does not do (pagination, applied filters) and for faults: canned ``/referrers/``
+answers and an injected ``OCI-Subject``.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -111,8 +112,14 @@ class Subject:
         return self.manifest.digest
 
 
-@pytest.fixture
-def subject(open_registry: RegistryServer, repo_name: str) -> Subject:
+@pytest.fixture(params=["distribution-2.8", "distribution-3"])
+def subject(
+    request: pytest.FixtureRequest,
+    registry_named: Callable[[str], RegistryServer],
+    repo_name: str,
+) -> Subject:
+    """An image on each registry without the referrers API (refreg: test_referrers_api.py)."""
+    open_registry = registry_named(request.param)
     image = random_image(seed=zlib.crc32(repo_name.encode()), layers=1)
     ref = seed(open_registry.host, repo_name, "v1", image)
     return Subject(open_registry, repo_name, ref.repo_only(), image.manifest)

@@ -37,15 +37,16 @@ def _raw(registry: RegistryServer, repo: str, ref: str, accept: str) -> httpx.Re
 
 @pytest.mark.parametrize("kind", list(SAMPLES))
 def test_tag_keeps_bytes_and_digest(
-    open_registry: RegistryServer, repo_name: str, kind: str
+    any_registry: RegistryServer, repo_name: str, kind: str
 ) -> None:
+    """On every registry implementation of the matrix."""
     sample: SampleImage | SampleIndex = SAMPLES[kind]()
     raw = sample.manifest.raw
     if kind.endswith("pretty"):
         assert raw.endswith(b"\n") and b"\n  " in raw  # really pretty-printed, trailing newline
     else:
         assert b"\n" not in raw
-    src = seed(open_registry.host, repo_name, "1.4.2", sample)
+    src = seed(any_registry.host, repo_name, "1.4.2", sample)
 
     result = run_cli("tag", "--json", str(src), "stable", "1.4")
     assert result.code == 0, result.stderr
@@ -54,19 +55,19 @@ def test_tag_keeps_bytes_and_digest(
     assert [t["tag"] for t in doc["tags"]] == ["stable", "1.4"]
 
     for new in ("stable", "1.4"):
-        served = _raw(open_registry, repo_name, new, sample.manifest.media_type)
+        served = _raw(any_registry, repo_name, new, sample.manifest.media_type)
         assert served.status_code == 200
         assert served.content == raw, "the registry must serve exactly the source bytes"
         assert served.headers["docker-content-digest"] == sample.manifest.digest
         assert served.headers["content-type"] == sample.manifest.media_type
-        out = run_cli("manifest", f"{open_registry.host}/{repo_name}:{new}")
+        out = run_cli("manifest", f"{any_registry.host}/{repo_name}:{new}")
         assert out.stdout_bytes == raw
     if isinstance(sample, SampleIndex):
         for image in sample.images:  # every platform still resolvable by digest under the new tag
-            child = _raw(open_registry, repo_name, image.manifest.digest, image.manifest.media_type)
+            child = _raw(any_registry, repo_name, image.manifest.digest, image.manifest.media_type)
             assert child.status_code == 200 and child.content == image.manifest.raw
         listed = parse_manifest(
-            _raw(open_registry, repo_name, "stable", sample.manifest.media_type).content
+            _raw(any_registry, repo_name, "stable", sample.manifest.media_type).content
         )
         assert [d.digest for d in listed.manifests] == [i.manifest.digest for i in sample.images]
 
@@ -75,26 +76,30 @@ def _tag_routes(registry: RegistryServer) -> list[tuple[str, str]]:
     return [(r.method, r.path) for r in registry.requests()]
 
 
-def test_request_counts_open_registry(
-    open_registry: RegistryServer, repo_name: str, tmp_path
+def test_request_counts_any_registry(
+    any_registry: RegistryServer, repo_name: str, tmp_path
 ) -> None:
-    src = seed(open_registry.host, repo_name, "v1", random_image(seed=21))
+    """The same on every implementation of the matrix: none of them does the OCI multi-tag
+    push (distribution 3.1 ignores ``?tag=`` as 2.8 does; refreg stores the manifest under
+    its digest and sends no ``OCI-Tag``)."""
+    src = seed(any_registry.host, repo_name, "v1", random_image(seed=21))
     digest = random_image(seed=21).manifest.digest
     path = f"/v2/{repo_name}/manifests"
 
     # A single tag: exactly 1 GET + 1 PUT.
-    open_registry.mark()
+    any_registry.mark()
     with client_for(cache_dir=tmp_path) as client:
         regshift.tag(client, src, ["one"])
-    assert _tag_routes(open_registry) == [("GET", f"{path}/v1"), ("PUT", f"{path}/one")]
+    assert _tag_routes(any_registry) == [("GET", f"{path}/v1"), ("PUT", f"{path}/one")]
 
     # First multi-tag run against a registry: one probe of the OCI multi-tag push, which
-    # distribution ignores (no OCI-Tag header), then a PUT per tag. The answer is remembered.
-    open_registry.mark()
+    # no registry of the matrix has (no OCI-Tag header), then a PUT per tag. The answer is
+    # remembered.
+    any_registry.mark()
     with client_for(cache_dir=tmp_path) as client:
         result = regshift.tag(client, src, ["a", "b", "c"])
     probe = f"{path}/{digest}?tag=a&tag=b&tag=c"
-    assert _tag_routes(open_registry) == [
+    assert _tag_routes(any_registry) == [
         ("GET", f"{path}/v1"),
         ("PUT", probe),
         ("PUT", f"{path}/a"),
@@ -105,11 +110,11 @@ def test_request_counts_open_registry(
     assert Capabilities(tmp_path).get(src.endpoint, MULTI_TAG_PUSH) is False
 
     # Every later run (a new client, as a new CLI process would be): 1 GET + 3 PUT.
-    open_registry.mark()
+    any_registry.mark()
     with client_for(cache_dir=tmp_path) as client:
         result = regshift.tag(client, src, ["x", "y", "z"])
         assert result.requests == 4
-    assert _tag_routes(open_registry) == [
+    assert _tag_routes(any_registry) == [
         ("GET", f"{path}/v1"),
         ("PUT", f"{path}/x"),
         ("PUT", f"{path}/y"),
@@ -298,17 +303,17 @@ def test_multi_tag_push_used_where_supported(
 
 
 def test_promote_many_images_in_one_run(
-    open_registry: RegistryServer, repo_name: str, tmp_path
+    any_registry: RegistryServer, repo_name: str, tmp_path
 ) -> None:
     """`tag --from-file`: many images, one process, one connection pool; a bad line fails alone."""
     lines = ["# promotions for release 7", ""]
     for i in range(5):
-        seed(open_registry.host, f"{repo_name}/app{i}", "1.4.2", random_image(seed=90 + i))
-        lines.append(f"{open_registry.host}/{repo_name}/app{i}:1.4.2 stable 1.4")
-    lines.append(f"{open_registry.host}/{repo_name}/missing:1.0 stable")
+        seed(any_registry.host, f"{repo_name}/app{i}", "1.4.2", random_image(seed=90 + i))
+        lines.append(f"{any_registry.host}/{repo_name}/app{i}:1.4.2 stable 1.4")
+    lines.append(f"{any_registry.host}/{repo_name}/missing:1.0 stable")
     plan = tmp_path / "promote.txt"
     plan.write_text("\n".join(lines) + "\n")
-    open_registry.mark()
+    any_registry.mark()
     result = run_cli("tag", "--json", "--from-file", str(plan))
     assert result.code == 4, result.stderr
     docs = result.json()
@@ -318,7 +323,7 @@ def test_promote_many_images_in_one_run(
     assert "error" in docs[5] and "missing:1.0" in docs[5]["error"]
     assert result.stderr.count("regshift: error:") == 1
     for i in range(5):
-        out = run_cli("ls", f"{open_registry.host}/{repo_name}/app{i}").stdout.split()
+        out = run_cli("ls", f"{any_registry.host}/{repo_name}/app{i}").stdout.split()
         assert sorted(out) == ["1.4", "1.4.2", "stable"]
     bad = tmp_path / "bad.txt"
     bad.write_text("only-a-source\n")

@@ -3,16 +3,25 @@
 // that the Go module proxy can build here. It listens on loopback only and writes one
 // access-log line per request to stdout in the Combined Log Format CNCF distribution uses,
 // so the test harness counts its requests the same way.
+//
+// With -oci-subject it also answers a manifest PUT whose body has a "subject" with the
+// OCI-Subject header, which the OCI 1.1 spec requires of a registry with the referrers API
+// and pkg/registry v0.22.1 leaves out (olareg, zot and Harbor send it); without the flag a
+// client sees what pkg/registry itself does and keeps the fallback tag as well.
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,12 +30,16 @@ import (
 
 type recorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int
+	status  int
+	bytes   int
+	subject string // OCI-Subject to add to a 201 answer
 }
 
 func (r *recorder) WriteHeader(status int) {
 	r.status = status
+	if r.subject != "" && status == http.StatusCreated {
+		r.Header().Set("OCI-Subject", r.subject)
+	}
 	r.ResponseWriter.WriteHeader(status)
 }
 
@@ -39,9 +52,34 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
-func accessLog(next http.Handler) http.Handler {
+// manifestSubject reads the body of a manifest PUT and puts it back; it returns the digest
+// of the manifest's subject, if it has one.
+func manifestSubject(req *http.Request) string {
+	if req.Method != http.MethodPut || !strings.Contains(req.URL.Path, "/manifests/") {
+		return ""
+	}
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return ""
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	var doc struct {
+		Subject *struct {
+			Digest string `json:"digest"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(body, &doc) != nil || doc.Subject == nil {
+		return ""
+	}
+	return doc.Subject.Digest
+}
+
+func accessLog(next http.Handler, ociSubject bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		rec := &recorder{ResponseWriter: w}
+		if ociSubject {
+			rec.subject = manifestSubject(req)
+		}
 		next.ServeHTTP(rec, req)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
@@ -60,6 +98,7 @@ func accessLog(next http.Handler) http.Handler {
 func main() {
 	address := flag.String("address", "127.0.0.1:0", "loopback address to listen on")
 	disk := flag.String("disk", "", "directory for blobs (default: memory)")
+	ociSubject := flag.Bool("oci-subject", false, "answer a manifest PUT with a subject with OCI-Subject")
 	flag.Parse()
 
 	listener, err := net.Listen("tcp", *address)
@@ -73,7 +112,7 @@ func main() {
 	if *disk != "" {
 		opts = append(opts, registry.WithBlobHandler(registry.NewDiskBlobHandler(*disk)))
 	}
-	server := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: accessLog(registry.New(opts...))}
+	server := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: accessLog(registry.New(opts...), *ociSubject)}
 	log.Printf("serving on %s", listener.Addr())
 
 	stop := make(chan os.Signal, 1)
