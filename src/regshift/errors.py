@@ -8,7 +8,7 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     │   └── UnsupportedMediaType
     ├── DigestMismatch                            bytes that do not hash to the digest promised
     ├── AuthError                                 no usable credentials, token endpoint refused
-    ├── PreconditionFailed                        --expect-digest / --no-clobber refused the write
+    ├── PreconditionFailed                        expect_digest / no_clobber refused the write
     │   └── ForceRequired                         a safety check that ``force=True`` overrides
     ├── PlatformNotFound                          no image of the source is for the platform asked
     ├── LayoutError                               an OCI image layout missing, malformed, unwritable

@@ -183,7 +183,7 @@ def _refuse_clobber(where: str, manifest: Manifest, previous: dict[str, str | No
     if taken:
         listing = ", ".join(f"{t} -> {d}" for t, d in taken.items())
         raise PreconditionFailed(
-            f"{where}: --no-clobber: tag(s) already point elsewhere ({listing}); nothing tagged"
+            f"{where}: tag(s) already point elsewhere ({listing}); not clobbered, nothing tagged"
         )
 
 

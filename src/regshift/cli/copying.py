@@ -110,8 +110,17 @@ def result_doc(result: CopyResult) -> dict[str, Any]:
         ],
         "referrers": list(result.referrers),
         "digestTags": list(result.digest_tags),
-        "notes": list(result.notes),
+        "notes": _notes(result),
     }
+
+
+def _notes(result: CopyResult) -> list[str]:
+    """The library's notes, and how to copy the foreign layers it left out."""
+    from ..copying import BlobAction
+
+    left_out = any(step.action is BlobAction.FOREIGN for step in result.steps)
+    hint = ["foreign layers are left out by default: use --include-foreign to copy them"]
+    return [*result.notes, *(hint if left_out else [])]
 
 
 def _summary(result: CopyResult) -> list[str]:
@@ -126,7 +135,7 @@ def _summary(result: CopyResult) -> list[str]:
             )
         moves = f"{result.previous or 'absent'} -> {result.digest}"
         lines.extend(f"  tag     {t}: {moves}" for t in result.tags)
-        return lines + [f"  note: {n}" for n in result.notes]
+        return lines + [f"  note: {n}" for n in _notes(result)]
     b, n = result.bytes, result.blobs
     return [
         f"{head}",
@@ -134,7 +143,7 @@ def _summary(result: CopyResult) -> list[str]:
         f"({b['streamed']:,} bytes), {n['skipped']} skipped ({b['skipped']:,} bytes); "
         f"{result.manifests} manifest(s) written; "
         f"{result.requests} requests in {result.seconds:.2f}s",
-        *(f"  note: {note}" for note in result.notes),
+        *(f"  note: {note}" for note in _notes(result)),
         *([f"  note: {result.retries} request(s) retried"] if result.retries else []),
     ]
 

@@ -160,8 +160,7 @@ def _notes(graph: ImageGraph, steps: tuple[BlobStep, ...]) -> tuple[str, ...]:
     if foreign:
         size = sum(s.descriptor.size for s in foreign)
         notes.append(
-            f"{len(foreign)} foreign (non-distributable) layer(s), {size} bytes, not copied; "
-            "use --include-foreign to copy them"
+            f"{len(foreign)} foreign (non-distributable) layer(s), {size} bytes, not copied"
         )
     if graph.derived and graph.top.is_index:
         notes.append(
