@@ -1,7 +1,8 @@
 """The documented import order is true: every module imports only modules below it.
 
 :data:`ORDER` is the order README's "Development" section documents, bottom first. The test
-walks every relative import of every module under ``src/regshift`` (at module level or
+walks every import of a regshift module (relative or absolute) in every module under
+``src/regshift`` (at module level or
 inside a function; imports under ``if TYPE_CHECKING:`` are for type checkers and do not run)
 and fails on one that reaches a module at or above its own place. A package may import its
 own modules (``regshift`` and ``regshift.copying`` re-export; ``regshift.storage`` chooses a
@@ -24,7 +25,7 @@ README = SRC.parents[1] / "README.md"
 _GROUPS = (
     "_version errors redaction locking hostos proxies reference layout_reference digests",
     "mediatypes manifests links retries progress",
-    "auth auth.challenge auth.scopes auth.credentials auth.flow",
+    "auth auth.challenge auth.scopes auth.configfiles auth.credentials auth.flow",
     "transport capabilities session client sample",
     "layout.files layout.blobs layout",
     "storage storage.fallback storage.registry storage.oci",
@@ -51,7 +52,8 @@ def _exists(name: str) -> bool:
 
 
 def _runtime_imports(path: Path) -> list[tuple[int, str]]:
-    """``(line, module)`` of every relative import that runs (not under TYPE_CHECKING)."""
+    """``(line, module)`` of every import of a regshift module that runs (relative or
+    absolute; not under TYPE_CHECKING)."""
     name, package = _name(path)
     base = name.split(".") if name else []
     if not package:
@@ -65,7 +67,11 @@ def _runtime_imports(path: Path) -> list[tuple[int, str]]:
     }
     found = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.ImportFrom) or node.level == 0 or id(node) in typing_only:
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and not node.level):
+            found += _absolute(node)
+        if not isinstance(node, ast.ImportFrom) or node.level == 0:
             continue
         parent = base[: len(base) - (node.level - 1)]
         target = ".".join([*parent, node.module] if node.module else parent)
@@ -75,6 +81,16 @@ def _runtime_imports(path: Path) -> list[tuple[int, str]]:
         else:
             found.append((node.lineno, target))
     return found
+
+
+def _absolute(node: ast.Import | ast.ImportFrom) -> list[tuple[int, str]]:
+    """The regshift modules an absolute import names (``from regshift.errors import …``)."""
+    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+    return [
+        (node.lineno, name.removeprefix("regshift."))
+        for name in names
+        if name.startswith("regshift.")
+    ]
 
 
 MODULES = sorted(SRC.rglob("*.py"))

@@ -30,25 +30,25 @@ exception messages, log lines or reprs.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from regshift.errors import AuthError
-from regshift.hostos import (
-    MACOS,
-    WINDOWS,
-    current_system,
-    home_dir,
-    home_variable,
-    replace_file,
+from ..errors import AuthError
+from ..hostos import current_system
+from .configfiles import (
+    JSONObject,
+    auth_files,
+    config_target,
+    docker_config_path,
+    docker_http_headers,
+    load_config,
+    write_config,
 )
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "StaticKeychain",
     "default_keychain",
     "docker_config_path",
+    "docker_http_headers",
     "erase_credential",
     "store_credential",
 ]
@@ -84,8 +85,6 @@ _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"
 _TOKEN_USERNAME = "<token>"
 # docker-credential-helpers print "credentials not found in native keychain" and exit 1.
 _NOT_FOUND = "credentials not found"
-
-_JSONObject = dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +235,7 @@ class FileKeychain:
             AuthError: the file is unreadable or not valid JSON, an entry is malformed, or a
                 configured credential helper is missing or fails.
         """
-        config = _load_config(self.path)
+        config = load_config(self.path)
         if config is None:
             return ANONYMOUS
         candidates = _candidates(registry, repository)
@@ -300,60 +299,8 @@ def default_keychain(
     """
     env = os.environ if env is None else env
     system = current_system() if system is None else system
-    files = (FileKeychain(path) for path in _auth_files(env, system))
+    files = (FileKeychain(path) for path in auth_files(env, system))
     return ChainKeychain(EnvKeychain(env), *files)
-
-
-def docker_config_path(env: Mapping[str, str] | None = None, *, system: str | None = None) -> Path:
-    """Return where Docker keeps its ``config.json``.
-
-    Args:
-        env: the environment to read; ``os.environ`` when omitted.
-        system: the operating system as :data:`sys.platform` spells it; this one by default.
-
-    Returns:
-        ``$DOCKER_CONFIG/config.json`` when ``DOCKER_CONFIG`` is set, else
-        ``~/.docker/config.json`` (``~`` from ``USERPROFILE`` on Windows, ``HOME`` elsewhere).
-
-    Raises:
-        AuthError: neither ``DOCKER_CONFIG`` nor a home directory.
-    """
-    env = os.environ if env is None else env
-    if env.get("DOCKER_CONFIG"):
-        return Path(env["DOCKER_CONFIG"]) / "config.json"
-    system = current_system() if system is None else system
-    return _home(env, system) / ".docker" / "config.json"
-
-
-def docker_http_headers(
-    env: Mapping[str, str] | None = None, *, system: str | None = None
-) -> tuple[tuple[str, str], ...]:
-    """The ``HttpHeaders`` of Docker's ``config.json`` (see :func:`docker_config_path`).
-
-    Docker's CLI sends these with every request it makes (e.g. Artifactory's
-    ``X-JFrog-Art-Api``); regshift sends them to registries' own origins only, like
-    ``--header``. Entries whose value is not a string are left out, as are all of them when
-    the file is missing, unreadable or not JSON: the keychain reports a broken file if
-    credentials are needed from it, and a registry that needs none keeps working.
-
-    Args:
-        env: the environment to read; ``os.environ`` when omitted.
-        system: the operating system as :data:`sys.platform` spells it; this one by default.
-
-    Returns:
-        ``(name, value)`` pairs in the file's order, not yet validated (see
-        :func:`regshift.transport.check_header`).
-    """
-    try:
-        path = docker_config_path(env, system=system)
-        config = _load_config(path)
-    except AuthError as exc:
-        logger.debug("HttpHeaders not read: %s", exc)
-        return ()
-    value = (config or {}).get("HttpHeaders")
-    if not isinstance(value, dict):
-        return ()
-    return tuple((str(k), v) for k, v in value.items() if isinstance(v, str))
 
 
 def store_credential(
@@ -393,8 +340,8 @@ def store_credential(
         raise AuthError("both a user name and a password are needed")
     if ":" in username:
         raise AuthError("a user name must not contain ':'")
-    path = _config_target(config_path, env)
-    config = _load_config(path) or {}
+    path = config_target(config_path, env)
+    config = load_config(path) or {}
     key = _storage_key(registry)
     host = _normalize_key(key)
     helper = _helper_name(config, host, path)
@@ -408,7 +355,7 @@ def store_credential(
         auths[key] = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode("ascii")}
         where = str(path)
     config["auths"] = auths
-    _write_config(path, config)
+    write_config(path, config)
     return where
 
 
@@ -434,8 +381,8 @@ def erase_credential(
     Raises:
         AuthError: unreadable or malformed file, helper failure, or the file cannot be written.
     """
-    path = _config_target(config_path, env)
-    config = _load_config(path)
+    path = config_target(config_path, env)
+    config = load_config(path)
     if config is None:
         return False
     key = _storage_key(registry)
@@ -446,7 +393,7 @@ def erase_credential(
     kept = _without_host(auths, host)
     if len(kept) != len(auths):
         config["auths"] = kept
-        _write_config(path, config)
+        write_config(path, config)
         removed = True
     return removed
 
@@ -486,7 +433,7 @@ def _candidates(registry: str, repository: str | None) -> list[str]:
     return [*scoped, host]
 
 
-def _without_host(auths: _JSONObject, host: str) -> _JSONObject:
+def _without_host(auths: JSONObject, host: str) -> JSONObject:
     """Return ``auths`` without the entries whose key names ``host``."""
     return {key: entry for key, entry in auths.items() if _normalize_key(key) != host}
 
@@ -494,108 +441,7 @@ def _without_host(auths: _JSONObject, host: str) -> _JSONObject:
 # --- files ----------------------------------------------------------------------------------
 
 
-def _home(env: Mapping[str, str], system: str) -> Path:
-    """``$HOME`` (``%USERPROFILE%`` on Windows), else the passwd entry's home.
-
-    Raises:
-        AuthError: neither exists (some containers run a uid with no passwd entry).
-    """
-    home = home_dir(env, system)
-    if home is None:
-        var = home_variable(system)
-        raise AuthError(f"no home directory ({var} is unset): set {var} or DOCKER_CONFIG")
-    return home
-
-
-def _auth_files(env: Mapping[str, str], system: str) -> list[Path]:
-    """The auth files to read, in order (see :func:`default_keychain`); they need not exist.
-
-    podman's own file follows containers/image ``getPathToAuthWithOS``: on macOS and
-    Windows it is under the home directory, on Linux under ``$XDG_RUNTIME_DIR``
-    (``/run/containers/<uid>/auth.json`` without it, which is root's and not read here).
-    """
-    paths: list[Path] = []
-    if env.get("REGISTRY_AUTH_FILE"):
-        paths.append(Path(env["REGISTRY_AUTH_FILE"]))
-    with contextlib.suppress(AuthError):  # no home: no files there to read
-        paths.append(docker_config_path(env, system=system))
-    config_auth = Path("containers") / "auth.json"
-    if system in (WINDOWS, MACOS):
-        with contextlib.suppress(AuthError):
-            paths.append(_home(env, system) / ".config" / config_auth)
-    elif env.get("XDG_RUNTIME_DIR"):
-        paths.append(Path(env["XDG_RUNTIME_DIR"]) / config_auth)
-    if env.get("XDG_CONFIG_HOME"):
-        paths.append(Path(env["XDG_CONFIG_HOME"]) / config_auth)
-    else:
-        with contextlib.suppress(AuthError):
-            paths.append(_home(env, system) / ".config" / config_auth)
-    return list(dict.fromkeys(paths))
-
-
-def _config_target(config_path: Path | None, env: Mapping[str, str] | None) -> Path:
-    auth_file = (os.environ if env is None else env).get("REGISTRY_AUTH_FILE")
-    if config_path is not None:
-        path = config_path
-    else:
-        path = Path(auth_file) if auth_file else docker_config_path(env)
-    # Like docker, write through a symlinked config instead of replacing the link.
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
-
-
-def _load_config(path: Path) -> _JSONObject | None:
-    """Read an auth file; ``None`` when it does not exist, ``{}`` when it is empty."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError:
-        # `from None`: the decode error keeps the raw bytes, secrets included.
-        raise AuthError(f"auth file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise AuthError(f"cannot read auth file {path}: {exc.strerror or exc}") from exc
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        # `from None`: a JSONDecodeError keeps the whole document, secrets included, in `.doc`.
-        where = f"line {exc.lineno}, column {exc.colno}"
-        raise AuthError(f"auth file {path} is not valid JSON ({where})") from None
-    except (ValueError, RecursionError):
-        # json.loads raises RecursionError for arrays/objects nested thousands deep and
-        # ValueError for integers past Python's digit limit: not JSON any tool writes.
-        raise AuthError(
-            f"auth file {path} is not valid JSON (nested too deeply or a number too long)"
-        ) from None
-    if not isinstance(data, dict):
-        raise AuthError(f"auth file {path} is not a JSON object")
-    return data
-
-
-def _write_config(path: Path, config: _JSONObject) -> None:
-    """Replace ``path`` atomically with ``config``, mode 0600, creating its directory 0700."""
-    text = json.dumps(config, indent="\t") + "\n"
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise AuthError(f"cannot write auth file {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            if hasattr(os, "fchmod"):  # not on Windows before Python 3.13, whose ACLs apply
-                os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        replace_file(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise AuthError(f"cannot write auth file {path}: {exc.strerror or exc}") from exc
-
-
-def _section(config: _JSONObject, name: str, path: Path) -> _JSONObject:
+def _section(config: JSONObject, name: str, path: Path) -> JSONObject:
     """Return the object ``config[name]`` (``auths``, ``credHelpers``), ``{}`` when absent."""
     value = config.get(name)
     if value is None:
@@ -605,7 +451,7 @@ def _section(config: _JSONObject, name: str, path: Path) -> _JSONObject:
     return value
 
 
-def _text(entry: _JSONObject, name: str, where: str) -> str:
+def _text(entry: JSONObject, name: str, where: str) -> str:
     value = entry.get(name)
     if value is None:
         return ""
@@ -650,7 +496,7 @@ def _entry_credential(entry: object, key: str, path: Path) -> Credential:
     return ANONYMOUS if credential.is_anonymous else credential
 
 
-def _from_auths(config: _JSONObject, candidates: list[str], path: Path) -> Credential:
+def _from_auths(config: JSONObject, candidates: list[str], path: Path) -> Credential:
     """Return the first non-empty ``auths`` entry among ``candidates``."""
     auths = _section(config, "auths", path)
     index: dict[str, str] = {}
@@ -670,7 +516,7 @@ def _from_auths(config: _JSONObject, candidates: list[str], path: Path) -> Crede
 # --- credential helpers ---------------------------------------------------------------------
 
 
-def _helper_name(config: _JSONObject, host: str, path: Path) -> str:
+def _helper_name(config: JSONObject, host: str, path: Path) -> str:
     """Return the helper for ``host``: ``credHelpers`` entry, else ``credsStore``, else ``""``.
 
     As in docker, a ``credHelpers`` entry, even an empty one, hides ``credsStore``.
