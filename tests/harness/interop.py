@@ -91,6 +91,19 @@ class Peers:
         env.update(extra or {})
         return env
 
+    def attempt(
+        self,
+        program: Path,
+        *args: str | Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a peer and return how it went, for a test that expects it to fail."""
+        cmd = [str(program), *(str(a) for a in args)]
+        return subprocess.run(
+            cmd, capture_output=True, timeout=_TIMEOUT, env=self.env(env), cwd=cwd, check=False
+        )
+
     def run(
         self,
         program: Path,
@@ -99,13 +112,10 @@ class Peers:
         cwd: Path | None = None,
     ) -> bytes:
         """Run a peer; its stdout as bytes. A non-zero exit fails the test with its output."""
-        cmd = [str(program), *(str(a) for a in args)]
-        proc = subprocess.run(
-            cmd, capture_output=True, timeout=_TIMEOUT, env=self.env(env), cwd=cwd, check=False
-        )
+        proc = self.attempt(program, *args, env=env, cwd=cwd)
         if proc.returncode != 0:
             pytest.fail(
-                f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                f"{' '.join(str(a) for a in proc.args)} failed ({proc.returncode}):\n"
                 f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}",
                 pytrace=False,
             )

@@ -1,0 +1,277 @@
+"""Real signatures travel: cosign signs and attests, oras attaches an SBOM, regshift copies the
+image with ``--referrers`` (and ``--digest-tags`` for cosign's ``sha256-<hex>.sig``/``.att``
+tags) to another registry, and ``cosign verify``, ``cosign verify-attestation`` and ``oras
+discover`` pass there.
+
+Between CNCF distribution 2.8 (no referrers API: the ``sha256-<hex>`` fallback tag) and
+refreg (the OCI 1.1 referrers API), in both directions. cosign signs with a key made in the
+test, never uploads to a transparency log and never leaves loopback (the peers run with a dead
+proxy for anything else). Peers come from ``scripts/peers``; a missing one fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regshift.digests import compute_digest
+from regshift.sample import random_image
+
+from harness.interop import Peers, RefReg
+from harness.registry import RegistryServer
+from support import run_cli, seed
+
+SBOM_TYPE = "application/spdx+json"
+_PASSWORD = "interop-cosign-key-pw"  # protects a throw-away key made in the test
+_REGISTRY_FLAGS = ("--allow-http-registry", "--allow-insecure-registry")
+
+
+def _server(request: pytest.FixtureRequest, kind: str, second: bool = False) -> str:
+    if kind == "refreg":
+        refreg: RefReg = request.getfixturevalue("interop_refreg")
+        return refreg.host
+    server: RegistryServer = request.getfixturevalue(
+        "other_registry" if second else "open_registry"
+    )
+    return server.host
+
+
+@dataclass(frozen=True)
+class Cosign:
+    """cosign with a key pair made for one test; no transparency log, plain-HTTP loopback."""
+
+    peers: Peers
+    keys: Path
+    experimental: bool = False  # COSIGN_EXPERIMENTAL=1, which --registry-referrers-mode needs
+
+    def _env(self) -> dict[str, str]:
+        experimental = "1" if self.experimental else ""
+        return {"COSIGN_PASSWORD": _PASSWORD, "COSIGN_EXPERIMENTAL": experimental}
+
+    def run(self, *args: str | Path) -> bytes:
+        return self.peers.cosign_run(*args, *_REGISTRY_FLAGS, env=self._env())
+
+    def fails_to_verify(self, ref: str) -> bool:
+        """cosign verify exits non-zero (no signature it can find and check) at ``ref``."""
+        key = self.keys / "cosign.pub"
+        args = ("verify", "--key", key, "--insecure-ignore-tlog=true", *_REGISTRY_FLAGS, ref)
+        return self.peers.attempt(self.peers.cosign, *args, env=self._env()).returncode != 0
+
+    def sign(self, ref: str, *extra: str) -> None:
+        self.run(
+            "sign", "--key", self.keys / "cosign.key", "--tlog-upload=false", "--yes", *extra, ref
+        )
+
+    def attest(self, ref: str, predicate: Path) -> None:
+        self.run(
+            "attest",
+            "--key",
+            self.keys / "cosign.key",
+            "--tlog-upload=false",
+            "--yes",
+            "--type",
+            "spdxjson",
+            "--predicate",
+            predicate,
+            ref,
+        )
+
+    def verify(self, ref: str, *extra: str) -> list[dict[str, Any]]:
+        out = self.run(
+            "verify",
+            "--key",
+            self.keys / "cosign.pub",
+            "--insecure-ignore-tlog=true",
+            "--output",
+            "json",
+            *extra,
+            ref,
+        )
+        docs = json.loads(out)
+        assert isinstance(docs, list)
+        return docs
+
+    def verify_attestation(self, ref: str) -> list[dict[str, Any]]:
+        out = self.run(
+            "verify-attestation",
+            "--key",
+            self.keys / "cosign.pub",
+            "--insecure-ignore-tlog=true",
+            "--type",
+            "spdxjson",
+            ref,
+        )
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cosign(peers: Peers, tmp_path: Path) -> Cosign:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    peers.run(peers.cosign, "generate-key-pair", env={"COSIGN_PASSWORD": _PASSWORD}, cwd=keys)
+    assert (keys / "cosign.key").is_file() and (keys / "cosign.pub").is_file()
+    return Cosign(peers, keys)
+
+
+def _sbom(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "sbom.spdx.json"
+    doc = {
+        "spdxVersion": "SPDX-2.3",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": name,
+        "dataLicense": "CC0-1.0",
+        "documentNamespace": f"https://example.invalid/{name}",
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _discover(peers: Peers, ref: str) -> list[dict[str, Any]]:
+    """``oras discover`` of ``ref``: its referrers (with theirs nested), as oras sees them."""
+    doc = json.loads(peers.oras_run(["discover"], "--format", "json", ref))
+    referrers = doc.get("referrers") or []
+    assert isinstance(referrers, list)
+    return referrers
+
+
+def _signed_source(
+    peers: Peers, cosign: Cosign, host: str, repo: str, tmp_path: Path, *sign_flags: str
+) -> tuple[str, str, Path, str]:
+    """An image at ``host/repo:v1``, signed and attested by cosign, with an SBOM attached by
+    oras. Returns (reference, digest, SBOM file, digest of oras's SBOM manifest)."""
+    image = random_image(seed=1410 + len(repo), layers=2)
+    ref = str(seed(host, repo, "v1", image))
+    digest = image.manifest.digest
+    by_digest = f"{host}/{repo}@{digest}"
+    sbom = _sbom(tmp_path, repo)
+    cosign.sign(by_digest, *sign_flags)
+    cosign.attest(by_digest, sbom)
+    attached = peers.run(
+        peers.oras,
+        "attach",
+        "--plain-http",
+        "--format",
+        "json",
+        "--artifact-type",
+        SBOM_TYPE,
+        by_digest,
+        f"{sbom.name}:{SBOM_TYPE}",
+        cwd=sbom.parent,
+    )
+    sbom_digest = json.loads(attached)["digest"]
+    assert sbom_digest in [r["digest"] for r in _discover(peers, by_digest)]
+    return ref, digest, sbom, sbom_digest
+
+
+def _assert_verified_at(
+    peers: Peers,
+    cosign: Cosign,
+    ref: str,
+    digest: str,
+    sbom: Path,
+    sbom_digest: str,
+    *verify_flags: str,
+) -> None:
+    """cosign verifies the signature and the attestation at ``ref``; oras finds the SBOM,
+    and pulls the very file."""
+    for doc in cosign.verify(ref, *verify_flags):
+        assert doc["critical"]["image"]["docker-manifest-digest"] == digest
+    statements = cosign.verify_attestation(ref)
+    assert statements
+    for envelope in statements:
+        statement = json.loads(base64.b64decode(envelope["payload"]))
+        assert statement["subject"][0]["digest"]["sha256"] == digest.removeprefix("sha256:")
+        assert statement["predicate"] == json.loads(sbom.read_bytes())
+    # Found by digest, not by the artifactType of the listing: refreg (go-containerregistry's
+    # pkg/registry v0.22.1) lists every referrer with its config media type as artifactType,
+    # the empty-JSON type for oras's SBOM, ignoring the manifest's own artifactType field.
+    repo = ref.rsplit(":", 1)[0] if "@" not in ref else ref.split("@", 1)[0]
+    assert sbom_digest in [r["digest"] for r in _discover(peers, ref)]
+    host = ref.split("/", 1)[0]
+    listed = peers.regctl_run((host,), "artifact", "list", "--format", "raw-body", ref)
+    assert sbom_digest in [d["digest"] for d in json.loads(listed)["manifests"]]
+    fetched = json.loads(peers.oras_run(["manifest", "fetch"], f"{repo}@{sbom_digest}"))
+    assert fetched["artifactType"] == SBOM_TYPE
+    pulled = sbom.parent / "pulled"
+    peers.oras_run(["pull"], "--output", pulled, f"{repo}@{sbom_digest}")
+    assert (pulled / sbom.name).read_bytes() == sbom.read_bytes()
+
+
+@pytest.mark.parametrize("destination", ["distribution", "refreg"])
+def test_cosign_tag_signatures_travel_with_digest_tags(
+    peers: Peers,
+    cosign: Cosign,
+    request: pytest.FixtureRequest,
+    destination: str,
+    repo_name: str,
+    tmp_path: Path,
+) -> None:
+    """cosign's default: signatures and attestations under ``sha256-<hex>.sig``/``.att``."""
+    src_host = _server(request, "distribution")
+    dst_host = _server(request, destination, second=True)
+    src, digest, sbom, sbom_digest = _signed_source(peers, cosign, src_host, repo_name, tmp_path)
+    dst = f"{dst_host}/{repo_name}:v1"
+
+    result = run_cli("copy", "--referrers", "--digest-tags", "--json", src, dst)
+    assert result.code == 0, result.stderr
+    assert result.json()["digest"] == digest
+
+    stem = digest.replace(":", "-")
+    for suffix in (".sig", ".att"):
+        at_src = peers.crane_run("manifest", f"{src_host}/{repo_name}:{stem}{suffix}")
+        at_dst = peers.crane_run("manifest", f"{dst_host}/{repo_name}:{stem}{suffix}")
+        assert at_dst == at_src, suffix
+    _assert_verified_at(peers, cosign, dst, digest, sbom, sbom_digest)
+
+    # Control: the same image copied without them does not verify.
+    bare = f"{dst_host}/{repo_name}/bare:v1"
+    assert run_cli("copy", "-q", src, bare).code == 0
+    assert cosign.fails_to_verify(bare)
+
+
+@pytest.mark.parametrize(
+    ("source", "destination"), [("distribution", "refreg"), ("refreg", "distribution")]
+)
+def test_cosign_referrers_signatures_travel(
+    peers: Peers,
+    cosign: Cosign,
+    request: pytest.FixtureRequest,
+    source: str,
+    destination: str,
+    repo_name: str,
+    tmp_path: Path,
+) -> None:
+    """``cosign sign --registry-referrers-mode=oci-1-1``: the signature is a referrer (through
+    the referrers API on refreg, the fallback tag on distribution) and crosses to the other
+    kind of registry; the attestation stays tag-based (cosign attest has no such mode)."""
+    src_host = _server(request, source)
+    dst_host = _server(request, destination, second=True)
+    cosign = dataclasses.replace(cosign, experimental=True)
+    src, digest, sbom, sbom_digest = _signed_source(
+        peers, cosign, src_host, repo_name, tmp_path, "--registry-referrers-mode=oci-1-1"
+    )
+    dst = f"{dst_host}/{repo_name}:v1"
+
+    result = run_cli("copy", "--referrers", "--digest-tags", "--json", src, dst)
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert doc["digest"] == digest
+    referrers = _discover(peers, f"{src_host}/{repo_name}@{digest}")
+    assert sorted(doc["referrers"]) == sorted(r["digest"] for r in referrers)
+    at_dst = {r["digest"] for r in _discover(peers, f"{dst_host}/{repo_name}@{digest}")}
+    assert at_dst == {r["digest"] for r in referrers}
+    for referrer in referrers:  # each referrer's manifest arrived byte for byte
+        raw = peers.crane_run("manifest", f"{dst_host}/{repo_name}@{referrer['digest']}")
+        assert compute_digest(raw) == referrer["digest"]
+    # No .sig tag anywhere: cosign can only find the signature as a referrer.
+    stem = digest.replace(":", "-")
+    for host in (src_host, dst_host):
+        tags = run_cli("ls", f"{host}/{repo_name}").stdout.split()
+        assert f"{stem}.att" in tags and f"{stem}.sig" not in tags, tags
+    _assert_verified_at(peers, cosign, dst, digest, sbom, sbom_digest, "--experimental-oci11")
