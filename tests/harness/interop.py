@@ -30,6 +30,8 @@ __all__ = ["Peers", "RefReg", "find_peers"]
 
 _TIMEOUT = 120
 _DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, every connection is refused
+# How Go reports that dead proxy ("proxyconnect tcp: dial tcp 127.0.0.1:9: connect: ...").
+_LEFT_LOOPBACK = (b"proxyconnect", b"127.0.0.1:9:")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,12 @@ class Peers:
     ) -> bytes:
         """Run a peer; its stdout as bytes. A non-zero exit fails the test with its output."""
         proc = self.attempt(program, *args, env=env, cwd=cwd)
+        if any(sign in proc.stderr for sign in _LEFT_LOOPBACK):
+            pytest.fail(
+                f"{program.name} tried to reach a host off loopback:\n"
+                f"{proc.stderr.decode(errors='replace')}",
+                pytrace=False,
+            )
         if proc.returncode != 0:
             pytest.fail(
                 f"{' '.join(str(a) for a in proc.args)} failed ({proc.returncode}):\n"

@@ -198,7 +198,7 @@ def test_regshift_copies_what_crane_writes(
 ) -> None:
     repo = f"{open_registry.host}/{repo_name}"
     layer = _tarball(tmp_path / "layer.tar", {"etc/crane.txt": b"written by crane\n"})
-    peers.crane_run("append", "--oci-empty-base", "-f", layer, "-t", f"{repo}:base")
+    peers.crane_run("append", "-f", layer, "-t", f"{repo}:base")  # Docker media types
     peers.crane_run(
         "mutate", f"{repo}:base", "--set-platform", "linux/amd64", "-t", f"{repo}:amd64"
     )
@@ -213,12 +213,21 @@ def test_regshift_copies_what_crane_writes(
         f"{repo}:arm64",
     )
     peers.crane_run(
-        "index", "append", "-m", f"{repo}:amd64", "-m", f"{repo}:arm64", "-t", f"{repo}:multi"
+        "index",
+        "append",
+        "--docker-empty-base",
+        "-m",
+        f"{repo}:amd64",
+        "-m",
+        f"{repo}:arm64",
+        "-t",
+        f"{repo}:multi",
     )
 
     dst = f"{target}/{repo_name}:multi"
     _regshift_copies_byte_for_byte(f"{repo}:multi", dst, peers)
     doc = run_cli("inspect", "--json", dst).json()
+    assert doc["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
     assert [p["platform"] for p in doc["platforms"]] == ["linux/amd64", "linux/arm64"]
     config = json.loads(peers.crane_run("config", "--platform", "linux/arm64", dst))
     assert config["config"]["Labels"] == {"by": "crane"}

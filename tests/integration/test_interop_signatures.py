@@ -30,6 +30,9 @@ from support import run_cli, seed
 SBOM_TYPE = "application/spdx+json"
 _PASSWORD = "interop-cosign-key-pw"  # protects a throw-away key made in the test
 _REGISTRY_FLAGS = ("--allow-http-registry", "--allow-insecure-registry")
+# verify fetches Sigstore's public trusted root over TUF unless given one: an empty root
+# keeps it off the network (the key is all it needs; the transparency log is ignored).
+_EMPTY_TRUSTED_ROOT = {"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}
 
 
 def _server(request: pytest.FixtureRequest, kind: str, second: bool = False) -> str:
@@ -54,13 +57,16 @@ class Cosign:
         experimental = "1" if self.experimental else ""
         return {"COSIGN_PASSWORD": _PASSWORD, "COSIGN_EXPERIMENTAL": experimental}
 
+    def _offline(self) -> tuple[str | Path, ...]:
+        return ("--insecure-ignore-tlog=true", "--trusted-root", self.keys / "trusted_root.json")
+
     def run(self, *args: str | Path) -> bytes:
         return self.peers.cosign_run(*args, *_REGISTRY_FLAGS, env=self._env())
 
     def fails_to_verify(self, ref: str) -> bool:
         """cosign verify exits non-zero (no signature it can find and check) at ``ref``."""
         key = self.keys / "cosign.pub"
-        args = ("verify", "--key", key, "--insecure-ignore-tlog=true", *_REGISTRY_FLAGS, ref)
+        args = ("verify", "--key", key, *self._offline(), *_REGISTRY_FLAGS, ref)
         return self.peers.attempt(self.peers.cosign, *args, env=self._env()).returncode != 0
 
     def sign(self, ref: str, *extra: str) -> None:
@@ -87,7 +93,7 @@ class Cosign:
             "verify",
             "--key",
             self.keys / "cosign.pub",
-            "--insecure-ignore-tlog=true",
+            *self._offline(),
             "--output",
             "json",
             *extra,
@@ -102,7 +108,7 @@ class Cosign:
             "verify-attestation",
             "--key",
             self.keys / "cosign.pub",
-            "--insecure-ignore-tlog=true",
+            *self._offline(),
             "--type",
             "spdxjson",
             ref,
@@ -116,6 +122,7 @@ def cosign(peers: Peers, tmp_path: Path) -> Cosign:
     keys.mkdir()
     peers.run(peers.cosign, "generate-key-pair", env={"COSIGN_PASSWORD": _PASSWORD}, cwd=keys)
     assert (keys / "cosign.key").is_file() and (keys / "cosign.pub").is_file()
+    (keys / "trusted_root.json").write_text(json.dumps(_EMPTY_TRUSTED_ROOT))
     return Cosign(peers, keys)
 
 
@@ -275,3 +282,30 @@ def test_cosign_referrers_signatures_travel(
         tags = run_cli("ls", f"{host}/{repo_name}").stdout.split()
         assert f"{stem}.att" in tags and f"{stem}.sig" not in tags, tags
     _assert_verified_at(peers, cosign, dst, digest, sbom, sbom_digest, "--experimental-oci11")
+
+
+def test_signatures_cross_an_air_gap_through_a_layout(
+    peers: Peers,
+    cosign: Cosign,
+    open_registry: RegistryServer,
+    interop_refreg: RefReg,
+    repo_name: str,
+    tmp_path: Path,
+) -> None:
+    """Registry → ``oci:`` layout → another registry, signatures and SBOM carried both ways:
+    oras reads the referrers in regshift's layout, cosign verifies at the far end."""
+    src, digest, sbom, sbom_digest = _signed_source(
+        peers, cosign, open_registry.host, repo_name, tmp_path
+    )
+    layout = tmp_path / "usb"
+    out = run_cli("copy", "-q", "--referrers", "--digest-tags", src, f"oci:{layout}:v1")
+    assert out.code == 0, out.stderr
+    in_layout = json.loads(
+        peers.run(peers.oras, "discover", "--format", "json", "--oci-layout", f"{layout}:v1")
+    )
+    assert sbom_digest in [r["digest"] for r in in_layout.get("referrers") or []]
+
+    dst = f"{interop_refreg.host}/{repo_name}:v1"
+    back = run_cli("copy", "-q", "--referrers", "--digest-tags", f"oci:{layout}:v1", dst)
+    assert back.code == 0, back.stderr
+    _assert_verified_at(peers, cosign, dst, digest, sbom, sbom_digest)
