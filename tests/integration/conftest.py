@@ -13,15 +13,17 @@ from harness.interop import Peers, RefReg, find_peers
 
 
 @pytest.fixture(scope="session")
-def peers() -> Peers:
+def interop_peers() -> Peers:
     """crane, regctl, oras, cosign, refreg and skopeo (session scope: found from the real HOME)."""
     return find_peers()
 
 
 @pytest.fixture(scope="session")
-def interop_refreg(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefReg]:
+def interop_refreg(
+    interop_peers: Peers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RefReg]:
     """refreg (a registry with the OCI 1.1 referrers API) on loopback, for this session."""
-    server = RefReg(peers.refreg, tmp_path_factory.mktemp("interop-refreg")).start()
+    server = RefReg(interop_peers.refreg, tmp_path_factory.mktemp("interop-refreg")).start()
     yield server
     server.stop()
 

@@ -49,18 +49,18 @@ def _repo(ref: str) -> str:
 
 
 def assert_peers_read_manifest(
-    peers: Peers, ref: str, raw: bytes, policy: Path, hosts: tuple[str, ...] = ()
+    interop_peers: Peers, ref: str, raw: bytes, policy: Path, hosts: tuple[str, ...] = ()
 ) -> None:
     """crane, regctl, oras and skopeo resolve ``ref`` to sha256(raw) and fetch exactly ``raw``."""
     digest = compute_digest(raw)
     hosts = hosts or (_host(ref),)
-    assert peers.crane_run("digest", ref).decode().strip() == digest
-    assert peers.crane_run("manifest", ref) == raw
-    assert peers.regctl_run(hosts, "image", "digest", ref).decode().strip() == digest
-    assert peers.regctl_run(hosts, "manifest", "get", "--format", "raw-body", ref) == raw
-    assert peers.oras_run(["resolve"], ref).decode().strip() == digest
-    assert peers.oras_run(["manifest", "fetch"], ref) == raw
-    skopeo = peers.skopeo_run(
+    assert interop_peers.crane_run("digest", ref).decode().strip() == digest
+    assert interop_peers.crane_run("manifest", ref) == raw
+    assert interop_peers.regctl_run(hosts, "image", "digest", ref).decode().strip() == digest
+    assert interop_peers.regctl_run(hosts, "manifest", "get", "--format", "raw-body", ref) == raw
+    assert interop_peers.oras_run(["resolve"], ref).decode().strip() == digest
+    assert interop_peers.oras_run(["manifest", "fetch"], ref) == raw
+    skopeo = interop_peers.skopeo_run(
         "inspect", "--raw", "--tls-verify=false", f"docker://{ref}", policy=policy
     )
     assert skopeo == raw
@@ -78,7 +78,7 @@ def _tar_files(data: bytes) -> dict[str, bytes]:
 
 
 def assert_peers_read_content(
-    peers: Peers, ref: str, sample: SampleIndex, skopeo_policy: Path
+    interop_peers: Peers, ref: str, sample: SampleIndex, skopeo_policy: Path
 ) -> None:
     """Every platform's manifest, config and layers, fetched by each peer, are the bytes
     regshift wrote; crane's exported filesystem is the layers' files."""
@@ -86,9 +86,11 @@ def assert_peers_read_content(
     hosts = (_host(ref),)
     for image, platform in zip(sample.images, PLATFORMS, strict=True):
         child = f"{repo}@{image.manifest.digest}"
-        assert peers.crane_run("manifest", "--platform", platform, ref) == image.manifest.raw
-        assert peers.crane_run("config", "--platform", platform, ref) == image.blobs[0]
-        config = peers.skopeo_run(
+        assert (
+            interop_peers.crane_run("manifest", "--platform", platform, ref) == image.manifest.raw
+        )
+        assert interop_peers.crane_run("config", "--platform", platform, ref) == image.blobs[0]
+        config = interop_peers.skopeo_run(
             "inspect",
             "--config",
             "--raw",
@@ -99,19 +101,26 @@ def assert_peers_read_content(
         assert config == image.blobs[0]
         for blob in image.blobs:
             digest = compute_digest(blob)
-            assert peers.crane_run("blob", f"{repo}@{digest}") == blob
-            assert peers.regctl_run(hosts, "blob", "get", repo, digest) == blob
-            assert peers.oras_run(["blob", "fetch"], "--output", "-", f"{repo}@{digest}") == blob
+            assert interop_peers.crane_run("blob", f"{repo}@{digest}") == blob
+            assert interop_peers.regctl_run(hosts, "blob", "get", repo, digest) == blob
+            assert (
+                interop_peers.oras_run(["blob", "fetch"], "--output", "-", f"{repo}@{digest}")
+                == blob
+            )
         expected: dict[str, bytes] = {}
         for layer in image.blobs[1:]:
             expected.update(_tar_files(gzip.decompress(layer)))
-        exported = peers.crane_run("export", "--platform", platform, ref, "-")
+        exported = interop_peers.crane_run("export", "--platform", platform, ref, "-")
         assert _tar_files(exported) == expected
-    peers.crane_run("validate", "--remote", ref)
+    interop_peers.crane_run("validate", "--remote", ref)
 
 
 def test_peers_read_what_regshift_tags_and_copies(
-    peers: Peers, open_registry: RegistryServer, target: str, repo_name: str, skopeo_policy: Path
+    interop_peers: Peers,
+    open_registry: RegistryServer,
+    target: str,
+    repo_name: str,
+    skopeo_policy: Path,
 ) -> None:
     sample = random_index(seed=1401, platforms=PLATFORMS)
     src = str(seed(open_registry.host, repo_name, "v1", sample))
@@ -123,12 +132,12 @@ def test_peers_read_what_regshift_tags_and_copies(
     assert result.json()["digest"] == sample.manifest.digest
 
     for ref in (f"{open_registry.host}/{repo_name}:stable", copied):
-        assert_peers_read_manifest(peers, ref, sample.manifest.raw, skopeo_policy)
-    assert_peers_read_content(peers, copied, sample, skopeo_policy)
+        assert_peers_read_manifest(interop_peers, ref, sample.manifest.raw, skopeo_policy)
+    assert_peers_read_content(interop_peers, copied, sample, skopeo_policy)
 
 
 def test_peers_read_a_layout_regshift_writes(
-    peers: Peers,
+    interop_peers: Peers,
     open_registry: RegistryServer,
     target: str,
     repo_name: str,
@@ -143,22 +152,29 @@ def test_peers_read_a_layout_regshift_writes(
 
     raw = sample.manifest.raw
     assert (
-        peers.regctl_run((), "manifest", "get", "--format", "raw-body", f"ocidir://{layout}:v1")
+        interop_peers.regctl_run(
+            (), "manifest", "get", "--format", "raw-body", f"ocidir://{layout}:v1"
+        )
         == raw
     )
-    assert peers.oras_run(["manifest", "fetch"], "--oci-layout", f"{layout}:v1") == raw
-    assert peers.skopeo_run("inspect", "--raw", f"oci:{layout}:v1", policy=skopeo_policy) == raw
+    assert interop_peers.oras_run(["manifest", "fetch"], "--oci-layout", f"{layout}:v1") == raw
+    assert (
+        interop_peers.skopeo_run("inspect", "--raw", f"oci:{layout}:v1", policy=skopeo_policy)
+        == raw
+    )
     arm = sample.images[1]
-    got = peers.regctl_run((), "blob", "get", f"ocidir://{layout}", compute_digest(arm.blobs[2]))
+    got = interop_peers.regctl_run(
+        (), "blob", "get", f"ocidir://{layout}", compute_digest(arm.blobs[2])
+    )
     assert got == arm.blobs[2]
 
     # crane pushes a layout holding one index as that very index; regctl copies it out.
     pushed, copied = f"{target}/{repo_name}:crane", f"{target}/{repo_name}:regctl"
-    peers.crane_run("push", layout, pushed)
-    peers.regctl_run((target,), "image", "copy", f"ocidir://{layout}:v1", copied)
+    interop_peers.crane_run("push", layout, pushed)
+    interop_peers.regctl_run((target,), "image", "copy", f"ocidir://{layout}:v1", copied)
     for ref in (pushed, copied):
-        assert peers.crane_run("manifest", ref) == raw
-        peers.crane_run("validate", "--remote", ref)
+        assert interop_peers.crane_run("manifest", ref) == raw
+        interop_peers.crane_run("validate", "--remote", ref)
 
 
 def _tarball(path: Path, files: dict[str, bytes]) -> Path:
@@ -170,10 +186,10 @@ def _tarball(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def _regshift_copies_byte_for_byte(src: str, dst: str, peers: Peers) -> str:
+def _regshift_copies_byte_for_byte(src: str, dst: str, interop_peers: Peers) -> str:
     """regshift reads ``src`` as the peer wrote it, tags it, copies it to ``dst``: the bytes
     every tool sees at each place are the peer's own. Returns the digest."""
-    original = peers.crane_run("manifest", src)
+    original = interop_peers.crane_run("manifest", src)
     digest = compute_digest(original)
     read = run_cli("manifest", src)
     assert read.code == 0, read.stderr
@@ -184,25 +200,26 @@ def _regshift_copies_byte_for_byte(src: str, dst: str, peers: Peers) -> str:
     copied = run_cli("copy", "--json", src, dst)
     assert copied.code == 0, copied.stderr
     assert copied.json()["digest"] == digest
-    assert peers.crane_run("manifest", f"{_repo(src)}:regshift-tagged") == original
-    assert peers.crane_run("manifest", dst) == original
+    assert interop_peers.crane_run("manifest", f"{_repo(src)}:regshift-tagged") == original
+    assert interop_peers.crane_run("manifest", dst) == original
     assert (
-        peers.regctl_run((_host(dst),), "manifest", "get", "--format", "raw-body", dst) == original
+        interop_peers.regctl_run((_host(dst),), "manifest", "get", "--format", "raw-body", dst)
+        == original
     )
-    peers.crane_run("validate", "--remote", dst)
+    interop_peers.crane_run("validate", "--remote", dst)
     return digest
 
 
 def test_regshift_copies_what_crane_writes(
-    peers: Peers, open_registry: RegistryServer, target: str, repo_name: str, tmp_path: Path
+    interop_peers: Peers, open_registry: RegistryServer, target: str, repo_name: str, tmp_path: Path
 ) -> None:
     repo = f"{open_registry.host}/{repo_name}"
     layer = _tarball(tmp_path / "layer.tar", {"etc/crane.txt": b"written by crane\n"})
-    peers.crane_run("append", "-f", layer, "-t", f"{repo}:base")  # Docker media types
-    peers.crane_run(
+    interop_peers.crane_run("append", "-f", layer, "-t", f"{repo}:base")  # Docker media types
+    interop_peers.crane_run(
         "mutate", f"{repo}:base", "--set-platform", "linux/amd64", "-t", f"{repo}:amd64"
     )
-    peers.crane_run(
+    interop_peers.crane_run(
         "mutate",
         f"{repo}:base",
         "--set-platform",
@@ -212,7 +229,7 @@ def test_regshift_copies_what_crane_writes(
         "-t",
         f"{repo}:arm64",
     )
-    peers.crane_run(
+    interop_peers.crane_run(
         "index",
         "append",
         "--docker-empty-base",
@@ -225,18 +242,18 @@ def test_regshift_copies_what_crane_writes(
     )
 
     dst = f"{target}/{repo_name}:multi"
-    _regshift_copies_byte_for_byte(f"{repo}:multi", dst, peers)
+    _regshift_copies_byte_for_byte(f"{repo}:multi", dst, interop_peers)
     doc = run_cli("inspect", "--json", dst).json()
     assert doc["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
     assert [p["platform"] for p in doc["platforms"]] == ["linux/amd64", "linux/arm64"]
-    config = json.loads(peers.crane_run("config", "--platform", "linux/arm64", dst))
+    config = json.loads(interop_peers.crane_run("config", "--platform", "linux/arm64", dst))
     assert config["config"]["Labels"] == {"by": "crane"}
-    files = _tar_files(peers.crane_run("export", "--platform", "linux/amd64", dst, "-"))
+    files = _tar_files(interop_peers.crane_run("export", "--platform", "linux/amd64", dst, "-"))
     assert files == {"etc/crane.txt": b"written by crane\n"}
 
 
 def test_regshift_copies_what_regctl_writes(
-    peers: Peers, open_registry: RegistryServer, target: str, repo_name: str
+    interop_peers: Peers, open_registry: RegistryServer, target: str, repo_name: str
 ) -> None:
     repo = f"{open_registry.host}/{repo_name}"
     hosts = (open_registry.host,)
@@ -244,35 +261,36 @@ def test_regshift_copies_what_regctl_writes(
     arm = random_image(seed=1404, platform=Platform("linux", "arm64", "v8"))
     seed(open_registry.host, repo_name, "amd64", amd)
     seed(open_registry.host, repo_name, "arm64", arm)
-    peers.regctl_run(
+    interop_peers.regctl_run(
         hosts, "image", "mod", f"{repo}:amd64", "--label", "by=regctl", "--create", "mod"
     )
-    peers.regctl_run(
+    interop_peers.regctl_run(
         hosts, "index", "create", f"{repo}:multi", "--ref", f"{repo}:mod", "--ref", f"{repo}:arm64"
     )
 
     dst = f"{target}/{repo_name}:multi"
-    _regshift_copies_byte_for_byte(f"{repo}:multi", dst, peers)
+    _regshift_copies_byte_for_byte(f"{repo}:multi", dst, interop_peers)
     doc = run_cli("inspect", "--json", dst).json()
     assert sorted(p["platform"] for p in doc["platforms"]) == ["linux/amd64", "linux/arm64/v8"]
-    config = json.loads(peers.crane_run("config", "--platform", "linux/amd64", dst))
+    config = json.loads(interop_peers.crane_run("config", "--platform", "linux/amd64", dst))
     assert config["config"]["Labels"]["by"] == "regctl"
     arm_layer = compute_digest(arm.blobs[1])
     assert (
-        peers.regctl_run((target,), "blob", "get", dst.rsplit(":", 1)[0], arm_layer) == arm.blobs[1]
+        interop_peers.regctl_run((target,), "blob", "get", dst.rsplit(":", 1)[0], arm_layer)
+        == arm.blobs[1]
     )
 
 
 def test_regshift_copies_what_oras_pushes(
-    peers: Peers, open_registry: RegistryServer, target: str, repo_name: str, tmp_path: Path
+    interop_peers: Peers, open_registry: RegistryServer, target: str, repo_name: str, tmp_path: Path
 ) -> None:
     work = tmp_path / "push"
     work.mkdir()
     (work / "notes.txt").write_bytes(b"an artifact pushed by oras\n")
     (work / "data.json").write_bytes(b'{"answer": 42}\n')
     src = f"{open_registry.host}/{repo_name}:artifact"
-    peers.run(
-        peers.oras,
+    interop_peers.run(
+        interop_peers.oras,
         "push",
         "--plain-http",
         "--artifact-type",
@@ -284,25 +302,27 @@ def test_regshift_copies_what_oras_pushes(
     )
 
     dst = f"{target}/{repo_name}:artifact"
-    _regshift_copies_byte_for_byte(src, dst, peers)
-    manifest = json.loads(peers.oras_run(["manifest", "fetch"], dst))
+    _regshift_copies_byte_for_byte(src, dst, interop_peers)
+    manifest = json.loads(interop_peers.oras_run(["manifest", "fetch"], dst))
     assert manifest["artifactType"] == "application/vnd.regshift.test+json"
     pulled = tmp_path / "pulled"
-    peers.oras_run(["pull"], "--output", pulled, dst)
+    interop_peers.oras_run(["pull"], "--output", pulled, dst)
     assert (pulled / "notes.txt").read_bytes() == b"an artifact pushed by oras\n"
     assert (pulled / "data.json").read_bytes() == b'{"answer": 42}\n'
 
 
 def test_regshift_reads_layouts_peers_write(
-    peers: Peers, open_registry: RegistryServer, target: str, repo_name: str, tmp_path: Path
+    interop_peers: Peers, open_registry: RegistryServer, target: str, repo_name: str, tmp_path: Path
 ) -> None:
     sample = random_index(seed=1405, platforms=PLATFORMS)
     src = str(seed(open_registry.host, repo_name, "v1", sample))
     hosts = (open_registry.host,)
     crane_dir, regctl_dir, oras_dir = (tmp_path / name for name in ("crane", "regctl", "oras"))
-    peers.crane_run("pull", "--format", "oci", src, crane_dir)
-    peers.regctl_run(hosts, "image", "copy", src, f"ocidir://{regctl_dir}:v1")
-    peers.run(peers.oras, "cp", "--from-plain-http", src, "--to-oci-layout", f"{oras_dir}:v1")
+    interop_peers.crane_run("pull", "--format", "oci", src, crane_dir)
+    interop_peers.regctl_run(hosts, "image", "copy", src, f"ocidir://{regctl_dir}:v1")
+    interop_peers.run(
+        interop_peers.oras, "cp", "--from-plain-http", src, "--to-oci-layout", f"{oras_dir}:v1"
+    )
 
     layouts = {
         "crane": f"oci:{crane_dir}",
@@ -317,5 +337,5 @@ def test_regshift_reads_layouts_peers_write(
         copied = run_cli("copy", "--json", layout, dst)
         assert copied.code == 0, f"{name}: {copied.stderr}"
         assert copied.json()["digest"] == sample.manifest.digest
-        assert peers.crane_run("manifest", dst) == sample.manifest.raw
-        peers.crane_run("validate", "--remote", dst)
+        assert interop_peers.crane_run("manifest", dst) == sample.manifest.raw
+        interop_peers.crane_run("validate", "--remote", dst)

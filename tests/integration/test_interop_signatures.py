@@ -49,7 +49,7 @@ def _server(request: pytest.FixtureRequest, kind: str, second: bool = False) -> 
 class Cosign:
     """cosign with a key pair made for one test; no transparency log, plain-HTTP loopback."""
 
-    peers: Peers
+    interop_peers: Peers
     keys: Path
     experimental: bool = False  # COSIGN_EXPERIMENTAL=1, which --registry-referrers-mode needs
 
@@ -61,13 +61,16 @@ class Cosign:
         return ("--insecure-ignore-tlog=true", "--trusted-root", self.keys / "trusted_root.json")
 
     def run(self, *args: str | Path) -> bytes:
-        return self.peers.cosign_run(*args, *_REGISTRY_FLAGS, env=self._env())
+        return self.interop_peers.cosign_run(*args, *_REGISTRY_FLAGS, env=self._env())
 
     def fails_to_verify(self, ref: str) -> bool:
         """cosign verify exits non-zero (no signature it can find and check) at ``ref``."""
         key = self.keys / "cosign.pub"
         args = ("verify", "--key", key, *self._offline(), *_REGISTRY_FLAGS, ref)
-        return self.peers.attempt(self.peers.cosign, *args, env=self._env()).returncode != 0
+        return (
+            self.interop_peers.attempt(self.interop_peers.cosign, *args, env=self._env()).returncode
+            != 0
+        )
 
     def sign(self, ref: str, *extra: str) -> None:
         self.run(
@@ -117,13 +120,15 @@ class Cosign:
 
 
 @pytest.fixture
-def cosign(peers: Peers, tmp_path: Path) -> Cosign:
+def cosign(interop_peers: Peers, tmp_path: Path) -> Cosign:
     keys = tmp_path / "keys"
     keys.mkdir()
-    peers.run(peers.cosign, "generate-key-pair", env={"COSIGN_PASSWORD": _PASSWORD}, cwd=keys)
+    interop_peers.run(
+        interop_peers.cosign, "generate-key-pair", env={"COSIGN_PASSWORD": _PASSWORD}, cwd=keys
+    )
     assert (keys / "cosign.key").is_file() and (keys / "cosign.pub").is_file()
     (keys / "trusted_root.json").write_text(json.dumps(_EMPTY_TRUSTED_ROOT))
-    return Cosign(peers, keys)
+    return Cosign(interop_peers, keys)
 
 
 def _sbom(tmp_path: Path, name: str) -> Path:
@@ -139,16 +144,16 @@ def _sbom(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def _discover(peers: Peers, ref: str) -> list[dict[str, Any]]:
+def _discover(interop_peers: Peers, ref: str) -> list[dict[str, Any]]:
     """``oras discover`` of ``ref``: its referrers (with theirs nested), as oras sees them."""
-    doc = json.loads(peers.oras_run(["discover"], "--format", "json", ref))
+    doc = json.loads(interop_peers.oras_run(["discover"], "--format", "json", ref))
     referrers = doc.get("referrers") or []
     assert isinstance(referrers, list)
     return referrers
 
 
 def _signed_source(
-    peers: Peers, cosign: Cosign, host: str, repo: str, tmp_path: Path, *sign_flags: str
+    interop_peers: Peers, cosign: Cosign, host: str, repo: str, tmp_path: Path, *sign_flags: str
 ) -> tuple[str, str, Path, str]:
     """An image at ``host/repo:v1``, signed and attested by cosign, with an SBOM attached by
     oras. Returns (reference, digest, SBOM file, digest of oras's SBOM manifest)."""
@@ -159,8 +164,8 @@ def _signed_source(
     sbom = _sbom(tmp_path, repo)
     cosign.sign(by_digest, *sign_flags)
     cosign.attest(by_digest, sbom)
-    attached = peers.run(
-        peers.oras,
+    attached = interop_peers.run(
+        interop_peers.oras,
         "attach",
         "--plain-http",
         "--format",
@@ -172,12 +177,12 @@ def _signed_source(
         cwd=sbom.parent,
     )
     sbom_digest = json.loads(attached)["digest"]
-    assert sbom_digest in [r["digest"] for r in _discover(peers, by_digest)]
+    assert sbom_digest in [r["digest"] for r in _discover(interop_peers, by_digest)]
     return ref, digest, sbom, sbom_digest
 
 
 def _assert_verified_at(
-    peers: Peers,
+    interop_peers: Peers,
     cosign: Cosign,
     ref: str,
     digest: str,
@@ -199,20 +204,20 @@ def _assert_verified_at(
     # pkg/registry v0.22.1) lists every referrer with its config media type as artifactType,
     # the empty-JSON type for oras's SBOM, ignoring the manifest's own artifactType field.
     repo = ref.rsplit(":", 1)[0] if "@" not in ref else ref.split("@", 1)[0]
-    assert sbom_digest in [r["digest"] for r in _discover(peers, ref)]
+    assert sbom_digest in [r["digest"] for r in _discover(interop_peers, ref)]
     host = ref.split("/", 1)[0]
-    listed = peers.regctl_run((host,), "artifact", "list", "--format", "raw-body", ref)
+    listed = interop_peers.regctl_run((host,), "artifact", "list", "--format", "raw-body", ref)
     assert sbom_digest in [d["digest"] for d in json.loads(listed)["manifests"]]
-    fetched = json.loads(peers.oras_run(["manifest", "fetch"], f"{repo}@{sbom_digest}"))
+    fetched = json.loads(interop_peers.oras_run(["manifest", "fetch"], f"{repo}@{sbom_digest}"))
     assert fetched["artifactType"] == SBOM_TYPE
     pulled = sbom.parent / "pulled"
-    peers.oras_run(["pull"], "--output", pulled, f"{repo}@{sbom_digest}")
+    interop_peers.oras_run(["pull"], "--output", pulled, f"{repo}@{sbom_digest}")
     assert (pulled / sbom.name).read_bytes() == sbom.read_bytes()
 
 
 @pytest.mark.parametrize("destination", ["distribution", "refreg"])
 def test_cosign_tag_signatures_travel_with_digest_tags(
-    peers: Peers,
+    interop_peers: Peers,
     cosign: Cosign,
     request: pytest.FixtureRequest,
     destination: str,
@@ -222,7 +227,9 @@ def test_cosign_tag_signatures_travel_with_digest_tags(
     """cosign's default: signatures and attestations under ``sha256-<hex>.sig``/``.att``."""
     src_host = _server(request, "distribution")
     dst_host = _server(request, destination, second=True)
-    src, digest, sbom, sbom_digest = _signed_source(peers, cosign, src_host, repo_name, tmp_path)
+    src, digest, sbom, sbom_digest = _signed_source(
+        interop_peers, cosign, src_host, repo_name, tmp_path
+    )
     dst = f"{dst_host}/{repo_name}:v1"
 
     result = run_cli("copy", "--referrers", "--digest-tags", "--json", src, dst)
@@ -231,10 +238,10 @@ def test_cosign_tag_signatures_travel_with_digest_tags(
 
     stem = digest.replace(":", "-")
     for suffix in (".sig", ".att"):
-        at_src = peers.crane_run("manifest", f"{src_host}/{repo_name}:{stem}{suffix}")
-        at_dst = peers.crane_run("manifest", f"{dst_host}/{repo_name}:{stem}{suffix}")
+        at_src = interop_peers.crane_run("manifest", f"{src_host}/{repo_name}:{stem}{suffix}")
+        at_dst = interop_peers.crane_run("manifest", f"{dst_host}/{repo_name}:{stem}{suffix}")
         assert at_dst == at_src, suffix
-    _assert_verified_at(peers, cosign, dst, digest, sbom, sbom_digest)
+    _assert_verified_at(interop_peers, cosign, dst, digest, sbom, sbom_digest)
 
     # Control: the same image copied without them does not verify.
     bare = f"{dst_host}/{repo_name}/bare:v1"
@@ -246,7 +253,7 @@ def test_cosign_tag_signatures_travel_with_digest_tags(
     ("source", "destination"), [("distribution", "refreg"), ("refreg", "distribution")]
 )
 def test_cosign_referrers_signatures_travel(
-    peers: Peers,
+    interop_peers: Peers,
     cosign: Cosign,
     request: pytest.FixtureRequest,
     source: str,
@@ -261,7 +268,7 @@ def test_cosign_referrers_signatures_travel(
     dst_host = _server(request, destination, second=True)
     cosign = dataclasses.replace(cosign, experimental=True)
     src, digest, sbom, sbom_digest = _signed_source(
-        peers, cosign, src_host, repo_name, tmp_path, "--registry-referrers-mode=oci-1-1"
+        interop_peers, cosign, src_host, repo_name, tmp_path, "--registry-referrers-mode=oci-1-1"
     )
     dst = f"{dst_host}/{repo_name}:v1"
 
@@ -269,23 +276,25 @@ def test_cosign_referrers_signatures_travel(
     assert result.code == 0, result.stderr
     doc = result.json()
     assert doc["digest"] == digest
-    referrers = _discover(peers, f"{src_host}/{repo_name}@{digest}")
+    referrers = _discover(interop_peers, f"{src_host}/{repo_name}@{digest}")
     assert sorted(doc["referrers"]) == sorted(r["digest"] for r in referrers)
-    at_dst = {r["digest"] for r in _discover(peers, f"{dst_host}/{repo_name}@{digest}")}
+    at_dst = {r["digest"] for r in _discover(interop_peers, f"{dst_host}/{repo_name}@{digest}")}
     assert at_dst == {r["digest"] for r in referrers}
     for referrer in referrers:  # each referrer's manifest arrived byte for byte
-        raw = peers.crane_run("manifest", f"{dst_host}/{repo_name}@{referrer['digest']}")
+        raw = interop_peers.crane_run("manifest", f"{dst_host}/{repo_name}@{referrer['digest']}")
         assert compute_digest(raw) == referrer["digest"]
     # No .sig tag anywhere: cosign can only find the signature as a referrer.
     stem = digest.replace(":", "-")
     for host in (src_host, dst_host):
         tags = run_cli("ls", f"{host}/{repo_name}").stdout.split()
         assert f"{stem}.att" in tags and f"{stem}.sig" not in tags, tags
-    _assert_verified_at(peers, cosign, dst, digest, sbom, sbom_digest, "--experimental-oci11")
+    _assert_verified_at(
+        interop_peers, cosign, dst, digest, sbom, sbom_digest, "--experimental-oci11"
+    )
 
 
 def test_signatures_cross_an_air_gap_through_a_layout(
-    peers: Peers,
+    interop_peers: Peers,
     cosign: Cosign,
     open_registry: RegistryServer,
     interop_refreg: RefReg,
@@ -295,17 +304,19 @@ def test_signatures_cross_an_air_gap_through_a_layout(
     """Registry → ``oci:`` layout → another registry, signatures and SBOM carried both ways:
     oras reads the referrers in regshift's layout, cosign verifies at the far end."""
     src, digest, sbom, sbom_digest = _signed_source(
-        peers, cosign, open_registry.host, repo_name, tmp_path
+        interop_peers, cosign, open_registry.host, repo_name, tmp_path
     )
     layout = tmp_path / "usb"
     out = run_cli("copy", "-q", "--referrers", "--digest-tags", src, f"oci:{layout}:v1")
     assert out.code == 0, out.stderr
     in_layout = json.loads(
-        peers.run(peers.oras, "discover", "--format", "json", "--oci-layout", f"{layout}:v1")
+        interop_peers.run(
+            interop_peers.oras, "discover", "--format", "json", "--oci-layout", f"{layout}:v1"
+        )
     )
     assert sbom_digest in [r["digest"] for r in in_layout.get("referrers") or []]
 
     dst = f"{interop_refreg.host}/{repo_name}:v1"
     back = run_cli("copy", "-q", "--referrers", "--digest-tags", f"oci:{layout}:v1", dst)
     assert back.code == 0, back.stderr
-    _assert_verified_at(peers, cosign, dst, digest, sbom, sbom_digest)
+    _assert_verified_at(interop_peers, cosign, dst, digest, sbom, sbom_digest)
