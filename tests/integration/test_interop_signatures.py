@@ -1,7 +1,8 @@
 """Real signatures travel: cosign signs and attests, oras attaches an SBOM, regshift copies the
 image with ``--referrers`` (and ``--digest-tags`` for cosign's ``sha256-<hex>.sig``/``.att``
 tags) to another registry, and ``cosign verify``, ``cosign verify-attestation`` and ``oras
-discover`` pass there.
+discover`` pass there. cosign runs both ways it stores things: its tags (the default), and
+OCI 1.1 referrers (``--registry-referrers-mode=oci-1-1``, ``attest --new-bundle-format``).
 
 Between CNCF distribution 2.8 (no referrers API: the ``sha256-<hex>`` fallback tag) and
 refreg (the OCI 1.1 referrers API), in both directions. cosign signs with a key made in the
@@ -51,10 +52,13 @@ class Cosign:
 
     interop_peers: Peers
     keys: Path
-    experimental: bool = False  # COSIGN_EXPERIMENTAL=1, which --registry-referrers-mode needs
+    # Everything as OCI 1.1 referrers: sign --registry-referrers-mode=oci-1-1 (which needs
+    # COSIGN_EXPERIMENTAL=1), attest --new-bundle-format (a Sigstore bundle), and verify
+    # with --experimental-oci11; otherwise cosign's sha256-<hex>.sig/.att tags.
+    referrers: bool = False
 
     def _env(self) -> dict[str, str]:
-        experimental = "1" if self.experimental else ""
+        experimental = "1" if self.referrers else ""
         return {"COSIGN_PASSWORD": _PASSWORD, "COSIGN_EXPERIMENTAL": experimental}
 
     def _offline(self) -> tuple[str | Path, ...]:
@@ -73,8 +77,16 @@ class Cosign:
         )
 
     def sign(self, ref: str, *extra: str) -> None:
+        mode = ("--registry-referrers-mode=oci-1-1",) if self.referrers else ()
         self.run(
-            "sign", "--key", self.keys / "cosign.key", "--tlog-upload=false", "--yes", *extra, ref
+            "sign",
+            "--key",
+            self.keys / "cosign.key",
+            "--tlog-upload=false",
+            "--yes",
+            *mode,
+            *extra,
+            ref,
         )
 
     def attest(self, ref: str, predicate: Path) -> None:
@@ -88,10 +100,15 @@ class Cosign:
             "spdxjson",
             "--predicate",
             predicate,
+            *self._bundle(),
             ref,
         )
 
-    def verify(self, ref: str, *extra: str) -> list[dict[str, Any]]:
+    def _bundle(self) -> tuple[str, ...]:
+        return ("--new-bundle-format",) if self.referrers else ()
+
+    def verify(self, ref: str) -> list[dict[str, Any]]:
+        extra = ("--experimental-oci11",) if self.referrers else ()
         out = self.run(
             "verify",
             "--key",
@@ -114,6 +131,7 @@ class Cosign:
             *self._offline(),
             "--type",
             "spdxjson",
+            *self._bundle(),
             ref,
         )
         return [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -153,7 +171,7 @@ def _discover(interop_peers: Peers, ref: str) -> list[dict[str, Any]]:
 
 
 def _signed_source(
-    interop_peers: Peers, cosign: Cosign, host: str, repo: str, tmp_path: Path, *sign_flags: str
+    interop_peers: Peers, cosign: Cosign, host: str, repo: str, tmp_path: Path
 ) -> tuple[str, str, Path, str]:
     """An image at ``host/repo:v1``, signed and attested by cosign, with an SBOM attached by
     oras. Returns (reference, digest, SBOM file, digest of oras's SBOM manifest)."""
@@ -162,7 +180,7 @@ def _signed_source(
     digest = image.manifest.digest
     by_digest = f"{host}/{repo}@{digest}"
     sbom = _sbom(tmp_path, repo)
-    cosign.sign(by_digest, *sign_flags)
+    cosign.sign(by_digest)
     cosign.attest(by_digest, sbom)
     attached = interop_peers.run(
         interop_peers.oras,
@@ -188,11 +206,10 @@ def _assert_verified_at(
     digest: str,
     sbom: Path,
     sbom_digest: str,
-    *verify_flags: str,
 ) -> None:
     """cosign verifies the signature and the attestation at ``ref``; oras finds the SBOM,
     and pulls the very file."""
-    for doc in cosign.verify(ref, *verify_flags):
+    for doc in cosign.verify(ref):
         assert doc["critical"]["image"]["docker-manifest-digest"] == digest
     statements = cosign.verify_attestation(ref)
     assert statements
@@ -252,7 +269,7 @@ def test_cosign_tag_signatures_travel_with_digest_tags(
 @pytest.mark.parametrize(
     ("source", "destination"), [("distribution", "refreg"), ("refreg", "distribution")]
 )
-def test_cosign_referrers_signatures_travel(
+def test_cosign_referrers_travel(
     interop_peers: Peers,
     cosign: Cosign,
     request: pytest.FixtureRequest,
@@ -261,36 +278,35 @@ def test_cosign_referrers_signatures_travel(
     repo_name: str,
     tmp_path: Path,
 ) -> None:
-    """``cosign sign --registry-referrers-mode=oci-1-1``: the signature is a referrer (through
-    the referrers API on refreg, the fallback tag on distribution) and crosses to the other
-    kind of registry; the attestation stays tag-based (cosign attest has no such mode)."""
+    """cosign in OCI 1.1 mode: the signature (``--registry-referrers-mode=oci-1-1``) and the
+    attestation (``--new-bundle-format``, a Sigstore bundle) are referrers like oras's SBOM,
+    listed by the referrers API on refreg and by the fallback tag on distribution, and cross
+    to the other kind of registry with ``--referrers`` alone: no cosign tag exists."""
     src_host = _server(request, source)
     dst_host = _server(request, destination, second=True)
-    cosign = dataclasses.replace(cosign, experimental=True)
+    cosign = dataclasses.replace(cosign, referrers=True)
     src, digest, sbom, sbom_digest = _signed_source(
-        interop_peers, cosign, src_host, repo_name, tmp_path, "--registry-referrers-mode=oci-1-1"
+        interop_peers, cosign, src_host, repo_name, tmp_path
     )
     dst = f"{dst_host}/{repo_name}:v1"
 
-    result = run_cli("copy", "--referrers", "--digest-tags", "--json", src, dst)
+    result = run_cli("copy", "--referrers", "--json", src, dst)
     assert result.code == 0, result.stderr
     doc = result.json()
     assert doc["digest"] == digest
     referrers = _discover(interop_peers, f"{src_host}/{repo_name}@{digest}")
+    assert len(referrers) == 3  # signature, attestation bundle, SBOM
     assert sorted(doc["referrers"]) == sorted(r["digest"] for r in referrers)
     at_dst = {r["digest"] for r in _discover(interop_peers, f"{dst_host}/{repo_name}@{digest}")}
     assert at_dst == {r["digest"] for r in referrers}
     for referrer in referrers:  # each referrer's manifest arrived byte for byte
-        raw = interop_peers.crane_run("manifest", f"{dst_host}/{repo_name}@{referrer['digest']}")
-        assert compute_digest(raw) == referrer["digest"]
-    # No .sig tag anywhere: cosign can only find the signature as a referrer.
-    stem = digest.replace(":", "-")
+        ref = f"{dst_host}/{repo_name}@{referrer['digest']}"
+        assert compute_digest(interop_peers.crane_run("manifest", ref)) == referrer["digest"]
+    # Only the image's tag and fallback tags: cosign can find its documents only as referrers.
     for host in (src_host, dst_host):
         tags = run_cli("ls", f"{host}/{repo_name}").stdout.split()
-        assert f"{stem}.att" in tags and f"{stem}.sig" not in tags, tags
-    _assert_verified_at(
-        interop_peers, cosign, dst, digest, sbom, sbom_digest, "--experimental-oci11"
-    )
+        assert not [t for t in tags if t.endswith((".sig", ".att"))], tags
+    _assert_verified_at(interop_peers, cosign, dst, digest, sbom, sbom_digest)
 
 
 def test_signatures_cross_an_air_gap_through_a_layout(
