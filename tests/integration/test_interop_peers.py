@@ -136,6 +136,41 @@ def test_peers_read_what_regshift_tags_and_copies(
     assert_peers_read_content(interop_peers, copied, sample, skopeo_policy)
 
 
+def test_peers_read_an_index_regshift_makes(
+    interop_peers: Peers,
+    open_registry: RegistryServer,
+    target: str,
+    repo_name: str,
+    skopeo_policy: Path,
+) -> None:
+    """``copy --platform`` twice makes a new index (the one manifest regshift serialises
+    itself): every peer agrees on its digest and bytes and finds exactly those platforms."""
+    sample = random_index(seed=1406, platforms=("linux/amd64", "linux/arm64/v8", "linux/s390x"))
+    src = str(seed(open_registry.host, repo_name, "v1", sample))
+    dst = f"{target}/{repo_name}:two"
+    result = run_cli(
+        "copy", "--json", "--platform", "linux/amd64", "--platform", "linux/s390x", src, dst
+    )
+    assert result.code == 0, result.stderr
+    digest = result.json()["digest"]
+    assert digest != sample.manifest.digest
+    raw = run_cli("manifest", dst).stdout_bytes
+    assert compute_digest(raw) == digest
+
+    assert_peers_read_manifest(interop_peers, dst, raw, skopeo_policy)
+    interop_peers.crane_run("validate", "--remote", dst)
+    entries = json.loads(raw)["manifests"]
+    kept = (sample.images[0], sample.images[2])
+    assert [e["digest"] for e in entries] == [image.manifest.digest for image in kept]
+    for image, platform in zip(kept, ("linux/amd64", "linux/s390x"), strict=True):
+        got = interop_peers.crane_run("manifest", "--platform", platform, dst)
+        assert got == image.manifest.raw
+    listed = interop_peers.regctl_run(
+        (target,), "manifest", "get", "--format", "{{range .Manifests}}{{.Platform}} {{end}}", dst
+    )
+    assert listed.decode().split() == ["linux/amd64", "linux/s390x"]
+
+
 def test_peers_read_a_layout_regshift_writes(
     interop_peers: Peers,
     open_registry: RegistryServer,
