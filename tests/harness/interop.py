@@ -12,12 +12,13 @@ test (``PeerMissing``), it never skips.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,14 @@ import pytest
 
 from harness.peers import PeerMissing, peer
 
-__all__ = ["Peers", "RefReg", "find_peers"]
+__all__ = [
+    "Peers",
+    "RefReg",
+    "find_peers",
+    "interop_peers_fixture",
+    "interop_refreg_fixture",
+    "skopeo_policy_fixture",
+]
 
 _TIMEOUT = 120
 _DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, every connection is refused
@@ -221,3 +229,33 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# Fixtures of the interoperability tests. A test module takes them as module attributes
+# (``interop_peers_fixture = interop.interop_peers_fixture``): a conftest.py beside the tests
+# would shadow tests/conftest.py, which other test modules import as ``conftest``.
+
+
+@pytest.fixture(scope="session", name="interop_peers")
+def interop_peers_fixture() -> Peers:
+    """crane, regctl, oras, cosign, refreg and skopeo (session scope: found from the real
+    HOME, before the per-test isolation replaces it)."""
+    return find_peers()
+
+
+@pytest.fixture(scope="session", name="interop_refreg")
+def interop_refreg_fixture(
+    interop_peers: Peers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RefReg]:
+    """refreg (a registry with the OCI 1.1 referrers API) on loopback."""
+    server = RefReg(interop_peers.refreg, tmp_path_factory.mktemp("interop-refreg")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="skopeo_policy")
+def skopeo_policy_fixture(tmp_path: Path) -> Path:
+    """A skopeo signature policy accepting anything (the test's own registries only)."""
+    path = tmp_path / "skopeo-policy.json"
+    path.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    return path

@@ -21,9 +21,15 @@ from regshift.digests import compute_digest
 from regshift.manifests import Platform
 from regshift.sample import SampleIndex, random_image, random_index
 
+from harness import interop
 from harness.interop import Peers, RefReg
 from harness.registry import RegistryServer
 from support import run_cli, seed
+
+# The shared fixtures interop_peers, interop_refreg and skopeo_policy (see harness.interop).
+interop_peers_fixture = interop.interop_peers_fixture
+interop_refreg_fixture = interop.interop_refreg_fixture
+skopeo_policy_fixture = interop.skopeo_policy_fixture
 
 PLATFORMS = ("linux/amd64", "linux/arm64/v8")
 

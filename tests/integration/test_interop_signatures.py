@@ -24,9 +24,15 @@ import pytest
 from regshift.digests import compute_digest
 from regshift.sample import random_image, random_index
 
+from harness import interop
 from harness.interop import Peers, RefReg
 from harness.registry import RegistryServer
 from support import run_cli, seed
+
+# The shared fixtures interop_peers, interop_refreg and skopeo_policy (see harness.interop).
+interop_peers_fixture = interop.interop_peers_fixture
+interop_refreg_fixture = interop.interop_refreg_fixture
+skopeo_policy_fixture = interop.skopeo_policy_fixture
 
 SBOM_TYPE = "application/spdx+json"
 _PASSWORD = "interop-cosign-key-pw"  # protects a throw-away key made in the test
