@@ -409,6 +409,8 @@ def crossover(ours: Line | None, theirs: Line | None) -> tuple[float | None, str
     where ``fixed + slope x delay`` are equal. Returns (delay in s or None, what it means)."""
     if ours is None or theirs is None:
         return None, "-"
+    if ours[1] < 0 or theirs[1] < 0:
+        return None, "- (a slope below 0: the medians are noise)"
     gap = ours[0] - theirs[0]  # regshift's extra fixed cost (start-up, mostly)
     extra = theirs[1] - ours[1]  # the peer's extra time per second of delay (requests)
     if extra > 0:
