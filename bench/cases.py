@@ -6,19 +6,30 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from registry_io import MiB, RegistryIO, SeededImage, build_image, random_blob
+from registry_io import (
+    MiB,
+    RegistryIO,
+    SeededImage,
+    SeededIndex,
+    build_image,
+    build_index,
+    random_blob,
+)
 from runner import BENCH_DIR, PYTHON, RAW, REGSHIFT, REPO_DIR, Run, Sandbox, measure, timed
 
 sys.path.insert(0, str(REPO_DIR / "tests"))
 
 from harness.imports import NOT_FOR_TAG
+from harness.peers import peer
 from harness.proxy import Delay, FaultProxy, Rule
 from harness.registry import RegistryServer
 
@@ -31,6 +42,10 @@ KiB = 1024
 CASE_FAILED = "(case failed)"  # the tool of the one row a case that raised leaves behind
 REGSHIFT_KEY = "regshift"  # regshift's main CLI row of a case (the base)
 SKOPEO_KEY = "skopeo"  # skopeo with an empty blob-info cache
+CRANE_KEY = "crane"
+REGCTL_KEY = "regctl"
+#: The peers the targets compare regshift with (each from a fair, empty start).
+PEER_KEYS = (SKOPEO_KEY, CRANE_KEY, REGCTL_KEY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +59,9 @@ class Settings:
     copy_layers: int
     many_layers: int
     many_layer_size: int
+    platforms: tuple[str, ...]
+    platform_layers: int
+    platform_layer_size: int
     same_bytes: int
     same_layers: int
     retag_layers: int
@@ -65,6 +83,9 @@ class Settings:
             copy_layers=4,
             many_layers=20 if quick else 100,
             many_layer_size=256 * KiB,
+            platforms=("linux/amd64", "linux/arm64", "linux/ppc64le", "linux/s390x"),
+            platform_layers=2,
+            platform_layer_size=(256 if quick else 4096) * KiB,
             same_bytes=(16 if quick else 256) * MiB,
             same_layers=4,
             retag_layers=10,
@@ -94,6 +115,12 @@ class Settings:
             "copy-same-registry": (
                 f"A → A (another repository), {_mib(self.same_bytes)} in {self.same_layers} "
                 f"layers of {_mib(same_per)}"
+            ),
+            "copy-multi-platform": (
+                f"A → B, an OCI index of {len(self.platforms)} platforms "
+                f"({', '.join(self.platforms)}), each an image of {self.platform_layers} "
+                f"layers x {self.platform_layer_size // KiB} KiB of its own, fresh destination "
+                "repository per run"
             ),
             "retag": (
                 f"one new tag for an image of {self.retag_layers} layers x "
@@ -125,7 +152,7 @@ class Row:
     baseline: bool = False
     note: str = ""
     error: str = ""
-    key: str = ""  # REGSHIFT_KEY / SKOPEO_KEY for the rows targets compare, else empty
+    key: str = ""  # REGSHIFT_KEY or one of PEER_KEYS for the rows targets compare, else empty
 
     @property
     def ok(self) -> bool:
@@ -219,6 +246,12 @@ def _repeat(
             )
 
 
+@cache
+def peer_bin(name: str) -> str:
+    """A Go peer built by ``scripts/peers`` (``bench/run`` runs it first)."""
+    return str(peer(name))
+
+
 def skopeo_copy(src: str, dst: str) -> list[str]:
     return [
         "skopeo",
@@ -232,23 +265,159 @@ def skopeo_copy(src: str, dst: str) -> list[str]:
     ]
 
 
-def _check_copy(io: RegistryIO, repo: str, tag: str, image: SeededImage) -> Callable[[Run], str]:
-    return lambda run: io.check_image(repo, tag, image)
+def crane_copy(src: str, dst: str) -> list[str]:
+    """``crane copy``: every platform by default; ``--insecure`` allows plain HTTP."""
+    return [peer_bin("crane"), "copy", "--insecure", src, dst]
 
 
-def _check_regshift_copy(
-    io: RegistryIO, repo: str, tag: str, image: SeededImage
-) -> Callable[[Run], str]:
-    def check(run: Run) -> str:
+def crane_tag(src: str, dst: str) -> list[str]:
+    """``crane tag SRC NEWTAG``, crane's own retag (DST's repository must be SRC's)."""
+    return [peer_bin("crane"), "tag", "--insecure", src, dst.rsplit(":", 1)[1]]
+
+
+def regctl_copy(src: str, dst: str) -> list[str]:
+    """``regctl image copy`` (also regctl's retag: it has no ``tag add``). Plain HTTP per host
+    with ``--host reg=H,tls=disabled``, which writes no configuration (the documented
+    one-command form of ``regctl registry set --tls disabled H``)."""
+    hosts = dict.fromkeys(ref.split("/", 1)[0] for ref in (src, dst))
+    return [
+        peer_bin("regctl"),
+        "image",
+        "copy",
+        *(f"--host=reg={host},tls=disabled" for host in hosts),
+        src,
+        dst,
+    ]
+
+
+def regshift_copy(src: str, dst: str) -> list[str]:
+    return [REGSHIFT, "copy", "--json", src, dst]
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A command line that copies SRC to DST (within one repository: retags it)."""
+
+    key: str
+    label: str
+    argv: Callable[[str, str], list[str]]
+    note: str = ""
+    skopeo: bool = False  # its sandbox moves skopeo's blob-info cache (runner.Sandbox)
+
+
+SKOPEO = Tool(
+    SKOPEO_KEY, "skopeo copy (empty cache)", skopeo_copy, "blob-info cache empty", skopeo=True
+)
+CRANE = Tool(CRANE_KEY, "crane copy", crane_copy, "no cache; no config (empty DOCKER_CONFIG)")
+REGCTL = Tool(
+    REGCTL_KEY, "regctl image copy", regctl_copy, "no cache; empty REGCTL_CONFIG (in the sandbox)"
+)
+#: The copy cases' rows: regshift (the base), then the peers.
+COPY_TOOLS = (Tool(REGSHIFT_KEY, "regshift copy", regshift_copy), SKOPEO, CRANE, REGCTL)
+#: The peers' natural retag: skopeo copies to the new tag, crane tags, regctl copies.
+RETAG_PEERS = (
+    Tool(SKOPEO_KEY, "skopeo copy (same repo)", skopeo_copy, skopeo=True),
+    Tool(CRANE_KEY, "crane tag", crane_tag),
+    Tool(REGCTL_KEY, "regctl image copy (same repo)", regctl_copy),
+)
+
+CheckAt = Callable[[str, str], str]  # (repository, tag) -> what is wrong, or ""
+
+
+def _regshift_json(check: Callable[[Run], str]) -> Callable[[Run], str]:
+    """``check``, after reading ``regshift copy --json``'s blob and request counts."""
+
+    def run_check(run: Run) -> str:
         try:
             doc = json.loads(run.stdout)
         except ValueError:
             return f"regshift copy --json printed no JSON: {run.stdout[:200]!r}"
         run.extra["blobs"] = doc.get("blobs")
         run.extra["clientRequests"] = doc.get("requests")
-        return io.check_image(repo, tag, image)
+        return check(run)
 
-    return check
+    return run_check
+
+
+def _tool_maker(
+    ctx: Context,
+    tool: Tool,
+    src: str,
+    dst: Callable[[int], tuple[str, str, str]],
+    registries: Sequence[RegistryServer],
+    check_at: CheckAt,
+) -> Maker:
+    """Run ``tool`` from ``src`` to ``dst(rep)`` = (host, repository, tag), then check there."""
+
+    def make(rep: int) -> Run:
+        host, repo, tag = dst(rep)
+
+        def check(run: Run) -> str:
+            return check_at(repo, tag)
+
+        return measure(
+            tool.argv(src, f"{host}/{repo}:{tag}"),
+            workdir=ctx.workdir,
+            registries=registries,
+            skopeo=tool.skopeo,
+            check=_regshift_json(check) if tool.argv is regshift_copy else check,
+        )
+
+    return make
+
+
+def _new_tags(host: str, repo: str, prefix: str) -> Callable[[int], tuple[str, str, str]]:
+    """Destinations for :func:`_tool_maker`: ``host/repo:prefix-RUN``, a new tag per run."""
+    return lambda rep: (host, repo, f"{prefix}-{rep}")
+
+
+def _new_repos(host: str, prefix: str) -> Callable[[int], tuple[str, str, str]]:
+    """Destinations for :func:`_tool_maker`: ``host/prefix-RUN:1.0``, a new repository per run."""
+    return lambda rep: (host, f"{prefix}-{rep}", "1.0")
+
+
+def _tool_row(case: str, tool: Tool, dst: str = "DST") -> Row:
+    return Row(
+        case,
+        tool.label,
+        case,
+        _cmd(tool.argv("SRC", dst)),
+        baseline=tool.key == REGSHIFT_KEY,
+        note=tool.note,
+        key=tool.key,
+    )
+
+
+def _copy_plan(
+    ctx: Context,
+    case: str,
+    src: str,
+    dst_host: str,
+    prefix: str,
+    registries: Sequence[RegistryServer],
+    check_at: CheckAt,
+) -> list[tuple[Row, Maker]]:
+    """The rows every copy case has (regshift, the base, and the peers), each copying ``src``
+    into a new repository ``dst_host/prefix/TOOL-RUN:1.0`` per run."""
+    return [
+        (
+            _tool_row(case, tool),
+            _tool_maker(
+                ctx,
+                tool,
+                src,
+                _new_repos(dst_host, f"{prefix}/{tool.key}"),
+                registries,
+                check_at,
+            ),
+        )
+        for tool in COPY_TOOLS
+    ]
+
+
+def _shell_loop(commands: Sequence[Sequence[str]]) -> list[str]:
+    """One bash process running ``commands`` one after another, stopping at a failure."""
+    return ["bash", "-ec", "\n".join(shlex.join(c) for c in commands)]
 
 
 def _blob_note(row: Row) -> str:
@@ -258,38 +427,22 @@ def _blob_note(row: Row) -> str:
     return ", ".join(f"{v} {k}" for k, v in blobs.items() if v)
 
 
-def _seed(ctx: Context, image: SeededImage) -> None:
+def _seed(ctx: Context, image: SeededImage | SeededIndex) -> None:
     ctx.log(
         f"  seeding {image.repository}:{image.tag} ({_mib(image.size)}, {len(image.blobs)} blobs)"
     )
-    RegistryIO(ctx.reg_a.host).push_image(image)
+    io = RegistryIO(ctx.reg_a.host)
+    if isinstance(image, SeededIndex):
+        io.push_index(image)
+    else:
+        io.push_image(image)
 
 
 def _cmd(argv: Sequence[str]) -> str:
-    shown = [Path(a).name if a in (REGSHIFT, PYTHON, RAW, HTTPX_RETAG) else a for a in argv]
+    named = {REGSHIFT, PYTHON, RAW, HTTPX_RETAG, *(peer_bin(n) for n in ("crane", "regctl"))}
+    shown = [Path(a).name if a in named else a for a in argv]
     text = " ".join(shown)
     return text if len(text) < 160 else text[:157] + "..."
-
-
-def _copy_rows(case: str) -> list[Row]:
-    """The two rows every copy case has: regshift (the base) and skopeo with an empty cache."""
-    return [
-        Row(
-            case,
-            "regshift copy",
-            case,
-            _cmd(["regshift", "copy", "--json", "SRC", "DST"]),
-            baseline=True,
-            key=REGSHIFT_KEY,
-        ),
-        Row(
-            case,
-            "skopeo copy (empty cache)",
-            case,
-            _cmd(skopeo_copy("SRC", "DST")),
-            key=SKOPEO_KEY,
-        ),
-    ]
 
 
 # -- 1. copy-1g ------------------------------------------------------------------------------
@@ -306,23 +459,18 @@ def copy_1g(ctx: Context) -> list[Row]:
     digests = [blob.digest for blob in image.blobs]
     case, regs = "copy-1g", [a, b]
 
-    def regshift(rep: int) -> Run:
-        repo = f"copy1g/regshift-{rep}"
-        cmd = [REGSHIFT, "copy", "--json", src, f"{b.host}/{repo}:1.0"]
-        check = _check_regshift_copy(dst_io, repo, "1.0", image)
-        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check)
-
-    def skopeo(rep: int) -> Run:
-        repo = f"copy1g/skopeo-{rep}"
-        cmd = skopeo_copy(src, f"{b.host}/{repo}:1.0")
-        check = _check_copy(dst_io, repo, "1.0", image)
-        return measure(cmd, workdir=ctx.workdir, registries=regs, skopeo=True, check=check)
+    def check_at(repo: str, tag: str) -> str:
+        return dst_io.check_image(repo, tag, image)
 
     def curl_copy(rep: int) -> Run:
         repo = f"copy1g/curl-{rep}"
         cmd = [RAW, "copy", a.url, "bench/big", "1.0", b.url, repo, "1.0", str(s.curl_jobs)]
-        check = _check_copy(dst_io, repo, "1.0", image)
-        return measure([*cmd, *digests], workdir=ctx.workdir, registries=regs, check=check)
+        return measure(
+            [*cmd, *digests],
+            workdir=ctx.workdir,
+            registries=regs,
+            check=lambda run: check_at(repo, "1.0"),
+        )
 
     def curl_read(rep: int) -> Run:
         expected = sum(blob.size for blob in layers)
@@ -334,8 +482,8 @@ def copy_1g(ctx: Context) -> list[Row]:
         cmd = [RAW, "read", a.url, "bench/big", *(blob.digest for blob in layers)]
         return measure(cmd, workdir=ctx.workdir, registries=regs, check=check)
 
-    rows = [
-        *_copy_rows(case),
+    plan = _copy_plan(ctx, case, src, b.host, "copy1g", regs, check_at)
+    raw = [
         Row(
             case,
             "raw: curl GET | curl PUT",
@@ -348,13 +496,11 @@ def copy_1g(ctx: Context) -> list[Row]:
             "raw: curl GET → /dev/null",
             case,
             f"raw.sh read ({s.copy_layers} layers in parallel, one curl -Z)",
+            note="reads only: the floor for moving the bytes once",
         ),
     ]
-    _repeat(ctx, list(zip(rows, (regshift, skopeo, curl_copy, curl_read), strict=True)))
-    rows[0].note = _blob_note(rows[0])
-    rows[1].note = "blob-info cache empty each run"
-    rows[3].note = "reads only: the floor for moving the bytes once"
-    return rows
+    _repeat(ctx, [*plan, *zip(raw, (curl_copy, curl_read), strict=True)])
+    return _copy_rows(plan, raw)
 
 
 # -- 2. copy-100-layers ----------------------------------------------------------------------
@@ -368,24 +514,44 @@ def copy_many_layers(ctx: Context) -> list[Row]:
     src, dst_io = f"{a.host}/bench/layers:1.0", RegistryIO(b.host)
     case, regs = "copy-100-layers", [a, b]
 
-    def regshift(rep: int) -> Run:
-        repo = f"layers/regshift-{rep}"
-        cmd = [REGSHIFT, "copy", "--json", src, f"{b.host}/{repo}:1.0"]
-        check = _check_regshift_copy(dst_io, repo, "1.0", image)
-        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check)
+    def check_at(repo: str, tag: str) -> str:
+        return dst_io.check_image(repo, tag, image)
 
-    def skopeo(rep: int) -> Run:
-        repo = f"layers/skopeo-{rep}"
-        check = _check_copy(dst_io, repo, "1.0", image)
-        cmd = skopeo_copy(src, f"{b.host}/{repo}:1.0")
-        return measure(cmd, workdir=ctx.workdir, registries=regs, skopeo=True, check=check)
+    plan = _copy_plan(ctx, case, src, b.host, "layers", regs, check_at)
+    _repeat(ctx, plan, times=s.short_repeat)
+    return _copy_rows(plan)
 
-    rows = [
-        *_copy_rows(case),
-    ]
-    _repeat(ctx, list(zip(rows, (regshift, skopeo), strict=True)), times=s.short_repeat)
+
+def _copy_rows(plan: Sequence[tuple[Row, Maker]], more: Sequence[Row] = ()) -> list[Row]:
+    """The rows of a copy case after its runs: regshift's notes what its blobs did."""
+    rows = [row for row, _ in plan]
     rows[0].note = _blob_note(rows[0])
-    return rows
+    return [*rows, *more]
+
+
+# -- 2b. copy-multi-platform -----------------------------------------------------------------
+
+
+def copy_multi_platform(ctx: Context) -> list[Row]:
+    s, a, b = ctx.settings, ctx.reg_a, ctx.reg_b
+    index = build_index(
+        "bench/multi",
+        "1.0",
+        list(s.platforms),
+        s.platform_layers,
+        s.platform_layer_size,
+        seed=13000,
+    )
+    _seed(ctx, index)
+    src, dst_io = f"{a.host}/bench/multi:1.0", RegistryIO(b.host)
+    case = "copy-multi-platform"
+
+    def check_at(repo: str, tag: str) -> str:
+        return dst_io.check_index(repo, tag, index)
+
+    plan = _copy_plan(ctx, case, src, b.host, "multi", [a, b], check_at)
+    _repeat(ctx, plan, times=s.short_repeat)
+    return _copy_rows(plan)
 
 
 # -- 3. copy-same-registry -------------------------------------------------------------------
@@ -411,45 +577,37 @@ def copy_same_registry(ctx: Context) -> list[Row]:
         warm.close()
         raise RuntimeError(f"could not warm the skopeo cache: {seeded.stderr[-300:]}")
 
-    def regshift(rep: int) -> Run:
-        repo = f"same/regshift-{rep}"
-        cmd = [REGSHIFT, "copy", "--json", src, f"{a.host}/{repo}:1.0"]
-        check = _check_regshift_copy(io, repo, "1.0", image)
-        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check)
-
-    def skopeo_cold(rep: int) -> Run:
-        repo = f"same/skopeo-cold-{rep}"
-        cmd = skopeo_copy(src, f"{a.host}/{repo}:1.0")
-        check = _check_copy(io, repo, "1.0", image)
-        return measure(cmd, workdir=ctx.workdir, registries=regs, skopeo=True, check=check)
+    def check_at(repo: str, tag: str) -> str:
+        return io.check_image(repo, tag, image)
 
     def skopeo_warm(rep: int) -> Run:
         repo = f"same/skopeo-warm-{rep}"
         cmd = skopeo_copy(src, f"{a.host}/{repo}:1.0")
-        check = _check_copy(io, repo, "1.0", image)
         return measure(
             cmd,
             workdir=ctx.workdir,
             registries=regs,
             skopeo=True,
             seed_sandbox=warm.dir,
-            check=check,
+            check=lambda run: check_at(repo, "1.0"),
         )
 
     def curl_mount(rep: int) -> Run:
         repo = f"same/curl-{rep}"
         cmd = [RAW, "mount", a.url, "bench/same", "1.0", repo, "1.0", *digests]
         return measure(
-            cmd, workdir=ctx.workdir, registries=regs, check=_check_copy(io, repo, "1.0", image)
+            cmd, workdir=ctx.workdir, registries=regs, check=lambda run: check_at(repo, "1.0")
         )
 
-    rows = [
-        *_copy_rows(case),
+    plan = _copy_plan(ctx, case, src, a.host, "same", regs, check_at)
+    plan[1][0].note = "streams every byte through the client (documented behaviour)"
+    more = [
         Row(
             case,
             "skopeo copy (warm cache)",
             case,
             _cmd(skopeo_copy("SRC", "DST")) + ", with a copy of the cache of one earlier copy",
+            note="cache from one earlier skopeo copy of SRC: layers mounted, config re-uploaded",
         ),
         Row(
             case,
@@ -459,13 +617,10 @@ def copy_same_registry(ctx: Context) -> list[Row]:
         ),
     ]
     try:
-        _repeat(ctx, list(zip(rows, (regshift, skopeo_cold, skopeo_warm, curl_mount), strict=True)))
+        _repeat(ctx, [*plan, *zip(more, (skopeo_warm, curl_mount), strict=True)])
     finally:
         warm.close()
-    rows[0].note = _blob_note(rows[0])
-    rows[1].note = "streams every byte through the client (documented behaviour)"
-    rows[2].note = "cache from one earlier skopeo copy of SRC: layers mounted, config re-uploaded"
-    return rows
+    return _copy_rows(plan, more)
 
 
 # -- 4. retag --------------------------------------------------------------------------------
@@ -504,12 +659,12 @@ def retag(ctx: Context) -> list[Row]:
     _seed(ctx, image)
     io = RegistryIO(a.host)
 
-    def check(new_tag: str) -> Callable[[Run], str]:
-        def run_check(run: Run) -> str:
-            found = io.manifest_digest("bench/retag", new_tag)
-            return "" if found == image.digest else f"{new_tag}: {found} != {image.digest}"
+    def check_at(repo: str, new_tag: str) -> str:
+        found = io.manifest_digest(repo, new_tag)
+        return "" if found == image.digest else f"{new_tag}: {found} != {image.digest}"
 
-        return run_check
+    def check(new_tag: str) -> Callable[[Run], str]:
+        return lambda run: check_at("bench/retag", new_tag)
 
     proxy = FaultProxy(a.host).start()
     rows: list[Row] = []
@@ -545,16 +700,6 @@ def retag(ctx: Context) -> list[Row]:
                 run.extra["regshiftCacheDir"] = str(cache)
                 return run
 
-            def skopeo(rep: int, src: str = src, host: str = host, key: str = key) -> Run:
-                tag = f"skopeo-{key}-{rep}"
-                return measure(
-                    skopeo_copy(src, f"{host}/bench/retag:{tag}"),
-                    workdir=ctx.workdir,
-                    registries=[a],
-                    skopeo=True,
-                    check=check(tag),
-                )
-
             def curl(rep: int, host: str = host, key: str = key) -> Run:
                 tag = f"curl-{key}-{rep}"
                 return measure(
@@ -588,13 +733,7 @@ def retag(ctx: Context) -> list[Row]:
                     case,
                     "regshift tag SRC NEW, REGSHIFT_CACHE_DIR kept across runs",
                 ),
-                Row(
-                    case,
-                    "skopeo copy (same repo)",
-                    case,
-                    _cmd(skopeo_copy("SRC", "REPO:NEW")),
-                    key=SKOPEO_KEY,
-                ),
+                *(_tool_row(case, tool, "REPO:NEW") for tool in RETAG_PEERS),
                 Row(
                     case,
                     "raw: curl GET + curl PUT",
@@ -608,14 +747,25 @@ def retag(ctx: Context) -> list[Row]:
                     "python httpx_retag.py (no CLI framework, no regshift: the Python floor)",
                 ),
             ]
-            makers = (regshift, regshift_warm, skopeo, curl, httpx_floor)
+            peers = [
+                _tool_maker(
+                    ctx,
+                    tool,
+                    src,
+                    _new_tags(host, "bench/retag", f"{tool.key}-{key}"),
+                    [a],
+                    check_at,
+                )
+                for tool in RETAG_PEERS
+            ]
+            makers = (regshift, regshift_warm, *peers, curl, httpx_floor)
             _repeat(ctx, list(zip(group, makers, strict=True)), times=s.short_repeat)
             group[0].note = "empty REGSHIFT_CACHE_DIR each run"
             group[1].note = (
                 "REGSHIFT_CACHE_DIR kept across runs, pre-warmed by one untimed regshift tag "
                 f"(it remembers: {learnt}); the rest of the sandbox fresh"
             )
-            group[4].note = (
+            group[-1].note = (
                 "what any httpx-based Python tool pays: interpreter, httpx + httpcore imports, "
                 "the two requests"
             )
@@ -693,23 +843,22 @@ def promote(ctx: Context) -> list[Row]:
             run.problem = run.problem or f"no JSON from promote_lib.py: {run.stdout[:200]!r}"
         return run
 
-    loop = 'set -e; tool=$1 tag=$2; shift 2; for r in "$@"; do "$tool" tag "$r" "$tag"; done'
-
     def cli(rep: int) -> Run:
         tag = f"cli-{rep}"
-        cmd = ["bash", "-c", loop, "_", REGSHIFT, tag, *refs]
+        cmd = _shell_loop([[REGSHIFT, "tag", ref, tag] for ref in refs])
         return measure(cmd, workdir=ctx.workdir, registries=regs, check=check(tag))
 
-    skopeo_loop = (
-        'set -e; tag=$1; shift; for r in "$@"; do skopeo copy --all --preserve-digests '
-        '--src-tls-verify=false --dest-tls-verify=false "docker://$r" "docker://${r%:*}:$tag"; '
-        "done"
-    )
+    def peer_loop(tool: Tool) -> Maker:
+        """The peer's retag of every image, one process each (one sandbox for the batch)."""
 
-    def skopeo(rep: int) -> Run:
-        tag = f"skopeo-{rep}"
-        cmd = ["bash", "-c", skopeo_loop, "_", tag, *refs]
-        return measure(cmd, workdir=ctx.workdir, registries=regs, skopeo=True, check=check(tag))
+        def make(rep: int) -> Run:
+            tag = f"{tool.key}-{rep}"
+            cmd = _shell_loop([tool.argv(ref, f"{ref.rsplit(':', 1)[0]}:{tag}") for ref in refs])
+            return measure(
+                cmd, workdir=ctx.workdir, registries=regs, skopeo=tool.skopeo, check=check(tag)
+            )
+
+        return make
 
     def curl(rep: int) -> Run:
         tag = f"curl-{rep}"
@@ -732,16 +881,22 @@ def promote(ctx: Context) -> list[Row]:
             f"promote_lib.py: one Client, regshift.tag() x {n}",
         ),
         Row(case, f"regshift tag CLI x {n}", case, f"regshift tag SRC NEW, {n} processes"),
-        Row(
-            case,
-            f"skopeo copy x {n}",
-            case,
-            f"skopeo copy SRC REPO:NEW, {n} processes",
-            key=SKOPEO_KEY,
+        *(
+            Row(
+                case,
+                f"{tool.label.split(' (')[0]} x {n}",
+                case,
+                f"{_cmd(tool.argv('SRC', 'REPO:NEW'))}, {n} processes",
+                note="sequential; one empty blob-info cache for the batch"
+                if tool.skopeo
+                else "sequential",
+                key=tool.key,
+            )
+            for tool in RETAG_PEERS
         ),
         Row(case, f"raw: curl GET + PUT x {n}", case, f"raw.sh retag, {2 * n} curl processes"),
     ]
-    makers = (from_file, library, cli, skopeo, curl)
+    makers = (from_file, library, cli, *map(peer_loop, RETAG_PEERS), curl)
     # The 50-process regshift loop takes seconds per run; it gets the usual number of runs.
     _repeat(
         ctx,
@@ -758,7 +913,6 @@ def promote(ctx: Context) -> list[Row]:
             f"alone: {statistics.median(loop_times):.3f} s"
         )
     rows[2].note = "sequential"
-    rows[3].note = "sequential; one empty blob-info cache for the batch"
     return rows
 
 
@@ -787,10 +941,14 @@ def startup(ctx: Context) -> list[Row]:
         ("python -c pass (interpreter floor)", [PYTHON, "-c", "pass"], None),
         ("python: import httpx, httpcore, click (the stack alone)", [PYTHON, "-c", _STACK], None),
         ("skopeo --help", ["skopeo", "--help"], None),
+        ("crane version", [peer_bin("crane"), "version"], None),
+        ("regctl version", [peer_bin("regctl"), "version"], None),
         ("regshift --help, src/ .pyc not cached", [REGSHIFT, "--help"], no_pyc),
     ]
+    # Keys for the retag start-up comparison (report.py): regshift's and each Go peer's.
+    keys = {0: REGSHIFT_KEY, 4: SKOPEO_KEY, 5: CRANE_KEY, 6: REGCTL_KEY}
     rows = [
-        Row(case, label, case, _cmd(cmd), baseline=(i == 0))
+        Row(case, label, case, _cmd(cmd), baseline=(i == 0), key=keys.get(i, ""))
         for i, (label, cmd, _) in enumerate(commands)
     ]
     rows[3].note = (
@@ -923,6 +1081,7 @@ CASES: dict[str, Callable[[Context], list[Row]]] = {
     "copy-1g": copy_1g,
     "copy-100-layers": copy_many_layers,
     "copy-same-registry": copy_same_registry,
+    "copy-multi-platform": copy_multi_platform,
     "retag": retag,
     "promote-50": promote,
     "startup": startup,
@@ -933,6 +1092,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "copy-1g": ("a", "b"),
     "copy-100-layers": ("a", "b"),
     "copy-same-registry": ("a",),
+    "copy-multi-platform": ("a", "b"),
     "retag": ("a",),
     "promote-50": ("a",),
     "startup": (),

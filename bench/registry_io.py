@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 MiB = 1024 * 1024
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
@@ -24,7 +25,7 @@ OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 #: (no Accept: schema 1; only Docker types: 404 for OCI content; see REGISTRY-NOTES.md).
 MANIFEST_ACCEPT = ", ".join(
     (
-        "application/vnd.oci.image.index.v1+json",
+        OCI_INDEX,
         "application/vnd.docker.distribution.manifest.list.v2+json",
         OCI_MANIFEST,
         "application/vnd.docker.distribution.manifest.v2+json",
@@ -96,13 +97,19 @@ def bytes_blob(data: bytes, media_type: str) -> Blob:
 
 
 def build_image(
-    repository: str, tag: str, layers: list[Blob], *, label: str = "regshift-bench"
+    repository: str,
+    tag: str,
+    layers: list[Blob],
+    *,
+    label: str = "regshift-bench",
+    platform: str = "linux/amd64",
 ) -> SeededImage:
     """An OCI image manifest over ``layers`` with a small config naming them."""
+    os_name, architecture = platform.split("/")
     config = json.dumps(
         {
-            "architecture": "amd64",
-            "os": "linux",
+            "architecture": architecture,
+            "os": os_name,
             "created": "2024-01-01T00:00:00Z",
             "config": {"Labels": {"org.regshift.bench": label}},
             "rootfs": {"type": "layers", "diff_ids": [b.digest for b in layers]},
@@ -130,6 +137,56 @@ def build_image(
         sha256_digest(manifest),
         (config_blob, *layers),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SeededIndex:
+    """An OCI image index over per-platform images (pushed by digest, the index by tag)."""
+
+    repository: str
+    tag: str
+    manifest: bytes
+    digest: str
+    images: tuple[SeededImage, ...]
+    media_type: str = OCI_INDEX
+
+    @property
+    def size(self) -> int:
+        return sum(im.size for im in self.images)
+
+    @property
+    def blobs(self) -> tuple[Blob, ...]:
+        return tuple(b for im in self.images for b in im.blobs)
+
+
+def build_index(
+    repository: str, tag: str, platforms: list[str], layers: int, layer_size: int, seed: int
+) -> SeededIndex:
+    """An index of one image per platform, each with ``layers`` random layers of its own."""
+    images = tuple(
+        build_image(
+            repository,
+            "",
+            [random_blob(seed + 100 * i + j, layer_size) for j in range(layers)],
+            label=f"{repository} {platform}",
+            platform=platform,
+        )
+        for i, platform in enumerate(platforms)
+    )
+    manifests = []
+    for platform, image in zip(platforms, images, strict=True):
+        os_name, architecture = platform.split("/")
+        manifests.append(
+            {
+                "mediaType": image.media_type,
+                "digest": image.digest,
+                "size": len(image.manifest),
+                "platform": {"architecture": architecture, "os": os_name},
+            }
+        )
+    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+    raw = (json.dumps(doc, indent=2) + "\n").encode()
+    return SeededIndex(repository, tag, raw, sha256_digest(raw), images)
 
 
 def _descriptor(blob: Blob) -> dict[str, object]:
@@ -202,6 +259,14 @@ class RegistryIO:
             self.push_blob(image.repository, blob)
         self.put_manifest(image.repository, image.tag, image.manifest, image.media_type)
 
+    def push_index(self, index: SeededIndex) -> None:
+        """Every platform's image by digest, then the index under its tag."""
+        for image in index.images:
+            for blob in image.blobs:
+                self.push_blob(index.repository, blob)
+            self.put_manifest(index.repository, image.digest, image.manifest, image.media_type)
+        self.put_manifest(index.repository, index.tag, index.manifest, index.media_type)
+
     # -- checking --------------------------------------------------------------------------
 
     def blob_exists(self, repository: str, digest: str) -> bool:
@@ -225,4 +290,16 @@ class RegistryIO:
         missing = [b.digest for b in image.blobs if not self.blob_exists(repository, b.digest)]
         if missing:
             return f"{len(missing)} blob(s) missing at destination, e.g. {missing[0]}"
+        return ""
+
+    def check_index(self, repository: str, reference: str, index: SeededIndex) -> str:
+        """Empty when ``repository:reference`` is ``index`` with every platform's image
+        complete (each fetched by its digest); else what is wrong."""
+        found = self.manifest_digest(repository, reference)
+        if found != index.digest:
+            return f"index digest {found} != source {index.digest}"
+        for image in index.images:
+            problem = self.check_image(repository, image.digest, image)
+            if problem:
+                return f"platform image {image.digest[:19]}: {problem}"
         return ""

@@ -2,7 +2,7 @@
 
 Every invocation gets its own empty HOME / XDG / Docker / regshift cache directories, so no
 tool profits from state left by an earlier run (credentials, capability caches, skopeo's
-blob-info cache). See README.md, "Cache state".
+blob-info cache, regctl's configuration). See README.md, "Cache state".
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ class Sandbox:
             XDG_RUNTIME_DIR=str(d / "run"),
             DOCKER_CONFIG=str(d / "docker"),
             REGSHIFT_CACHE_DIR=str(d / "regshift-cache"),
+            REGCTL_CONFIG=str(d / "config" / "regctl.json"),  # regctl's default: ~/.regctl
             TMPDIR=str(d / "tmp"),
         )
         for sub in ("data", "config", "cache", "run", "docker", "tmp"):
