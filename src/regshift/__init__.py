@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         PlatformNotFound as PlatformNotFound,
         PreconditionFailed as PreconditionFailed,
         RateLimited as RateLimited,
+        RateLimitReserve as RateLimitReserve,
         RegistryError as RegistryError,
         TransportError as TransportError,
         Unauthorized as Unauthorized,
@@ -101,6 +102,15 @@ if TYPE_CHECKING:
         list_referrers as list_referrers,
         referrer_tree as referrer_tree,
     )
+    from .syncfile import (
+        parse_sync_file as parse_sync_file,
+    )
+    from .syncing import (
+        SyncOptions as SyncOptions,
+        SyncResult as SyncResult,
+        plan_sync as plan_sync,
+        sync as sync,
+    )
     from .tagging import (
         TagAction as TagAction,
         TagOutcome as TagOutcome,
@@ -130,6 +140,12 @@ _LAZY = {
     "list_referrers": "referrers",
     "parse_layout_reference": "layout_reference",
     "referrer_tree": "referrers",
+    "RateLimitReserve": "errors",
+    "SyncOptions": "syncing",
+    "SyncResult": "syncing",
+    "parse_sync_file": "syncfile",
+    "plan_sync": "syncing",
+    "sync": "syncing",
     "APIError": "errors",
     "AuthError": "errors",
     "ChainKeychain": "auth.credentials",
