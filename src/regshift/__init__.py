@@ -88,6 +88,10 @@ if TYPE_CHECKING:
         logout as logout,
         manifest as manifest,
     )
+    from .probing import (
+        ProbeResult as ProbeResult,
+        probe as probe,
+    )
     from .progress import (
         ProgressEvent as ProgressEvent,
         ProgressState as ProgressState,
@@ -146,6 +150,8 @@ _LAZY = {
     "parse_sync_file": "syncfile",
     "plan_sync": "syncing",
     "sync": "syncing",
+    "probe": "probing",
+    "ProbeResult": "probing",
     "APIError": "errors",
     "AuthError": "errors",
     "ChainKeychain": "auth.credentials",

@@ -530,6 +530,36 @@ class Client:
         ref = Reference(registry=registry, repository="ping")
         self._sessions.request("GET", ref, "", scopes=scopes, api_root=True)
 
+    def auth_scheme(self, registry: str) -> str | None:
+        """How ``registry`` asked to authenticate so far (``basic``, ``bearer``), or None."""
+        return self._sessions.session(registry).auth.scheme
+
+    def request(
+        self,
+        method: str,
+        ref: Reference,
+        path: str,
+        *,
+        scopes: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        params: QueryList | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response:
+        """Send one request below ``/v2/<repository>`` (or to an upload location) as it is,
+        for probing what a registry does; the answer is read. An error status raises the
+        matching :class:`~regshift.errors.APIError` (404 returns with ``missing_ok``)."""
+        return self._sessions.request(
+            method,
+            ref,
+            path,
+            scopes=scopes,
+            headers=headers,
+            content=content,
+            params=params,
+            missing_ok=missing_ok,
+        )
+
     def registry_slots(self, *endpoints: str) -> contextlib.AbstractContextManager[None]:
         """Hold one of each registry's ``per_registry`` transfer slots (each registry once)."""
         return self._sessions.registry_slots(*endpoints)

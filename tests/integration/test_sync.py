@@ -269,3 +269,33 @@ def test_registry_entry_through_the_catalog(
     assert [u["destination"] for u in result.json()["units"]] == [
         f"{other_registry.host}/{prefix}/{keep}:1.0.0"
     ]
+
+
+def test_announced_pull_budget_stops_before_the_reserve(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    """A source announcing Docker Hub's ``ratelimit-remaining`` (added by the fault proxy,
+    counting down one per manifest GET): pulls stop, with a clear message, while the
+    announced budget is still at the reserve."""
+    from harness.proxy import FaultProxy, RewriteHeader, Rule
+
+    tags = [f"1.{n}.0" for n in range(8)]
+    _seed_repo(open_registry.host, repo_name, tags, base=400)
+    left = iter(range(13, 0, -1))
+    budget = RewriteHeader("ratelimit-remaining", lambda _old: f"{next(left)};w=21600")
+    with FaultProxy(open_registry.host) as proxy:
+        proxy.add_rule(Rule(method="GET", path=r"/manifests/", action=budget))
+        plan = _write(
+            tmp_path,
+            f"sync:\n  - source: {proxy.host}/{repo_name}\n"
+            f"    destination: {other_registry.host}/{repo_name}\n",
+        )
+        result = run_cli("sync", plan, "-j", "1", "--rate-limit-reserve", "10", "--json")
+        pulls = [r for r in proxy.requests if r.method == "GET" and "/manifests/" in r.path]
+    assert result.code == 1, result.stderr
+    assert "ratelimit-remaining" in result.stderr and "10 pulls left" in result.stderr
+    assert "units done before stopping: 4 of 8" in result.stderr
+    assert len(pulls) == 4  # announced 13, 12, 11, 10 after them: the fifth is not sent
+    with client_for() as client:
+        copied = client.list_tags(parse_reference(f"{other_registry.host}/{repo_name}"))
+    assert len(copied) == 4

@@ -30,7 +30,7 @@ _GROUPS = (
     "layout.files layout.blobs layout",
     "storage storage.fallback storage.registry storage.oci",
     "graph",
-    "tagging ops inspection referrers",
+    "tagging ops inspection referrers probing",
     "copying copying.options copying.workers copying.uploading copying.running copying.single",
     "copying.repository",
     "syncing",
@@ -39,7 +39,7 @@ _GROUPS = (
     "__main__",
 )
 ORDER = [name for group in _GROUPS for name in group.split()]
-VERBS = ("tagging", "ops", "inspection", "referrers", "copying")
+VERBS = ("tagging", "ops", "inspection", "referrers", "probing", "copying")
 
 
 def _name(path: Path) -> tuple[str, bool]:

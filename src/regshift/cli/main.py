@@ -595,10 +595,11 @@ def _skip_httpx_command_line() -> None:
     sys.modules["httpx._main"] = placeholder
 
 
-from .syncing import catalog_cmd, sync_cmd  # noqa: E402  (defined after the group)
+from .syncing import catalog_cmd, probe_cmd, sync_cmd  # noqa: E402  (after the group)
 
 cli.add_command(sync_cmd)
 cli.add_command(catalog_cmd)
+cli.add_command(probe_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -227,3 +227,49 @@ def catalog_cmd(opts: CommonOptions, registry: str) -> None:
         return ExitStatus.OK
 
     run_guarded(opts, work)
+
+
+@click.command("probe")
+@click.argument("repository")
+@common_options
+def probe_cmd(opts: CommonOptions, repository: str) -> None:
+    """Find out what the registry of REPOSITORY supports, by trying it there.
+
+    Writes only small probe blobs and manifests into REPOSITORY, removes them where the
+    registry allows, and names what it could not remove. Without push rights it reports
+    what reading shows.
+    """
+
+    def work() -> int:
+        from ..probing import probe
+
+        with opts.client() as client:
+            result = probe(client, repository)
+        doc: dict[str, Any] = {
+            "registry": result.registry,
+            "repository": result.repository,
+            "auth": result.auth,
+            **{
+                name: {"value": f.value, "evidence": f.evidence}
+                for name, f in result.findings.items()
+            },
+            "chunkMinLength": result.chunk_min_length,
+            "leftBehind": list(result.left_behind),
+        }
+        opts.emit(doc, _probe_table(result))
+        return ExitStatus.OK
+
+    run_guarded(opts, work)
+
+
+def _probe_table(result: Any) -> str:
+    words = {True: "yes", False: "no", None: "unknown"}
+    width = max(len(name) for name in result.findings)
+    lines = [f"{result.registry}/{result.repository}", f"  {'auth':<{width}}  {result.auth}"]
+    for name, finding in result.findings.items():
+        lines.append(f"  {name:<{width}}  {words[finding.value]:<7}  {finding.evidence}")
+    if result.chunk_min_length is not None:
+        lines.append(f"  {'chunkMinLength':<{width}}  {result.chunk_min_length}")
+    if result.left_behind:
+        lines.append("  could not remove: " + ", ".join(result.left_behind))
+    return "\n".join(lines)
