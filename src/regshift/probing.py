@@ -419,8 +419,14 @@ def _blob_delete(state: _Probe, blobs: list[bytes]) -> None:
 
 
 def _left_tags(state: _Probe, tags: list[str]) -> None:
+    """Tags still there once their manifest is deleted (a registry that keeps tags apart
+    from manifests): deleted where tags can be, else listed."""
+    can_delete = state.findings.get("tagDelete", Finding(None, "")).value
     for tag in tags:
         status, _ = state.send("HEAD", f"/manifests/{tag}")
+        if status == 200 and can_delete:
+            state.send("DELETE", f"/manifests/{tag}")
+            status, _ = state.send("HEAD", f"/manifests/{tag}")
         if status == 200:
             state.left.append(f"tag {tag}")
 
