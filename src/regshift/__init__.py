@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         PlatformNotFound as PlatformNotFound,
         PreconditionFailed as PreconditionFailed,
         RateLimited as RateLimited,
+        RateLimitReserve as RateLimitReserve,
         RegistryError as RegistryError,
         TransportError as TransportError,
         Unauthorized as Unauthorized,
@@ -87,6 +88,10 @@ if TYPE_CHECKING:
         logout as logout,
         manifest as manifest,
     )
+    from .probing import (
+        ProbeResult as ProbeResult,
+        probe as probe,
+    )
     from .progress import (
         ProgressEvent as ProgressEvent,
         ProgressState as ProgressState,
@@ -100,6 +105,15 @@ if TYPE_CHECKING:
         attach as attach,
         list_referrers as list_referrers,
         referrer_tree as referrer_tree,
+    )
+    from .syncfile import (
+        parse_sync_file as parse_sync_file,
+    )
+    from .syncing import (
+        SyncOptions as SyncOptions,
+        SyncResult as SyncResult,
+        plan_sync as plan_sync,
+        sync as sync,
     )
     from .tagging import (
         TagAction as TagAction,
@@ -130,6 +144,14 @@ _LAZY = {
     "list_referrers": "referrers",
     "parse_layout_reference": "layout_reference",
     "referrer_tree": "referrers",
+    "RateLimitReserve": "errors",
+    "SyncOptions": "syncing",
+    "SyncResult": "syncing",
+    "parse_sync_file": "syncfile",
+    "plan_sync": "syncing",
+    "sync": "syncing",
+    "probe": "probing",
+    "ProbeResult": "probing",
     "APIError": "errors",
     "AuthError": "errors",
     "ChainKeychain": "auth.credentials",

@@ -473,6 +473,35 @@ class Client:
         pages = self._pages(repo, f"/tags/list?n={page_size}", loops=loops, scopes=scopes)
         return [tag for response in pages for tag in _tags_from(response, repo)]
 
+    def list_repositories(self, registry: str, *, page_size: int = _TAG_PAGE_SIZE) -> list[str]:
+        """Every repository of a registry (``GET /v2/_catalog``, following ``Link`` pages).
+
+        Raises:
+            Unauthorized / NotFound / Unsupported: the registry refuses or has no catalog.
+        """
+        root = Reference(registry=registry, repository="catalog")
+        pages = self._pages(
+            root,
+            f"_catalog?n={page_size}",
+            loops="catalog pagination loops or never ends",
+            kind="_catalog",
+            scopes=["registry:catalog:*"],
+            api_root=True,
+        )
+        found: list[str] = []
+        for response in pages:
+            try:
+                doc = response.json()
+            except (ValueError, RecursionError):
+                doc = None
+            names = doc.get("repositories") if isinstance(doc, dict) else None
+            if names is None and isinstance(doc, dict):
+                continue  # an empty registry may answer {"repositories": null}
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise _answer_error(root, response, "catalog is not a JSON list of strings")
+            found.extend(names)
+        return found
+
     def _pages(
         self, repo: Reference, path: str, *, loops: str, kind: str = "tags/list", **request: Any
     ) -> Iterator[httpx.Response]:
@@ -491,7 +520,8 @@ class Client:
             request.pop("params", None)
             yield response
             link = response.headers.get("link", "")
-            next_path = next_link(link, repo.repository, repo.endpoint, kind=kind)
+            repository = "" if request.get("api_root") else repo.repository
+            next_path = next_link(link, repository, repo.endpoint, kind=kind)
 
     # -- registry -------------------------------------------------------------------------
 
@@ -499,6 +529,36 @@ class Client:
         """``GET /v2/``, authenticating if the registry asks; raises on failure."""
         ref = Reference(registry=registry, repository="ping")
         self._sessions.request("GET", ref, "", scopes=scopes, api_root=True)
+
+    def auth_scheme(self, registry: str) -> str | None:
+        """How ``registry`` asked to authenticate so far (``basic``, ``bearer``), or None."""
+        return self._sessions.session(registry).auth.scheme
+
+    def request(
+        self,
+        method: str,
+        ref: Reference,
+        path: str,
+        *,
+        scopes: Iterable[str] = (),
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        params: QueryList | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response:
+        """Send one request below ``/v2/<repository>`` (or to an upload location) as it is,
+        for probing what a registry does; the answer is read. An error status raises the
+        matching :class:`~regshift.errors.APIError` (404 returns with ``missing_ok``)."""
+        return self._sessions.request(
+            method,
+            ref,
+            path,
+            scopes=scopes,
+            headers=headers,
+            content=content,
+            params=params,
+            missing_ok=missing_ok,
+        )
 
     def registry_slots(self, *endpoints: str) -> contextlib.AbstractContextManager[None]:
         """Hold one of each registry's ``per_registry`` transfer slots (each registry once)."""

@@ -206,6 +206,11 @@ class RateLimited(APIError):
     """The registry asked us to slow down (429)."""
 
 
+class RateLimitReserve(RegistryError):
+    """A registry's announced pull budget (Docker Hub's ``ratelimit-remaining``) is down to
+    the reserve the caller keeps: stopped before running out, nothing more was pulled."""
+
+
 class Unsupported(APIError):
     """The registry does not support this operation (405, or ``UNSUPPORTED``)."""
 

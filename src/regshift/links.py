@@ -38,7 +38,8 @@ def next_link(
 ) -> str | None:
     """The next page as a path below ``/v2/<repository>``, or None on the last page.
 
-    ``kind`` is the endpoint being paged: ``tags/list``, or ``referrers`` (any digest).
+    ``kind`` is the endpoint being paged: ``tags/list``, or ``referrers`` (any digest); with
+    ``repository`` empty, a registry-wide one (``_catalog``), below ``/v2``.
 
     Relative links (distribution) and absolute links to the same host are followed.
 
@@ -51,11 +52,11 @@ def next_link(
         parts = _split(link.target)
         if parts is None:
             _refuse(link.target, repository, kind, ": not a valid URL")
-        prefix = f"/v2/{repository}/{kind}"
+        base = f"/v2/{repository}" if repository else "/v2"
         foreign = parts.netloc not in ("", endpoint) or parts.scheme not in ("", "http", "https")
-        if foreign or not parts.path.startswith(prefix):
+        if foreign or not parts.path.startswith(f"{base}/{kind}"):
             _refuse(link.target, repository, kind)
-        return parts.path[len(f"/v2/{repository}") :] + (f"?{parts.query}" if parts.query else "")
+        return parts.path[len(base) :] + (f"?{parts.query}" if parts.query else "")
     return None
 
 

@@ -28,6 +28,7 @@ from .auth.flow import RegistryAuth, origin
 from .auth.scopes import ScopeSet, merge_scopes
 from .capabilities import PLAIN_HTTP, Capabilities
 from .errors import HINT_LOGIN, RegistryError, TransportError, Unauthorized
+from .ratelimit import PullBudget
 from .reference import Reference
 from .retries import (
     RETRY_STATUSES,
@@ -109,13 +110,13 @@ class SessionPool:
         """Send one API request on ``ref``'s repository through its registry's session
         (:meth:`RegistrySession.request`).
 
-        ``path`` is below ``/v2/<repository>`` (or ``/v2/`` itself with ``api_root``), or an
+        ``path`` is below ``/v2/<repository>`` (or below ``/v2/`` with ``api_root``), or an
         absolute URL on the registry's host (an upload ``Location``).
         """
         if path.startswith(("http://", "https://")):
             target = path
         else:
-            target = "/v2/" if api_root else f"/v2/{ref.repository}{path}"
+            target = f"/v2/{path.lstrip('/')}" if api_root else f"/v2/{ref.repository}{path}"
         return self.session(ref.endpoint).request(
             method,
             target,
@@ -176,6 +177,10 @@ class RegistrySession:
         self._pool = pool
         self._scheme: str | None = None
         self.slot = threading.BoundedSemaphore(options.per_registry)
+        #: The pull budget the registry announces (Docker Hub), guarding manifest GETs.
+        self.budget = PullBudget(
+            endpoint, reserve=options.rate_limit_reserve, slow_below=options.per_registry
+        )
         self.auth = RegistryAuth(
             endpoint,
             lambda repository: pool.keychain.resolve(endpoint, repository),
@@ -269,7 +274,9 @@ class RegistrySession:
                 method, url, headers=headers, content=content, extensions={REGISTRY_ORIGIN: own}
             )
             try:
-                response = self._pool.http.send(request, auth=auth, stream=True)
+                with self._counted(method, target):
+                    response = self._pool.http.send(request, auth=auth, stream=True)
+                    self.budget.observe(response.headers)
             except httpx.TransportError as exc:
                 if probing and scheme == "https" and is_tls_mismatch(exc):
                     if plain_answer is not None:  # plain HTTP it is; its 400 was genuine
@@ -287,6 +294,13 @@ class RegistrySession:
                 self._learn_scheme(scheme)
             return response
         raise TransportError(f"{method} {endpoint}: no usable scheme")
+
+    def _counted(self, method: str, target: str) -> contextlib.AbstractContextManager[None]:
+        """A manifest GET counts against a registry's announced pull budget (a HEAD does
+        not): guarded by :attr:`budget`; anything else goes as it is."""
+        if method == "GET" and "/manifests/" in target:
+            return self.budget.pull(f"GET {redact_url(target).split('?', 1)[0]}")
+        return contextlib.nullcontext()
 
     def _schemes(self) -> tuple[str, ...]:
         """Schemes to try: the one that worked in this run, else the one remembered for this

@@ -115,6 +115,9 @@ class TransportOptions:
             on every request to a registry's own origin (scheme, host and port) -- never to
             a token server on another origin, nor to a redirect target elsewhere; values
             are secrets (masked in messages). See :func:`check_header` for what is refused.
+        rate_limit_reserve: manifest pulls to leave unused when a registry announces its
+            budget (``ratelimit-remaining``): a pull that would go below it raises
+            :class:`~regshift.errors.RateLimitReserve` instead of being sent.
     """
 
     insecure: frozenset[str] = frozenset()
@@ -128,6 +131,7 @@ class TransportOptions:
     per_registry: int = 6
     user_agent: str = f"regshift/{__version__}"
     headers: tuple[tuple[str, str], ...] = ()
+    rate_limit_reserve: int = 0
 
     def __post_init__(self) -> None:
         names = [name.lower() for name, _ in self.headers]

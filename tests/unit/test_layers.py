@@ -24,20 +24,22 @@ README = SRC.parents[1] / "README.md"
 #: interface over them, the image graph, the verbs, the command line.
 _GROUPS = (
     "_version errors redaction locking hostos proxies reference layout_reference digests",
-    "mediatypes manifests links retries progress",
+    "mediatypes manifests links retries progress semver ratelimit syncfile",
     "auth auth.challenge auth.scopes auth.configfiles auth.credentials auth.flow",
     "transport capabilities session client sample",
     "layout.files layout.blobs layout",
     "storage storage.fallback storage.registry storage.oci",
     "graph",
-    "tagging ops inspection referrers",
+    "tagging ops inspection referrers probing",
     "copying copying.options copying.workers copying.uploading copying.running copying.single",
     "copying.repository",
-    "cli cli.process cli.options cli.exits cli.progress cli.copying cli.inspecting cli.main",
+    "syncing",
+    "cli cli.process cli.options cli.exits cli.progress cli.copying cli.inspecting cli.syncing",
+    "cli.main",
     "__main__",
 )
 ORDER = [name for group in _GROUPS for name in group.split()]
-VERBS = ("tagging", "ops", "inspection", "referrers", "copying")
+VERBS = ("tagging", "ops", "inspection", "referrers", "probing", "copying")
 
 
 def _name(path: Path) -> tuple[str, bool]:

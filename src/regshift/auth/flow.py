@@ -124,6 +124,13 @@ class RegistryAuth:
         self._challenge: Challenge | None = None
         self.token_requests = 0
 
+    @property
+    def scheme(self) -> str | None:
+        """The scheme the registry challenged with (``basic``, ``bearer``), None before any
+        challenge (or when the registry never sent one: no authentication)."""
+        challenge = self._challenge
+        return challenge.scheme if challenge is not None else None
+
     def owns(self, url: httpx.URL) -> bool:
         """Whether ``url`` is on this registry's origin: its host and port (the scheme's
         default port when the registry names none), over a scheme it may be reached by."""

@@ -595,6 +595,13 @@ def _skip_httpx_command_line() -> None:
     sys.modules["httpx._main"] = placeholder
 
 
+from .syncing import catalog_cmd, probe_cmd, sync_cmd  # noqa: E402  (after the group)
+
+cli.add_command(sync_cmd)
+cli.add_command(catalog_cmd)
+cli.add_command(probe_cmd)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: owns the process (see :mod:`regshift.cli.process`)."""
     _skip_httpx_command_line()
