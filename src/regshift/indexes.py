@@ -247,11 +247,7 @@ def index_add(
         tuple(items),
         added=tuple(i.entry for i in added),
         replaced=tuple(old.entry for old, _ in replaced),
-        notes=tuple(
-            f"replaced the {_label(old.entry.platform)} entry {old.entry.digest} "
-            f"with {new.entry.digest}"
-            for old, new in replaced
-        ),
+        notes=tuple(_replaced_note(old.entry, new.entry) for old, new in replaced),
     )
     kept = [i for i in items if not any(i is a for a in added)]
     return _write(client, current.target, [*parts, *current.parts(kept)], plan, opts, current)
@@ -476,6 +472,12 @@ def _merge(
             replaced.append((items[at], new))
             items[at] = new
     return items, replaced
+
+
+def _replaced_note(old: IndexEntry, new: IndexEntry) -> str:
+    if old.digest == new.digest:
+        return f"the {_label(old.platform)} entry {old.digest} was listed already (rewritten)"
+    return f"replaced the {_label(old.platform)} entry {old.digest} with {new.digest}"
 
 
 def _is_named(item: _Item, platforms: Sequence[Platform], digests: Sequence[str]) -> bool:

@@ -21,14 +21,15 @@ import httpx
 import pytest
 
 import regshift
-from regshift.manifests import Platform
+from regshift.digests import compute_digest
+from regshift.manifests import Platform, parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.reference import parse_reference
 from regshift.sample import SampleImage, random_image, random_index
 
 from artifacts import attach_artifact, signature_of
 from harness.registry import RegistryServer
-from support import client_for, run_cli, seed
+from support import client_for, registry_user, run_cli, seed
 
 ACCEPT = ", ".join(
     [
@@ -385,7 +386,7 @@ def test_to_another_registry_brings_the_kept_entries(
     assert _head(other_registry, repo_name, arm.manifest.digest) == 404
 
 
-def test_docker_inputs(open_registry: RegistryServer, repo_name: str) -> None:
+def test_docker_inputs(open_registry: RegistryServer, repo_name: str, tmp_path: Path) -> None:
     """distribution 2.8 takes an OCI index of Docker manifests, and a Docker manifest list;
     skopeo copies both; a Docker list of an OCI manifest is refused before anything is sent."""
     amd, arm = _seed_pair(open_registry, repo_name, 5100, docker=True)
@@ -395,6 +396,16 @@ def test_docker_inputs(open_registry: RegistryServer, repo_name: str) -> None:
     doc = _skopeo_raw(f"docker://{base}:oci")
     assert doc["mediaType"] == MediaType.OCI_INDEX
     assert [m["mediaType"] for m in doc["manifests"]] == [MediaType.DOCKER_MANIFEST] * 2
+    out = tmp_path / "mixed"
+    subprocess.run(
+        ["skopeo", "copy", "--all", "--src-tls-verify=false",
+         f"docker://{base}:oci", f"oci:{out}:x"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    # where the mix is not accepted: a client asking for Docker types only gets a 404
+    docker_only = ", ".join([MediaType.DOCKER_MANIFEST_LIST, MediaType.DOCKER_MANIFEST])
+    url = f"{open_registry.url}/v2/{repo_name}/manifests"
+    assert httpx.get(f"{url}/oci", headers={"Accept": docker_only}).status_code == 404
 
     listed = run_cli(
         "index", "create", f"{base}:amd64", f"{base}:arm64", "--to", f"{base}:list",
@@ -405,11 +416,10 @@ def test_docker_inputs(open_registry: RegistryServer, repo_name: str) -> None:
     assert doc["mediaType"] == MediaType.DOCKER_MANIFEST_LIST
     assert [d for d, _ in _platforms(doc)] == [amd.manifest.digest, arm.manifest.digest]
     # a Docker-only client (Accept: the Docker list type) gets it
-    response = httpx.get(
-        f"{open_registry.url}/v2/{repo_name}/manifests/list",
-        headers={"Accept": MediaType.DOCKER_MANIFEST_LIST},
+    response = httpx.get(f"{url}/list", headers={"Accept": docker_only})
+    assert response.status_code == 200 and response.content == _raw(
+        open_registry, repo_name, "list"
     )
-    assert response.status_code == 200
     oci = random_image(seed=5109, platform=Platform("linux", "s390x"))
     seed(open_registry.host, repo_name, "oci", oci)
     refused = run_cli(
@@ -445,3 +455,64 @@ def test_library_and_referrers(
             regshift.index_add(client, f"{base}:amd64", [f"{base}:arm64"])
         with pytest.raises(regshift.DuplicatePlatform):
             regshift.index_create(client, [f"{base}:arm64", f"{base}:arm64"], f"{base}:dup")
+
+
+def _raw(registry: RegistryServer, repo: str, tag: str) -> bytes:
+    with client_for() as client:
+        return client.get_manifest(parse_reference(f"{registry.host}/{repo}:{tag}")).raw
+
+
+def test_token_registry_mounts_with_one_token(
+    token_registry: RegistryServer, repo_name: str
+) -> None:
+    """Sources in two repositories of a token registry, the index in a third: every blob is
+    mounted (the token carries pull on both sources and push on the destination)."""
+    user, password = registry_user(token_registry)
+    amd, arm = _images(5300)
+    host = token_registry.host
+    seed(host, f"{repo_name}-a", "1", amd, username=user, password=password)
+    seed(host, f"{repo_name}-b", "1", arm, username=user, password=password)
+    result = run_cli(
+        "index", "create", f"{host}/{repo_name}-a:1", f"{host}/{repo_name}-b:1",
+        "--to", f"{host}/{repo_name}:m", "--json", "-u", user, "--password-stdin",
+        input=password,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert doc["blobs"] == {"mounted": 6, "streamed": 0, "skipped": 0}
+    assert doc["manifests"] == 3
+
+
+def _windows_image(version: str) -> SampleImage:
+    """An image whose config names os.version and os.features (as Windows images do)."""
+    base = random_image(seed=5400, platform=Platform("windows", "amd64"))
+    config = json.loads(base.blobs[0])
+    config.update({"os.version": version, "os.features": ["win32k"]})
+    config_bytes = json.dumps(config, separators=(",", ":")).encode()
+    doc = json.loads(base.manifest.raw)
+    doc["config"] = {
+        **doc["config"],
+        "digest": compute_digest(config_bytes),
+        "size": len(config_bytes),
+    }
+    manifest = parse_manifest(json.dumps(doc).encode())
+    return SampleImage(manifest, (config_bytes, *base.blobs[1:]))
+
+
+def test_windows_versions_from_the_config(open_registry: RegistryServer, repo_name: str) -> None:
+    """os.version and os.features come from the config; two versions are two platforms."""
+    seed(open_registry.host, repo_name, "2019", _windows_image("10.0.17763.5936"))
+    seed(open_registry.host, repo_name, "2022", _windows_image("10.0.20348.2527"))
+    base = f"{open_registry.host}/{repo_name}"
+    result = run_cli(
+        "index", "create", f"{base}:2019", f"{base}:2022", "--to", f"{base}:m", "--json"
+    )
+    assert result.code == 0, result.stderr
+    assert [m["platform"] for m in _skopeo_raw(f"docker://{base}:m")["manifests"]] == [
+        {"architecture": "amd64", "os": "windows", "os.version": v, "os.features": ["win32k"]}
+        for v in ("10.0.17763.5936", "10.0.20348.2527")
+    ]
+    assert [e["osVersion"] for e in result.json()["entries"]] == [
+        "10.0.17763.5936",
+        "10.0.20348.2527",
+    ]
