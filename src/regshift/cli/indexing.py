@@ -10,7 +10,6 @@ import click
 
 from .exits import ExitStatus, run_guarded
 from .options import CommonOptions, common_options, endpoints_of
-from .progress import make_display
 
 if TYPE_CHECKING:
     from ..indexes import IndexEntry, IndexOptions, IndexResult
@@ -240,6 +239,7 @@ def _run(
     """Build the options, run the verb under a progress display, print the result."""
     from ..indexes import IndexFormat, IndexOptions
     from ..transport import default_jobs
+    from .progress import make_display
 
     wanted = _parse_platforms(platforms)
     with make_display(verbose, quiet or opts.json) as display, opts.client() as client:
