@@ -10,7 +10,9 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── AuthError                                 no usable credentials, token endpoint refused
     ├── PreconditionFailed                        expect_digest / no_clobber refused the write
     │   └── ForceRequired                         a safety check that ``force=True`` overrides
+    │   └── DuplicatePlatform                     an index would list one platform twice
     ├── PlatformNotFound                          no image of the source is for the platform asked
+    ├── EntryNotFound                             no entry of an index is the one named
     ├── LayoutError                               an OCI image layout missing, malformed, unwritable
     │   └── NotFoundInLayout                      no such tag, manifest or blob in the layout
     ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
@@ -36,6 +38,7 @@ HINT_TIMEOUT = "timeout"  # a longer timeout
 HINT_TRUST = "trust"  # trust the registry's CA, or skip TLS verification for it
 HINT_LOGIN = "login"  # configure credentials (none were found)
 HINT_INSECURE = "insecure"  # allow plain HTTP for the registry
+HINT_DUPLICATES = "duplicates"  # allow an index to list one platform more than once
 
 
 class RegistryError(Exception):
@@ -96,6 +99,16 @@ class PreconditionFailed(RegistryError):
 class ForceRequired(PreconditionFailed):
     """A safety check refused an operation that ``force=True`` would carry out (a delete that
     takes other tags or images along, a write over a referrers tag)."""
+
+
+class DuplicatePlatform(PreconditionFailed):
+    """An index would list two entries for one platform (allowing duplicates gets past it)."""
+
+    hint = HINT_DUPLICATES
+
+
+class EntryNotFound(RegistryError):
+    """No entry of an index is the platform or digest named (the index itself exists)."""
 
 
 class PlatformNotFound(RegistryError):

@@ -195,8 +195,9 @@ def _require_platform(
 
 
 def config_platform(source: Repository, image: Manifest) -> Platform | None:
-    """The platform an image's config names (``os``, ``architecture``, ``variant``), or None
-    for an artifact whose config is not an image config.
+    """The platform an image's config names (``os``, ``architecture``, ``variant``,
+    ``os.version``, ``os.features``), or None for an artifact whose config is not an image
+    config.
 
     Raises:
         ManifestError: the config is announced larger than the limit.
@@ -209,11 +210,15 @@ def config_platform(source: Repository, image: Manifest) -> Platform | None:
     except (ValueError, RecursionError):
         return None
     fields = [doc.get(k) if isinstance(doc, dict) else None for k in _PLATFORM_FIELDS]
-    os, arch, variant = (f if isinstance(f, str) else "" for f in fields)
-    return Platform(os, arch, variant) if os and arch else None
+    os, arch, variant, os_version = (f if isinstance(f, str) else "" for f in fields)
+    features = doc.get("os.features") if isinstance(doc, dict) else None
+    if not (os and arch):
+        return None
+    listed = tuple(f for f in features if isinstance(f, str)) if isinstance(features, list) else ()
+    return Platform(os, arch, variant, os_version, listed)
 
 
-_PLATFORM_FIELDS = ("os", "architecture", "variant")
+_PLATFORM_FIELDS = ("os", "architecture", "variant", "os.version")
 
 
 def read_config(source: Repository, desc: Descriptor) -> bytes:

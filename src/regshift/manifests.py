@@ -43,12 +43,14 @@ _VARIANT_ALIASES: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class Platform:
-    """The platform of an index entry: ``os/architecture[/variant]``."""
+    """The platform of an index entry: ``os/architecture[/variant]``, and for Windows images
+    ``os.version`` and ``os.features`` (kept, but not compared by :meth:`matches`)."""
 
     os: str
     architecture: str
     variant: str = ""
     os_version: str = ""
+    os_features: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         base = f"{self.os}/{self.architecture}"
@@ -84,6 +86,7 @@ class Platform:
             architecture=arch,
             variant=variant,
             os_version=self.os_version,
+            os_features=self.os_features,
         )
 
     def matches(self, wanted: Platform) -> bool:
@@ -278,9 +281,12 @@ def _platform(p: object) -> Platform | None:
         return None
     if not isinstance(p, dict):
         raise ManifestError("descriptor platform is not an object")
+    features = p.get("os.features")
+    features = features if isinstance(features, list) else []  # informational: never fatal
     return Platform(
         os=str(p.get("os", "")),
         architecture=str(p.get("architecture", "")),
         variant=str(p.get("variant", "")),
         os_version=str(p.get("os.version", "")),
+        os_features=tuple(str(f) for f in features),
     )

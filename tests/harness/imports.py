@@ -17,6 +17,7 @@ NOT_FOR_TAG = (
     "regshift.storage.oci",
     "regshift.storage.fallback",
     "regshift.inspection",
+    "regshift.indexes",
     "regshift.progress",
     "regshift.ops",
     "regshift.sample",

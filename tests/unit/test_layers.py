@@ -33,8 +33,9 @@ _GROUPS = (
     "tagging ops inspection referrers probing",
     "copying copying.options copying.workers copying.uploading copying.running copying.single",
     "copying.repository",
-    "syncing",
-    "cli cli.process cli.options cli.exits cli.progress cli.copying cli.inspecting cli.syncing",
+    "indexes syncing",
+    "cli cli.process cli.options cli.exits cli.progress cli.copying cli.inspecting cli.indexing",
+    "cli.syncing",
     "cli.main",
     "__main__",
 )

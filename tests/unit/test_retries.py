@@ -15,6 +15,7 @@ import pytest
 import regshift.errors as errors_module
 from regshift.cli.exits import HINTS, one_line
 from regshift.errors import (
+    HINT_DUPLICATES,
     HINT_INSECURE,
     HINT_LOGIN,
     HINT_TIMEOUT,
@@ -178,13 +179,14 @@ def test_library_message_is_neutral_and_the_cli_adds_the_flags(
 
 def test_every_hint_has_cli_wording() -> None:
     names = {v for k, v in vars(errors_module).items() if k.startswith("HINT_")}
-    assert names == {HINT_TIMEOUT, HINT_TRUST, HINT_LOGIN, HINT_INSECURE} == set(HINTS)
+    hints = {HINT_TIMEOUT, HINT_TRUST, HINT_LOGIN, HINT_INSECURE, HINT_DUPLICATES}
+    assert names == hints == set(HINTS)
     assert one_line(NotFound(status=404, method="GET", url="u", text="t")) == (
         "GET u: HTTP 404: t"
     ), "no hint, nothing added"
 
 
-_NEUTRAL = ["client.py", "session.py", "transport.py", "retries.py", "auth/flow.py"]
+_NEUTRAL = ["client.py", "session.py", "transport.py", "retries.py", "auth/flow.py", "indexes.py"]
 
 
 @pytest.mark.parametrize("name", _NEUTRAL)

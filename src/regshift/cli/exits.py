@@ -35,6 +35,7 @@ class ExitStatus(IntEnum):
         """The exit code for an exception raised by the library."""
         from ..errors import (
             AuthError,
+            EntryNotFound,
             InvalidReference,
             NotFound,
             NotFoundInLayout,
@@ -50,6 +51,7 @@ class ExitStatus(IntEnum):
             (NotFound, cls.NOT_FOUND),
             (NotFoundInLayout, cls.NOT_FOUND),
             (PlatformNotFound, cls.NOT_FOUND),
+            (EntryNotFound, cls.NOT_FOUND),
             (PreconditionFailed, cls.PRECONDITION),
         ):
             if isinstance(exc, kind):
@@ -64,6 +66,7 @@ HINTS = {
     "trust": "; pass the registry's CA with --ca-file, or --insecure to skip verification",
     "login": "; use regshift login or --username",
     "insecure": " or mark the registry --insecure",
+    "duplicates": "; use --allow-duplicate-platforms to keep both",
 }
 
 

@@ -17,6 +17,7 @@ import click
 
 from . import process
 from .exits import ExitStatus, message, one_line, run_guarded
+from .indexing import index_group
 from .options import CommonOptions, common_options, endpoints_of, read_password
 
 if TYPE_CHECKING:
@@ -575,6 +576,9 @@ def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
         },
         text,
     )
+
+
+cli.add_command(index_group)
 
 
 def _skip_httpx_command_line() -> None:
