@@ -11,6 +11,7 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── PreconditionFailed                        expect_digest / no_clobber refused the write
     │   └── ForceRequired                         a safety check that ``force=True`` overrides
     ├── PlatformNotFound                          no image of the source is for the platform asked
+    ├── IncompatibleInputs (also a ValueError)    images that cannot be built into one
     ├── LayoutError                               an OCI image layout missing, malformed, unwritable
     │   └── NotFoundInLayout                      no such tag, manifest or blob in the layout
     ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
@@ -96,6 +97,12 @@ class PreconditionFailed(RegistryError):
 class ForceRequired(PreconditionFailed):
     """A safety check refused an operation that ``force=True`` would carry out (a delete that
     takes other tags or images along, a write over a referrers tag)."""
+
+
+class IncompatibleInputs(RegistryError, ValueError):
+    """Images that cannot be built into one: a platform mismatch, a single image mixed with
+    an index, an image that shares only part of its base, a rebase onto another old base.
+    Refused before anything is written."""
 
 
 class PlatformNotFound(RegistryError):

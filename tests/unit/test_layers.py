@@ -33,7 +33,10 @@ _GROUPS = (
     "tagging ops inspection referrers",
     "copying copying.options copying.workers copying.uploading copying.running copying.single",
     "copying.repository",
-    "cli cli.process cli.options cli.exits cli.progress cli.copying cli.inspecting cli.main",
+    "building building.options building.configs building.inputs building.plan building.writing",
+    "building.verbs",
+    "cli cli.process cli.options cli.exits cli.progress cli.copying cli.inspecting cli.building",
+    "cli.main",
     "__main__",
 )
 ORDER = [name for group in _GROUPS for name in group.split()]

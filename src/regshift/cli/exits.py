@@ -35,6 +35,7 @@ class ExitStatus(IntEnum):
         """The exit code for an exception raised by the library."""
         from ..errors import (
             AuthError,
+            IncompatibleInputs,
             InvalidReference,
             NotFound,
             NotFoundInLayout,
@@ -45,6 +46,7 @@ class ExitStatus(IntEnum):
 
         for kind, status in (
             (InvalidReference, cls.USAGE),
+            (IncompatibleInputs, cls.USAGE),
             (AuthError, cls.AUTH),
             (Unauthorized, cls.AUTH),
             (NotFound, cls.NOT_FOUND),
