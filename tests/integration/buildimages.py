@@ -192,6 +192,7 @@ class ReadBack:
 def read_back(src: str, work: Path, arch: str | None = None) -> ReadBack:
     """Copy ``src`` (``docker://...`` or ``oci:...``; one platform of an index: ``arch``)
     into a fresh layout with skopeo, unpack it with umoci."""
+    work.mkdir(parents=True, exist_ok=True)
     layout, bundle = work / "readback", work / "bundle"
     shutil.rmtree(layout, ignore_errors=True)
     shutil.rmtree(bundle, ignore_errors=True)

@@ -147,6 +147,7 @@ class ImageResult:
     config: Descriptor
     config_json: bytes = field(repr=False)
     layers: tuple[LayerStep, ...]
+    config_action: str = "upload"
 
 
 @dataclass(frozen=True, slots=True)

@@ -210,6 +210,7 @@ class Build:
             config=image.config_descriptor,
             config_json=image.config,
             layers=layers,
+            config_action=_action_name(planned[image.config_descriptor.digest]),
         )
 
 

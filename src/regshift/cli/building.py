@@ -123,7 +123,11 @@ def result_doc(result: BuildResult) -> dict[str, Any]:
                 "platform": image.platform or None,
                 "digest": image.digest,
                 "mediaType": image.media_type,
-                "config": {"digest": image.config.digest, "size": image.config.size},
+                "config": {
+                    "digest": image.config.digest,
+                    "size": image.config.size,
+                    "action": image.config_action,
+                },
                 "configJson": json.loads(image.config_json),
             }
             for image in result.images
@@ -150,7 +154,10 @@ def _summary(result: BuildResult) -> list[str]:
                     f"    {step.action:<7} {d.digest} {d.size:>12,} bytes  from {step.source}"
                 )
             config = json.dumps(json.loads(image.config_json), indent=2)
-            lines.append(f"    config {image.config.digest}:")
+            c = image.config
+            lines.append(
+                f"    {image.config_action:<7} {c.digest} {c.size:>12,} bytes  the new config:"
+            )
             lines.extend(f"      {line}" for line in config.splitlines())
         return lines
     b, n = result.bytes, result.blobs
