@@ -3,7 +3,10 @@ checked by reading the results back with skopeo and unpacking them with umoci.""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +15,8 @@ from urllib.parse import unquote
 import pytest
 from buildimages import ARCHES, Pushed, check_layers, make_layout, push_images, read_back
 
+from regshift.building import BuildOptions, build
+from regshift.digests import compute_digest
 from regshift.graph import read_config
 from regshift.storage import open_repository
 
@@ -404,3 +409,77 @@ def test_dry_run_prints_the_plan_and_the_config_and_writes_nothing(
     assert all(r.method in ("GET", "HEAD") for r in other_registry.requests())
     with client_for() as client:
         assert open_repository(client, dst).head("dry") is None
+
+
+@dataclass(frozen=True)
+class _LayerFile:
+    """A new layer as the append/flatten producers hand it over."""
+
+    path: Path
+    digest: str
+    size: int
+    diff_id: str
+    media_type: str
+    created_by: str
+
+
+def _gzip_layer(tmp_path: Path, files: dict[str, bytes]) -> _LayerFile:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    blob = gzip.compress(raw.getvalue(), mtime=0)
+    path = tmp_path / "layer.tar.gz"
+    path.write_bytes(blob)
+    return _LayerFile(
+        path,
+        compute_digest(blob),
+        len(blob),
+        compute_digest(raw.getvalue()),
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "regshift append dir:app",
+    )
+
+
+@pytest.mark.parametrize("docker", [False, True], ids=["oci", "docker"])
+def test_build_adds_a_layer_file_to_every_platform(
+    images: Images, open_registry: RegistryServer, repo_name: str, tmp_path: Path, docker: bool
+) -> None:
+    layer = _gzip_layer(tmp_path, {"app/new.txt": b"new layer\n"})
+    dst = f"{open_registry.host}/{repo_name}:built"
+    options = BuildOptions(created="2024-05-01T12:00:00Z")
+    with client_for() as client:
+        result = build(
+            client,
+            images.pushed.ref("base", docker=docker),
+            to=dst,
+            add_layers=[layer],
+            options=options,
+        )
+        again = build(
+            client,
+            images.pushed.ref("base", docker=docker),
+            to=f"oci:{tmp_path / 'l'}:built",
+            add_layers=[layer],
+            options=options,
+        )
+    assert again.digest == result.digest  # the same inputs, the same digest, anywhere
+    assert result.blobs["uploaded"] == 3  # the layer once, one config per platform
+    assert result.bytes["uploaded"] == layer.size + sum(i.config.size for i in result.images)
+    expected = "application/vnd.docker.image.rootfs.diff.tar.gzip" if docker else layer.media_type
+    assert result.images[0].layers[-1].descriptor.media_type == expected
+    for arch in ARCHES:
+        # skopeo's oci: transport reads only OCI entries of index.json, not a Docker list.
+        places = [(f"docker://{dst}", "reg")]
+        places += [] if docker else [(f"oci:{tmp_path / 'l'}:built", "lay")]
+        for where, sub in places:
+            back = read_back(where, tmp_path / sub / arch, arch)
+            check_layers(back)
+            assert back.text("app/new.txt") == "new layer\n"
+            assert back.text("etc/base.txt") == f"base {arch}\n"
+            assert back.config["history"][-1] == {
+                "created": "2024-05-01T12:00:00Z",
+                "created_by": "regshift append dir:app",
+            }

@@ -63,7 +63,8 @@ def history_after(
     entry of its ``layers``-th layer."""
     if layers == 0:
         return list(history)
-    if list(history[: len(base)]) == list(base):
+    own = sum(1 for e in base if not is_empty(e))
+    if own == layers and list(history[: len(base)]) == list(base):
         return list(history[len(base) :])
     seen = 0
     for position, entry in enumerate(history):
