@@ -15,7 +15,6 @@ import click
 
 from .exits import ExitStatus, run_guarded
 from .options import CommonOptions, common_options
-from .progress import make_display
 
 if TYPE_CHECKING:
     from ..building import BuildOptions, BuildResult
@@ -74,6 +73,7 @@ def run_build(
     """Build with the common flags; print the result; return the exit status."""
     from ..building import BuildOptions
     from ..transport import default_jobs
+    from .progress import make_display
 
     try:
         options = BuildOptions(
