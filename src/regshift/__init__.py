@@ -28,6 +28,15 @@ if TYPE_CHECKING:
         StaticKeychain as StaticKeychain,
         default_keychain as default_keychain,
     )
+    from .building import (
+        BuildOptions as BuildOptions,
+        BuildResult as BuildResult,
+        ConfigChanges as ConfigChanges,
+        build as build,
+        merge as merge,
+        mutate as mutate,
+        rebase as rebase,
+    )
     from .client import (
         Client as Client,
         ClientOptions as ClientOptions,
@@ -47,6 +56,7 @@ if TYPE_CHECKING:
         DuplicatePlatform as DuplicatePlatform,
         EntryNotFound as EntryNotFound,
         ForceRequired as ForceRequired,
+        IncompatibleInputs as IncompatibleInputs,
         InvalidReference as InvalidReference,
         LayoutError as LayoutError,
         ManifestError as ManifestError,
@@ -140,6 +150,14 @@ if TYPE_CHECKING:
 # Names are imported on first use (PEP 562), so `regshift --help` and small scripts do not
 # pay for httpx and the HTTP stack until they talk to a registry.
 _LAZY = {
+    "BuildOptions": "building",
+    "BuildResult": "building",
+    "ConfigChanges": "building",
+    "IncompatibleInputs": "errors",
+    "build": "building",
+    "merge": "building",
+    "mutate": "building",
+    "rebase": "building",
     "CopyOptions": "copying",
     "CopyResult": "copying",
     "ImageInfo": "inspection",

@@ -9,10 +9,11 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── DigestMismatch                            bytes that do not hash to the digest promised
     ├── AuthError                                 no usable credentials, token endpoint refused
     ├── PreconditionFailed                        expect_digest / no_clobber refused the write
-    │   └── ForceRequired                         a safety check that ``force=True`` overrides
+    │   ├── ForceRequired                         a safety check that ``force=True`` overrides
     │   └── DuplicatePlatform                     an index would list one platform twice
     ├── PlatformNotFound                          no image of the source is for the platform asked
     ├── EntryNotFound                             no entry of an index is the one named
+    ├── IncompatibleInputs (also a ValueError)    images that cannot be built into one
     ├── LayoutError                               an OCI image layout missing, malformed, unwritable
     │   └── NotFoundInLayout                      no such tag, manifest or blob in the layout
     ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
@@ -109,6 +110,12 @@ class DuplicatePlatform(PreconditionFailed):
 
 class EntryNotFound(RegistryError):
     """No entry of an index is the platform or digest named (the index itself exists)."""
+
+
+class IncompatibleInputs(RegistryError, ValueError):
+    """Images that cannot be built into one: a platform mismatch, a single image mixed with
+    an index, an image that shares only part of its base, a rebase onto another old base.
+    Refused before anything is written."""
 
 
 class PlatformNotFound(RegistryError):

@@ -33,9 +33,11 @@ _GROUPS = (
     "tagging ops inspection referrers probing",
     "copying copying.options copying.workers copying.uploading copying.running copying.single",
     "copying.repository",
+    "building building.options building.configs building.inputs building.plan building.writing",
+    "building.verbs",
     "indexes syncing",
-    "cli cli.process cli.options cli.exits cli.progress cli.copying cli.inspecting cli.indexing",
-    "cli.syncing",
+    "cli cli.process cli.options cli.exits cli.progress cli.copying cli.inspecting cli.building",
+    "cli.indexing cli.syncing",
     "cli.main",
     "__main__",
 )

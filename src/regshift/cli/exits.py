@@ -36,6 +36,7 @@ class ExitStatus(IntEnum):
         from ..errors import (
             AuthError,
             EntryNotFound,
+            IncompatibleInputs,
             InvalidReference,
             NotFound,
             NotFoundInLayout,
@@ -46,6 +47,7 @@ class ExitStatus(IntEnum):
 
         for kind, status in (
             (InvalidReference, cls.USAGE),
+            (IncompatibleInputs, cls.USAGE),
             (AuthError, cls.AUTH),
             (Unauthorized, cls.AUTH),
             (NotFound, cls.NOT_FOUND),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 import click
 
 from . import process
+from .building import COMMANDS as BUILD_COMMANDS
 from .exits import ExitStatus, message, one_line, run_guarded
 from .indexing import index_group
 from .options import CommonOptions, common_options, endpoints_of, read_password
@@ -579,6 +580,8 @@ def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
 
 
 cli.add_command(index_group)
+for _command in BUILD_COMMANDS:  # merge, mutate, rebase
+    cli.add_command(_command)
 
 
 def _skip_httpx_command_line() -> None:

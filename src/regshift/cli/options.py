@@ -220,7 +220,9 @@ def _registries_of(kwargs: dict[str, Any]) -> tuple[str, ...]:
     from ..reference import normalise_registry
 
     names: list[str] = []
-    for key in ("source", "reference", "repository", "destinations", "to"):
+    keys: tuple[str, ...] = ("source", "reference", "repository", "destinations", "to")
+    keys += ("base", "images", "image", "old_base", "new_base", "config_from")  # build verbs
+    for key in keys:
         values = kwargs.get(key)
         names += endpoints_of((values,) if isinstance(values, str) else values or ())
     if isinstance(kwargs.get("registry"), str):
