@@ -13,6 +13,8 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── PlatformNotFound                          no image of the source is for the platform asked
     ├── LayoutError                               an OCI image layout missing, malformed, unwritable
     │   └── NotFoundInLayout                      no such tag, manifest or blob in the layout
+    ├── LayerError                                layer content that cannot be read as a tar
+    │   └── InvalidLayerSource (also a ValueError)  a layer path given to build from is unusable
     ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
     └── APIError                                  the registry answered with an error status
         ├── NotFound                              404 (MANIFEST_UNKNOWN, NAME_UNKNOWN, ...)
@@ -96,6 +98,15 @@ class PreconditionFailed(RegistryError):
 class ForceRequired(PreconditionFailed):
     """A safety check refused an operation that ``force=True`` would carry out (a delete that
     takes other tags or images along, a write over a referrers tag)."""
+
+
+class LayerError(RegistryError):
+    """A layer's content cannot be read: not a tar, corrupt compression, an unsafe path."""
+
+
+class InvalidLayerSource(LayerError, ValueError):
+    """A file or directory given to make a layer from does not exist or is not a usable
+    tar (a usage error, unlike a corrupt layer read from storage)."""
 
 
 class PlatformNotFound(RegistryError):
