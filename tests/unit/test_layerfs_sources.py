@@ -171,3 +171,14 @@ def test_bad_sources_are_one_line_errors(tmp_path: Path, make: object, expect: s
     assert expect in message and str(path) in message and "\n" not in message
     assert isinstance(info.value, ValueError | LayerError | RegistryError)
     assert not list(Path(tempfile.gettempdir()).glob("regshift-layer-*/layer.tar.gz"))
+
+
+def test_cli_exit_codes_for_layer_errors(tmp_path: Path) -> None:
+    """A layer path the user named is a usage error (2); a layer read from storage that is
+    not a valid tar is any other error (1)."""
+    from regshift.cli.exits import ExitStatus
+
+    with pytest.raises(InvalidLayerSource) as info, layer_from_path(tmp_path / "missing"):
+        pass
+    assert ExitStatus.for_error(info.value) == ExitStatus.USAGE == 2
+    assert ExitStatus.for_error(LayerError("layer sha256:...: not a valid layer tar")) == 1

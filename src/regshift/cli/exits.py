@@ -35,6 +35,7 @@ class ExitStatus(IntEnum):
         """The exit code for an exception raised by the library."""
         from ..errors import (
             AuthError,
+            InvalidLayerSource,
             InvalidReference,
             NotFound,
             NotFoundInLayout,
@@ -45,6 +46,7 @@ class ExitStatus(IntEnum):
 
         for kind, status in (
             (InvalidReference, cls.USAGE),
+            (InvalidLayerSource, cls.USAGE),  # a layer file or directory the user named
             (AuthError, cls.AUTH),
             (Unauthorized, cls.AUTH),
             (NotFound, cls.NOT_FOUND),
