@@ -29,6 +29,11 @@ from regshift.layerfs import NewLayer, flatten_layers, layer_from_path
 from regshift.layout import Layout
 from regshift.manifests import Descriptor, parse_manifest
 from regshift.mediatypes import MediaType
+from regshift.progress import ProgressEvent, ProgressState
+from regshift.storage import open_repository
+
+from harness.registry import RegistryServer
+from support import client_for, run_cli
 
 
 def umoci(*args: str | Path) -> str:
@@ -201,3 +206,22 @@ def test_appended_layers_unpack_to_their_files(images: Path, tmp_path: Path) -> 
     assert (rootfs / "etc/keep").read_text() == "from the appended layer\n"
     assert (rootfs / "etc/gone").read_text() == "gone\n"  # the base is still there
     assert (rootfs / "extra.txt").read_text() == "extra\n"
+
+
+def test_flatten_streams_from_a_registry_to_the_same_layer(
+    images: Path, open_registry: RegistryServer, repo_name: str
+) -> None:
+    """The same layers read from a registry (chunks not verified by the storage: flatten
+    checks them) give the same flattened blob as from the layout."""
+    target = f"{open_registry.host}/{repo_name}:v1"
+    assert run_cli("copy", f"oci:{images}:opaque", target).code == 0
+    layers = [desc for desc, _ in layers_of(Layout(images), "opaque")]
+    with client_for() as client:
+        repo = open_repository(client, target)
+        events: list[ProgressEvent] = []
+        with flatten_layers(repo.open_blob, layers, progress=events.append) as remote:
+            remote_digest = remote.digest
+    layout = Layout(images)
+    with flatten_layers(lambda d: layout.open_blob(d.digest), layers) as local:
+        assert remote_digest == local.digest
+    assert {e.digest for e in events if e.state == ProgressState.DONE} == {d.digest for d in layers}
