@@ -16,6 +16,8 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     ├── IncompatibleInputs (also a ValueError)    images that cannot be built into one
     ├── LayoutError                               an OCI image layout missing, malformed, unwritable
     │   └── NotFoundInLayout                      no such tag, manifest or blob in the layout
+    ├── LayerError                                layer content that cannot be read as a tar
+    │   └── InvalidLayerSource (also a ValueError)  a layer path given to build from is unusable
     ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
     └── APIError                                  the registry answered with an error status
         ├── NotFound                              404 (MANIFEST_UNKNOWN, NAME_UNKNOWN, ...)
@@ -116,6 +118,15 @@ class IncompatibleInputs(RegistryError, ValueError):
     """Images that cannot be built into one: a platform mismatch, a single image mixed with
     an index, an image that shares only part of its base, a rebase onto another old base.
     Refused before anything is written."""
+
+
+class LayerError(RegistryError):
+    """A layer's content cannot be read: not a tar, corrupt compression, an unsafe path."""
+
+
+class InvalidLayerSource(LayerError, ValueError):
+    """A file or directory given to make a layer from does not exist or is not a usable
+    tar (a usage error, unlike a corrupt layer read from storage)."""
 
 
 class PlatformNotFound(RegistryError):

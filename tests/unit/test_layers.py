@@ -30,6 +30,8 @@ _GROUPS = (
     "layout.files layout.blobs layout",
     "storage storage.fallback storage.registry storage.oci",
     "graph",
+    "layerfs.reading layerfs.blob layerfs.directory layerfs.sources layerfs.tree layerfs.flatten",
+    "layerfs",
     "tagging ops inspection referrers probing",
     "copying copying.options copying.workers copying.uploading copying.running copying.single",
     "copying.repository",

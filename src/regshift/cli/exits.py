@@ -37,6 +37,7 @@ class ExitStatus(IntEnum):
             AuthError,
             EntryNotFound,
             IncompatibleInputs,
+            InvalidLayerSource,
             InvalidReference,
             NotFound,
             NotFoundInLayout,
@@ -48,6 +49,7 @@ class ExitStatus(IntEnum):
         for kind, status in (
             (InvalidReference, cls.USAGE),
             (IncompatibleInputs, cls.USAGE),
+            (InvalidLayerSource, cls.USAGE),  # a layer file or directory the user named
             (AuthError, cls.AUTH),
             (Unauthorized, cls.AUTH),
             (NotFound, cls.NOT_FOUND),
