@@ -22,9 +22,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from cases import CASE_FAILED, CASES, Context, Row, Settings, start_registries, stop_registries
+from build_cases import BUILD_CASES
+from cases import (
+    CASE_FAILED,
+    CASES as COPY_CASES,
+    Context,
+    Row,
+    Settings,
+    start_registries,
+    stop_registries,
+)
 from report import document, machine_info, render
 from runner import BENCH_DIR, warm_bytecode
+from sync_case import SYNC_CASES
+
+CASES = {**COPY_CASES, **BUILD_CASES, **SYNC_CASES}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -20,9 +20,12 @@ from registry_io import (
     RegistryIO,
     SeededImage,
     SeededIndex,
+    TarEntry,
     build_image,
     build_index,
     random_blob,
+    tar_blob,
+    tar_layer_entries,
 )
 from runner import BENCH_DIR, PYTHON, RAW, REGSHIFT, REPO_DIR, Run, Sandbox, measure, timed
 
@@ -69,6 +72,14 @@ class Settings:
     promote_images: int
     promote_layer_size: int
     startup_samples: int
+    merge_images: int
+    merge_layers: int
+    merge_layer_size: int
+    sync_tags: int
+    sync_changed: int
+    sync_images: int
+    sync_new_images: int
+    sync_layer_size: int
     proxy_delay: float = 0.02  # the delay the retag target is judged at
     more_proxy_delays: tuple[float, ...] = (0.03,)  # measured too: where the lines cross
     curl_jobs: int = 4
@@ -93,6 +104,14 @@ class Settings:
             promote_images=5 if quick else 50,
             promote_layer_size=16 * KiB,
             startup_samples=3 if quick else 10,
+            merge_images=3,
+            merge_layers=4,
+            merge_layer_size=(4 if quick else 64) * MiB,
+            sync_tags=20 if quick else 200,
+            sync_changed=5 if quick else 50,
+            sync_images=4 if quick else 20,
+            sync_new_images=2 if quick else 10,
+            sync_layer_size=16 * KiB,
         )
 
     def describe(self) -> dict[str, str]:
@@ -133,6 +152,25 @@ class Settings:
                 f"{self.promote_layer_size // KiB} KiB, one new tag each"
             ),
             "startup": f"median of {self.startup_samples} starts each; no registry involved",
+            "merge-same-registry": (
+                f"`regshift merge` of {self.merge_images} images of {self.merge_layers} layers x "
+                f"{_mib(self.merge_layer_size)} (none shared) into a new repository of A"
+            ),
+            "merge-cross-registry": (
+                f"the same merge into B, against copying the {self.merge_images} images to B "
+                "(the same layers)"
+            ),
+            "flatten-1g": (
+                f"the copy-1g image ({_mib(self.copy_bytes)} in {self.copy_layers} tar layers "
+                "with files, links and whiteouts) flattened into one gzip layer on A, against "
+                "umoci unpack + tar | gzip of the same image"
+            ),
+            "sync-200": (
+                f"{self.sync_tags} tags over {self.sync_images} images of 2 layers x "
+                f"{self.sync_layer_size // KiB} KiB, A → B; {self.sync_changed} tags moved to "
+                f"{self.sync_new_images} new images since the destination's last sync; then "
+                "a re-run with everything up to date"
+            ),
         }
 
 
@@ -153,9 +191,14 @@ class Row:
     note: str = ""
     error: str = ""
     key: str = ""  # REGSHIFT_KEY or one of PEER_KEYS for the rows targets compare, else empty
+    #: A row that is not run: a computed figure, or why a tool was skipped (never a ✗).
+    info: str = ""
+    computed_mib: float | None = None  # a computed row's figure for the "MiB" column
 
     @property
     def ok(self) -> bool:
+        if self.info and not self.runs:
+            return not self.error
         return not self.error and bool(self.runs) and all(r.ok for r in self.runs)
 
     @property
@@ -189,6 +232,8 @@ class Row:
             "medianSeconds": round(self.median, 4) if self.median is not None else None,
             "peakRssKiB": self.peak_rss_kib,
             "note": self.note or None,
+            "info": self.info or None,
+            "computedMiB": self.computed_mib,
             "error": self.error or None,
             "runs": [r.as_json() for r in self.runs],
         }
@@ -448,12 +493,28 @@ def _cmd(argv: Sequence[str]) -> str:
 # -- 1. copy-1g ------------------------------------------------------------------------------
 
 
+def big_layer_entries(settings: Settings) -> list[list[TarEntry]]:
+    """The members of the 1 GiB image's layers (copy-1g and flatten-1g): layer i > 0 deletes
+    ``data0/f0i`` with a whiteout."""
+    per = settings.copy_bytes // settings.copy_layers
+    return [
+        tar_layer_entries(i, per, (f"data0/f{i:02d}",) if i else ())
+        for i in range(settings.copy_layers)
+    ]
+
+
+@cache
+def big_image(settings: Settings) -> SeededImage:
+    """The 1 GiB image: ``copy_layers`` uncompressed tar layers (copy-1g, flatten-1g)."""
+    layers = [tar_blob(entries) for entries in big_layer_entries(settings)]
+    return build_image("bench/big", "1.0", layers, label="copy-1g")
+
+
 def copy_1g(ctx: Context) -> list[Row]:
     s, a, b = ctx.settings, ctx.reg_a, ctx.reg_b
-    per = s.copy_bytes // s.copy_layers
     ctx.log(f"copy-1g: generating {_mib(s.copy_bytes)} of layers")
-    layers = [random_blob(1000 + i, per) for i in range(s.copy_layers)]
-    image = build_image("bench/big", "1.0", layers, label="copy-1g")
+    image = big_image(s)
+    layers = image.layers
     _seed(ctx, image)
     src, dst_io = f"{a.host}/bench/big:1.0", RegistryIO(b.host)
     digests = [blob.digest for blob in image.blobs]
@@ -1096,6 +1157,10 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "retag": ("a",),
     "promote-50": ("a",),
     "startup": (),
+    "merge-same-registry": ("a",),
+    "merge-cross-registry": ("a", "b"),
+    "flatten-1g": ("a",),
+    "sync-200": ("a", "b"),
 }
 
 

@@ -10,8 +10,11 @@ import hashlib
 import http.client
 import json
 import random
+import tarfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 MiB = 1024 * 1024
@@ -90,6 +93,75 @@ def random_blob(seed: int, size: int, media_type: str = OCI_LAYER) -> Blob:
     return Blob(
         "sha256:" + hasher.hexdigest(), size, media_type, lambda: _random_chunks(seed, size)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TarEntry:
+    """One member of a generated tar layer: content is ``size`` seeded random bytes."""
+
+    name: str
+    kind: bytes  # tarfile.REGTYPE, DIRTYPE, SYMTYPE or LNKTYPE
+    size: int = 0
+    seed: int = 0
+    target: str = ""  # symlink / hard link target
+
+
+def _tar_header(entry: TarEntry) -> bytes:
+    info = tarfile.TarInfo(entry.name)
+    info.type, info.size, info.linkname = entry.kind, entry.size, entry.target
+    info.mode = 0o755 if entry.kind == tarfile.DIRTYPE else 0o644
+    info.mtime, info.uid, info.gid = 1704067200, 0, 0  # 2024-01-01, numeric owner 0:0
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def _tar_chunks(entries: tuple[TarEntry, ...]) -> Iterator[bytes]:
+    for entry in entries:
+        yield _tar_header(entry)
+        if entry.size:
+            yield from _random_chunks(entry.seed, entry.size)
+            yield b"\0" * (-entry.size % 512)
+    yield b"\0" * 1024
+
+
+def tar_layer_entries(index: int, size: int, deletes: tuple[str, ...] = ()) -> list[TarEntry]:
+    """The members of layer ``index``, a tar of exactly ``size`` bytes (a multiple of 512).
+
+    Directory ``data{index}/`` holding a symlink ``link`` and a hard link ``hard`` to ``f00``,
+    one whiteout (``.wh.NAME``) per path of ``deletes``, and files ``f00``, ``f01``, ... of
+    seeded random content (at most 16 MiB each, at least 8 of them) filling the rest.
+    """
+    d = f"data{index}"
+    fixed = [
+        TarEntry(f"{d}/", tarfile.DIRTYPE),
+        *(
+            TarEntry(f"{p.rpartition('/')[0]}/.wh.{p.rpartition('/')[2]}", tarfile.REGTYPE)
+            for p in deletes
+        ),
+    ]
+    links = [
+        TarEntry(f"{d}/link", tarfile.SYMTYPE, target="f00"),
+        TarEntry(f"{d}/hard", tarfile.LNKTYPE, target=f"{d}/f00"),
+    ]
+    room = size - 512 * (len(fixed) + len(links)) - 1024
+    unit = min(16 * MiB, size // 8)  # header + content of one file
+    count = room // unit
+    files = [
+        TarEntry(f"{d}/f{i:02d}", tarfile.REGTYPE, unit - 512, seed=100 * index + i)
+        for i in range(count)
+    ]
+    last = files[-1]
+    files[-1] = TarEntry(last.name, last.kind, last.size + room - count * unit, last.seed)
+    return [*fixed, files[0], *links, *files[1:]]
+
+
+def tar_blob(entries: Iterable[TarEntry], media_type: str = OCI_LAYER) -> Blob:
+    """An uncompressed tar layer of ``entries``, generated on demand (never held whole)."""
+    members = tuple(entries)
+    hasher, size = hashlib.sha256(), 0
+    for chunk in _tar_chunks(members):
+        hasher.update(chunk)
+        size += len(chunk)
+    return Blob("sha256:" + hasher.hexdigest(), size, media_type, lambda: _tar_chunks(members))
 
 
 def bytes_blob(data: bytes, media_type: str) -> Blob:
@@ -193,6 +265,70 @@ def _descriptor(blob: Blob) -> dict[str, object]:
     return {"mediaType": blob.media_type, "digest": blob.digest, "size": blob.size}
 
 
+@dataclass(frozen=True, slots=True)
+class LayerListing:
+    """What one pass over a layer found: the blob's digest, the sha256 of the uncompressed
+    tar (its diff_id) and every member as ``name -> (type, size, link target)``."""
+
+    digest: str
+    diff_id: str
+    members: dict[str, tuple[bytes, int, str]]
+
+
+class _Unpacking:
+    """A file-like reader over a (gzip) stream that hashes both sides as it goes."""
+
+    def __init__(self, raw: Any, gzip: bool) -> None:
+        self.raw, self.pending, self.pos = raw, b"", 0
+        self.inflate = zlib.decompressobj(wbits=31) if gzip else None
+        self.outer, self.inner = hashlib.sha256(), hashlib.sha256()
+
+    def _more(self) -> bool:
+        data = self.raw.read(1 << 20)
+        if data:
+            self.outer.update(data)
+            out = self.inflate.decompress(data) if self.inflate is not None else data
+        elif self.inflate is not None:
+            out = self.inflate.flush()
+        else:
+            out = b""
+        self.inner.update(out)
+        self.pending, self.pos = self.pending[self.pos :] + out, 0
+        return bool(data)
+
+    def read(self, n: int = -1) -> bytes:
+        while (n < 0 or len(self.pending) - self.pos < n) and self._more():
+            pass
+        end = len(self.pending) if n < 0 else self.pos + n
+        out, self.pos = self.pending[self.pos : end], min(end, len(self.pending))
+        return out
+
+    def drain(self) -> None:
+        while self._more():
+            self.pending, self.pos = b"", 0
+
+
+def list_layer(raw: Any, media_type: str) -> LayerListing:
+    """Read a layer (plain tar or gzip) from the file-like ``raw`` in one streaming pass.
+
+    Member names are normalised (no leading ``./``, no trailing ``/``; the root ``.`` left
+    out). Raises ValueError for a compression this module does not read (zstd).
+    """
+    if "zstd" in media_type:
+        raise ValueError(f"cannot read {media_type} with the standard library")
+    stream = _Unpacking(raw, gzip=media_type.endswith("gzip"))
+    members: dict[str, tuple[bytes, int, str]] = {}
+    with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+        for info in tar:
+            name = info.name.removeprefix("./").rstrip("/")
+            if name and name != ".":
+                members[name] = (info.type, info.size, info.linkname.removeprefix("./"))
+    stream.drain()  # the tar's end blocks and any padding count for the digests too
+    return LayerListing(
+        "sha256:" + stream.outer.hexdigest(), "sha256:" + stream.inner.hexdigest(), members
+    )
+
+
 class RegistryIO:
     """One registry on loopback, spoken to with ``http.client`` (plain HTTP, no auth)."""
 
@@ -281,6 +417,35 @@ class RegistryIO:
             headers={"Accept": MANIFEST_ACCEPT},
         )
         return sha256_digest(body) if status == 200 else None
+
+    def manifest_json(self, repository: str, reference: str) -> dict[str, Any] | None:
+        """The manifest ``repository:reference`` as JSON (``None`` if absent)."""
+        status, _, body = self._request(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            headers={"Accept": MANIFEST_ACCEPT},
+        )
+        return json.loads(body) if status == 200 else None
+
+    def blob_json(self, repository: str, digest: str) -> dict[str, Any]:
+        """A small JSON blob (a config), checked against its digest."""
+        status, _, body = self._request("GET", f"/v2/{repository}/blobs/{digest}")
+        if status != 200 or sha256_digest(body) != digest:
+            raise RuntimeError(f"GET blob {repository}@{digest}: HTTP {status} or wrong digest")
+        doc: dict[str, Any] = json.loads(body)
+        return doc
+
+    def read_layer(self, repository: str, digest: str, media_type: str) -> LayerListing:
+        """Stream one layer blob: its digest, its diff_id and its tar members."""
+        conn = self._conn()
+        try:
+            conn.request("GET", f"/v2/{repository}/blobs/{digest}")
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise RuntimeError(f"GET blob {repository}@{digest}: HTTP {resp.status}")
+            return list_layer(resp, media_type)
+        finally:
+            conn.close()
 
     def check_image(self, repository: str, reference: str, image: SeededImage) -> str:
         """Empty when ``repository:reference`` is ``image`` complete; else what is wrong."""

@@ -15,6 +15,7 @@ from cases import (
     CASE_FAILED,
     PEER_KEYS,
     REGSHIFT_KEY,
+    SKOPEO_KEY,
     Context,
     Row,
     Settings,
@@ -95,6 +96,10 @@ def _range(values: list[int]) -> str:
 def _cells(row: Row, base: Row | None) -> list[str]:
     runs = row.runs
     med = row.median
+    if row.info and not runs:
+        mib = "-" if row.computed_mib is None else f"{row.computed_mib:.1f}"
+        shown = "computed" if row.computed_mib is not None else "skipped"
+        return [row.case, row.tool, "-", shown, "-", "-", "-", mib, "-", row.info]
     if not runs or med is None:
         return [row.case, row.tool, "-", "-", "-", "-", "-", "-", "✗", row.error or "no runs"]
     secs = [r.seconds for r in runs]
@@ -210,17 +215,24 @@ def _find(rows: Sequence[Row], case: str, key: str) -> Row | None:
     return found[0] if found else None
 
 
-def _peers(rows: Sequence[Row], case: str) -> list[Row]:
+def _peers(rows: Sequence[Row], case: str, keys: Sequence[str] = PEER_KEYS) -> list[Row]:
     """The case's peer rows (skopeo, crane, regctl) that ran, fastest first."""
-    found = [r for key in PEER_KEYS if (r := _find(rows, case, key)) is not None and r.median]
+    found = [r for key in keys if (r := _find(rows, case, key)) is not None and r.median]
     return sorted(found, key=lambda r: r.median or 0.0)
 
 
-def _faster(name: str, rows: Sequence[Row], case: str, factor: float = 1.0) -> Target:
-    """regshift's median wall time <= factor x the fastest peer's, in one case."""
-    best = "the best peer" if factor == 1 else f"{factor:g} x the best peer"
+def _faster(
+    name: str, rows: Sequence[Row], case: str, factor: float = 1.0, only: str = ""
+) -> Target:
+    """regshift's median wall time <= factor x the fastest peer's (or ``only`` that peer's),
+    in one case."""
+    best = only or "the best peer"
+    best = best if factor == 1 else f"{factor:g} x {best}"
     target = Target(name, f"regshift <= {best}", case.split(" ", 1)[0])
-    ours, peers = _find(rows, case, REGSHIFT_KEY), _peers(rows, case)
+    ours, peers = (
+        _find(rows, case, REGSHIFT_KEY),
+        _peers(rows, case, (only,) if only else PEER_KEYS),
+    )
     if ours is None or not peers or not ours.median:
         target.detail = f"{case} not measured"
         return target
@@ -306,11 +318,79 @@ def targets(rows: Sequence[Row], ctx: Context) -> list[Target]:
         t.detail = "startup not measured"
     out.append(t)
     out.append(_tag_imports(ctx.tag_startup))
+    out += build_targets(rows)
     crashed = {r.case: r.error for r in rows if r.tool == CASE_FAILED}
     for t in out:
         if t.status == "n/a" and t.case in crashed:
             t.status, t.detail = "FAIL", f"case {t.case} failed: {crashed[t.case]}"
     return out
+
+
+def build_targets(rows: Sequence[Row]) -> list[Target]:
+    """The targets of the merge, flatten and sync cases."""
+    out = [_merge_bytes(rows)]
+    out.append(
+        _faster(
+            "merge-cross-registry: regshift merge vs copying the same layers",
+            rows,
+            "merge-cross-registry",
+            only=SKOPEO_KEY,
+        )
+    )
+    t = Target("flatten-1g: regshift flatten peak RSS", f"<= {RSS_LIMIT_MIB} MiB", "flatten-1g")
+    row = _find(rows, "flatten-1g", REGSHIFT_KEY)
+    skipped = [r.info for r in rows if r.case == "flatten-1g" and r.key == REGSHIFT_KEY]
+    if row is not None and row.median_rss_kib is not None and row.peak_rss_kib is not None:
+        median_rss, peak = row.median_rss_kib, row.peak_rss_kib
+        t.measured = f"{median_rss / 1024:.0f} MiB (median; max {peak / 1024:.0f})"
+        t.values = {"medianPeakRssKiB": median_rss, "maxPeakRssKiB": peak}
+        t.judge(median_rss / 1024 <= RSS_LIMIT_MIB, [row])
+    else:
+        t.detail = skipped[0] if skipped and skipped[0] else "flatten-1g not measured"
+    out.append(t)
+    out.append(_faster("sync-200: regshift sync vs skopeo sync", rows, "sync-200", only=SKOPEO_KEY))
+    out.append(_up_to_date(rows))
+    return out
+
+
+def _merge_bytes(rows: Sequence[Row]) -> Target:
+    """Same-registry merge: no layer byte read or uploaded at the registry (all mounted)."""
+    case = "merge-same-registry"
+    t = Target(f"{case}: layer bytes moved", "0 (every layer mounted)", case)
+    row = _find(rows, case, REGSHIFT_KEY)
+    docker = [r for r in rows if r.case == case and r.computed_mib is not None]
+    if row is None:
+        t.detail = f"{case} not measured"
+        return t
+    moved = []
+    for run in row.runs:
+        traffic = next(iter(run.extra.get("traffic", {}).values()), None)
+        if traffic is not None:
+            moved.append(traffic["layerBytesUploaded"] + traffic["layerBytesServed"])
+    worst = max(moved) if moved else None
+    t.measured = "-" if worst is None else f"{worst / MiB:g} MiB (most of any run)"
+    if docker:
+        t.detail = f"docker pull + build + push would move {docker[0].computed_mib:g} MiB"
+    t.values = {"layerBytesMovedPerRun": moved}
+    t.judge(worst == 0 and len(moved) == len(row.runs), [row])
+    return t
+
+
+def _up_to_date(rows: Sequence[Row]) -> Target:
+    """The up-to-date sync re-run: no write request at the destination."""
+    case = "sync-200"
+    t = Target(f"{case}: up-to-date re-run writes", "no write at the destination", case)
+    row = _find(rows, case, "regshift-current")
+    if row is None:
+        t.detail = f"{case} not measured"
+        return t
+    methods = [r.extra.get("destMethods") for r in row.runs]
+    writes = [sum(n for m, n in (d or {}).items() if m not in ("GET", "HEAD")) for d in methods]
+    last = methods[-1] or {}
+    t.measured = f"{max(writes)} writes; at B: " + ", ".join(f"{n} {m}" for m, n in last.items())
+    t.values = {"writesPerRun": writes, "destMethods": last}
+    t.judge(max(writes) == 0 and all(d is not None for d in methods), [row])
+    return t
 
 
 def _tag_imports(s: dict[str, Any]) -> Target:

@@ -51,6 +51,9 @@ class Run:
     bytes_served: int | None = None
     problem: str = ""  # empty when the result was checked and is correct
     extra: dict[str, Any] = field(default_factory=dict)
+    #: (registry host, request) for every request logged during the run, for checks that
+    #: look closer than the counts (not in the JSON).
+    logged: list[tuple[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -202,7 +205,8 @@ class Meter:
         Bytes served are response bodies of non-HEAD requests (distribution logs the
         would-be body size for HEAD).
         """
-        logged = [req for r in self.registries for req in r.requests()]
+        run.logged = [(r.host, req) for r in self.registries for req in r.requests()]
+        logged = [req for _, req in run.logged]
         run.requests = len(logged)
         run.bytes_served = sum(q.bytes_sent for q in logged if q.method != "HEAD")
         run.extra["byMethod"] = _by_method(logged)
