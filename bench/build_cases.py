@@ -143,7 +143,11 @@ def _merge_maker(
                 return doc
             run.extra.update(blobs=doc.get("blobs"), bytes=doc.get("bytes"))
             run.extra["clientRequests"] = doc.get("requests")
-            run.extra["traffic"] = {r.host: blob_traffic(run, r.host, sizes) for r in registries}
+            traffic = {r.host: blob_traffic(run, r.host, sizes) for r in registries}
+            run.extra["traffic"] = traffic
+            run.extra["layerBytesMoved"] = sum(
+                t["layerBytesUploaded"] + t["layerBytesServed"] for t in traffic.values()
+            )
             return check_merged(io, repo, tag, images)
 
         cmd = [REGSHIFT, "merge", "--json", *refs, "--to", f"{io.host}/{repo}:{tag}"]
@@ -156,13 +160,13 @@ def _traffic_note(row: Row, names: Mapping[str, str]) -> str:
     """What the registries (``host -> name``) logged for blobs in the row's last run."""
     traffic = row.runs[-1].extra.get("traffic", {}) if row.runs else {}
     parts = [
-        f"{name}: {t['mounts']} mounts, {t['uploads']} blob upload(s) "
+        f"at {name}: {t['mounts']} mounts, {t['uploads']} blob upload(s) "
         f"({_mib(t['layerBytesUploaded'])} of layers), {_mib(t['layerBytesServed'])} of layers "
         "served"
         for host, name in names.items()
         if (t := traffic.get(host))
     ]
-    return "at the registry " + "; ".join(parts) if parts else ""
+    return "; ".join(parts)
 
 
 def merge_same_registry(ctx: Context) -> list[Row]:

@@ -362,11 +362,7 @@ def _merge_bytes(rows: Sequence[Row]) -> Target:
     if row is None:
         t.detail = f"{case} not measured"
         return t
-    moved = []
-    for run in row.runs:
-        traffic = next(iter(run.extra.get("traffic", {}).values()), None)
-        if traffic is not None:
-            moved.append(traffic["layerBytesUploaded"] + traffic["layerBytesServed"])
+    moved = [m for run in row.runs if isinstance(m := run.extra.get("layerBytesMoved"), int)]
     worst = max(moved) if moved else None
     t.measured = "-" if worst is None else f"{worst / MiB:g} MiB (most of any run)"
     if docker:
