@@ -93,3 +93,40 @@ def test_all_lazy_table_and_type_checking_imports_agree() -> None:
     for name, module in lazy.items():
         owner = importlib.import_module(f"regshift.{module}")
         assert getattr(regshift, name) is getattr(owner, name), name
+
+
+def test_commands_defined_elsewhere_are_all_registered() -> None:
+    """The commands ``regshift.cli.main`` imports only when they run: each name resolves to
+    its command, and every command of those modules has a name in the table."""
+    import importlib
+
+    import click
+
+    from regshift.cli.main import cli
+
+    table: dict[str, str] = cli.ELSEWHERE  # type: ignore[attr-defined]
+    ctx = click.Context(cli)
+    for name in table:
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name, name
+        assert name in cli.list_commands(ctx)
+    for module in set(table.values()):
+        for command in importlib.import_module(f"regshift.cli.{module}").COMMANDS:
+            assert table.get(command.name) == module, f"{command.name} is not registered"
+
+
+def test_tag_loads_no_command_defined_elsewhere() -> None:
+    """``regshift tag`` pays for none of the build, index or sync command definitions."""
+    code = (
+        "import sys\n"
+        "from regshift.cli.main import cli\n"
+        "try:\n"
+        "    cli.main(['tag', '--help'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('regshift.cli.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout.strip().splitlines()[-1]
+    for module in ("building", "indexing", "syncing"):
+        assert f"regshift.cli.{module}" not in loaded, loaded

@@ -343,3 +343,7 @@ def _platform(entry: IndexEntry) -> str:
     if platform is None:
         return "(no platform)"
     return f"{platform} {platform.os_version}" if platform.os_version else str(platform)
+
+
+#: What ``regshift.cli.main`` registers (imported when one of them runs).
+COMMANDS = (index_group,)

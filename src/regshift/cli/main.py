@@ -11,14 +11,12 @@ import sys
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
 
 import click
 
 from . import process
-from .building import COMMANDS as BUILD_COMMANDS
 from .exits import ExitStatus, message, one_line, run_guarded
-from .indexing import index_group
 from .options import CommonOptions, common_options, endpoints_of, read_password
 
 if TYPE_CHECKING:
@@ -30,7 +28,36 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The ``regshift`` group. Commands defined in other modules (build, index, sync) are
+    imported only when they run or ``--help`` lists them: defining their options costs
+    start-up time that ``regshift tag`` should not pay."""
+
+    #: Command name -> the module under ``regshift.cli`` that defines it (``COMMANDS``).
+    ELSEWHERE: ClassVar[dict[str, str]] = {
+        "merge": "building",
+        "mutate": "building",
+        "rebase": "building",
+        "index": "indexing",
+        "sync": "syncing",
+        "catalog": "syncing",
+        "probe": "syncing",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.ELSEWHERE})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = self.ELSEWHERE.get(cmd_name)
+        if module is None:
+            return super().get_command(ctx, cmd_name)
+        import importlib
+
+        commands = importlib.import_module(f"{__package__}.{module}").COMMANDS
+        return next((c for c in commands if c.name == cmd_name), None)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="regshift", prog_name="regshift")
 def cli() -> None:
     """Tag, copy and promote container images directly against registries, without pulling.
@@ -579,11 +606,6 @@ def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
     )
 
 
-cli.add_command(index_group)
-for _command in BUILD_COMMANDS:  # merge, mutate, rebase
-    cli.add_command(_command)
-
-
 def _skip_httpx_command_line() -> None:
     """Keep httpx from importing its own command line at start-up.
 
@@ -600,13 +622,6 @@ def _skip_httpx_command_line() -> None:
 
     placeholder.main = unavailable  # type: ignore[attr-defined]
     sys.modules["httpx._main"] = placeholder
-
-
-from .syncing import catalog_cmd, probe_cmd, sync_cmd  # noqa: E402  (after the group)
-
-cli.add_command(sync_cmd)
-cli.add_command(catalog_cmd)
-cli.add_command(probe_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -273,3 +273,7 @@ def _probe_table(result: Any) -> str:
     if result.left_behind:
         lines.append("  could not remove: " + ", ".join(result.left_behind))
     return "\n".join(lines)
+
+
+#: What ``regshift.cli.main`` registers (imported when one of them runs).
+COMMANDS = (sync_cmd, catalog_cmd, probe_cmd)
