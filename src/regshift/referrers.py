@@ -6,7 +6,9 @@ are about. A registry with the OCI referrers API (distribution-spec 1.1) lists t
 response header. Registries without it (CNCF distribution 2.8, see shared/REGISTRY-NOTES.md)
 and OCI layouts need the *referrers tag schema*: an OCI image index of the referrers under
 the tag ``<algorithm>-<encoded>`` of the subject digest (:func:`fallback_tag`), which every
-client that pushes a referrer must update, keeping what other tools wrote there.
+client that pushes a referrer must update, keeping what other tools wrote there (a layout
+also keeps each referrer as an untagged ``index.json`` entry, as oras does:
+:mod:`regshift.storage.oci`).
 
 How each backend lists and attaches is the storage layer's job
 (:meth:`Repository.list_referrers`, :meth:`Repository.attach`; the one fallback-index
@@ -113,8 +115,9 @@ def list_referrers(
     A registry is asked through its referrers API unless this run already found it has
     none; on a registry without it (404, or an answer that is no image index), and in a
     layout, the index under :func:`fallback_tag` is read instead, where a missing tag means
-    no referrers. Entries are filtered by ``artifact_type`` here when the registry did not
-    apply the filter.
+    no referrers; a layout adds its untagged ``index.json`` entries whose manifest has the
+    subject (as oras keeps referrers). Entries are filtered by ``artifact_type`` here when
+    the registry did not apply the filter.
 
     Fallback entries are listed as written by whoever maintains the tag; they are not
     checked against the manifests they name.

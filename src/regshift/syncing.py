@@ -38,7 +38,7 @@ from .graph import resolve
 from .reference import Reference, is_fallback_tag, parse_repository
 from .semver import parse_version, version_order
 from .storage import open_repository
-from .syncfile import Entry, Settings, SyncFile, TagFilter
+from .syncfile import Entry, Settings, SyncFile, SyncFileError, TagFilter
 from .transport import default_jobs
 
 __all__ = [
@@ -195,8 +195,11 @@ def plan_sync(
     Raises:
         RegistryError: an entry could not be expanded (unless ``keep_going``: then it is
             reported in :attr:`Plan.failures`).
+        SyncFileError: two entries write one destination tag from different sources (the
+            whole plan is checked, whatever the shard).
     """
     units: list[Unit] = []
+    placed: list[tuple[Entry, Unit]] = []
     excluded: list[Excluded] = []
     failures: list[UnitResult] = []
     for entry in sync_file.entries:
@@ -209,7 +212,9 @@ def plan_sync(
             failures.append(_failure(str(entry.source), str(entry.destination), exc, 0.0))
             continue
         units.extend(found)
+        placed.extend((entry, unit) for unit in found)
         excluded.extend(left_out)
+    _refuse_conflicts(sync_file.path, placed)
     # One unit named twice (by two entries) is done once, as the first entry says.
     seen: set[tuple[str, str]] = set()
     unique = []
@@ -220,6 +225,38 @@ def plan_sync(
             unique.append(unit)
     mine = [u for u in unique if shard is None or u.shard(shard[1]) == shard[0]]
     return Plan(tuple(mine), tuple(excluded), tuple(failures), total=len(unique))
+
+
+def _refuse_conflicts(path: str, placed: list[tuple[Entry, Unit]]) -> None:
+    """Two entries writing one destination tag from different sources would race: which
+    image the tag ends up at would depend on timing (or on the shard). Refused before
+    anything is written, as ``tag --from-file`` refuses two lines doing so. The same tag
+    from the same source again is no conflict (the unit is done once); a destination by
+    digest is the same bytes whatever the source.
+
+    Raises:
+        SyncFileError: ``FILE:LINE: ...`` for each pair of conflicting entries.
+    """
+    writers: dict[str, tuple[int, str]] = {}  # destination tag -> (entry line, source)
+    clashes: dict[tuple[int, int], list[tuple[str, str, str]]] = {}
+    for entry, unit in placed:
+        if unit.destination.tag is None:
+            continue
+        dest, source = str(unit.destination), str(unit.source)
+        first_line, first_source = writers.setdefault(dest, (entry.line, source))
+        if first_source != source:
+            clashes.setdefault((first_line, entry.line), []).append((dest, source, first_source))
+    if not clashes:
+        return
+    problems = []
+    for (first_line, line), found in clashes.items():
+        dest, source, first_source = found[0]
+        more = f" (and {len(found) - 1} more tags)" if len(found) > 1 else ""
+        problems.append(
+            f"{path}:{line}: destination {dest}{more} is written from {source} here and from "
+            f"{first_source} by the entry at {path}:{first_line}"
+        )
+    raise SyncFileError("; ".join(problems) + "; nothing synced")
 
 
 def _expand(client: Client, entry: Entry) -> tuple[list[Unit], list[Excluded]]:
@@ -319,6 +356,8 @@ def sync(client: Client, sync_file: SyncFile, options: SyncOptions | None = None
     Raises:
         RegistryError: the first failure, when not ``keep_going`` (units already done stay
             done; the error names how many). With ``keep_going`` failures are results.
+        SyncFileError: two entries write one destination tag from different sources
+            (found while planning: nothing is written).
     """
     opts = options or SyncOptions()
     started, start_requests = time.monotonic(), client.requests

@@ -35,6 +35,7 @@ interop_refreg_fixture = interop.interop_refreg_fixture
 skopeo_policy_fixture = interop.skopeo_policy_fixture
 
 SBOM_TYPE = "application/spdx+json"
+_REF_NAME = "org.opencontainers.image.ref.name"
 _PASSWORD = "interop-cosign-key-pw"  # protects a throw-away key made in the test
 _REGISTRY_FLAGS = ("--allow-http-registry", "--allow-insecure-registry")
 # verify fetches Sigstore's public trusted root over TUF unless given one: an empty root
@@ -415,11 +416,6 @@ def test_referrers_in_a_layout_regctl_writes_travel(
     _assert_verified_at(interop_peers, cosign, dst, digest, sbom, sbom_digest)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="regshift defect: referrers in an oci: layout are found only through the fallback "
-    "tag; oras lists them as untagged index.json entries, so copy --referrers drops them",
-)
 def test_referrers_in_a_layout_oras_writes_travel(
     interop_peers: Peers,
     open_registry: RegistryServer,
@@ -459,3 +455,69 @@ def test_referrers_in_a_layout_oras_writes_travel(
 
     dst = f"{interop_refreg.host}/{repo_name}:v1"
     assert sbom_digest in _copy_layout_and_discover(interop_peers, layout, dst, digest)
+
+
+def test_an_oras_layout_through_regshift_to_a_layout_oras_and_regctl_read(
+    interop_peers: Peers, open_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    """Both directions on disk: regshift reads the SBOM oras keeps as an untagged index.json
+    entry, and writes it both ways into its own layout: under the fallback tag (all regctl
+    reads) and as an untagged entry (without it oras pull by digest gets an opaque blob and
+    writes nothing); oras discover, oras pull and regctl artifact list all find it there."""
+    image = random_image(seed=1431, layers=1)
+    src = str(seed(open_registry.host, repo_name, "v1", image))
+    digest = image.manifest.digest
+    sbom = _sbom(tmp_path, repo_name)
+    attached = interop_peers.run(
+        interop_peers.oras,
+        "attach",
+        "--plain-http",
+        "--format",
+        "json",
+        "--artifact-type",
+        SBOM_TYPE,
+        f"{open_registry.host}/{repo_name}@{digest}",
+        f"{sbom.name}:{SBOM_TYPE}",
+        cwd=sbom.parent,
+    )
+    sbom_digest = json.loads(attached)["digest"]
+    by_oras, by_regshift = tmp_path / "by-oras", tmp_path / "by-regshift"
+    interop_peers.run(
+        interop_peers.oras, "cp", "-r", "--from-plain-http", src, "--to-oci-layout", f"{by_oras}:v1"
+    )
+
+    listed = run_cli("referrers", "--json", f"oci:{by_oras}:v1")
+    assert listed.code == 0, listed.stderr
+    assert sbom_digest in listed.stdout
+    typed = run_cli("referrers", "--artifact-type", SBOM_TYPE, f"oci:{by_oras}:v1")
+    assert typed.code == 0 and sbom_digest in typed.stdout, typed.stderr
+    other = run_cli("referrers", "--artifact-type", "application/x-other", f"oci:{by_oras}:v1")
+    assert other.code == 0 and sbom_digest not in other.stdout, other.stdout
+
+    copied = run_cli("copy", "-q", "--referrers", f"oci:{by_oras}:v1", f"oci:{by_regshift}:v1")
+    assert copied.code == 0, copied.stderr
+    found = json.loads(
+        interop_peers.run(
+            interop_peers.oras, "discover", "--format", "json", "--oci-layout", f"{by_regshift}:v1"
+        )
+    )
+    assert [r["digest"] for r in found["referrers"]] == [sbom_digest]
+    regctl = interop_peers.regctl_run(
+        (), "artifact", "list", "--format", "raw-body", f"ocidir://{by_regshift}:v1"
+    )
+    assert [d["digest"] for d in json.loads(regctl)["manifests"]] == [sbom_digest]
+    pulled = tmp_path / "pulled"
+    interop_peers.run(
+        interop_peers.oras,
+        "pull",
+        "--output",
+        pulled,
+        "--oci-layout",
+        f"{by_regshift}@{sbom_digest}",
+    )
+    assert (pulled / sbom.name).read_bytes() == sbom.read_bytes()
+    entries = json.loads((by_regshift / "index.json").read_bytes())["manifests"]
+    names = {e["digest"]: e.get("annotations", {}).get(_REF_NAME) for e in entries}
+    fallback = digest.replace(":", "-")
+    assert len(entries) == 3 and names[digest] == "v1" and names[sbom_digest] is None
+    assert sorted(map(str, names.values())) == sorted(["v1", fallback, "None"])

@@ -19,9 +19,10 @@ from regshift.errors import ManifestError
 from regshift.layout import Layout, LayoutError, NotFoundInLayout, parse_layout_reference
 from regshift.referrers import fallback_tag
 from regshift.sample import SampleImage, random_image
+from regshift.storage.fallback import update_fallback
 from regshift.storage.oci import LayoutRepository
 
-from artifacts import signature_of
+from artifacts import SBOM_TYPE, sbom_of, signature_of
 from harness.registry import RegistryServer
 from support import run_cli, seed
 
@@ -160,6 +161,42 @@ def test_layout_attach_still_merges_into_an_existing_index(tmp_path: Path) -> No
         target.attach(sig.manifest)
     index = json.loads(layout.get_manifest(fallback_tag(image.manifest.digest)).raw)
     assert [e["digest"] for e in index["manifests"]] == [s.digest for s in sigs]
+
+
+def test_referrers_in_a_layout_are_read_and_written_both_ways(tmp_path: Path) -> None:
+    """regctl lists a layout's referrers under the fallback tag only; oras keeps each as an
+    untagged index.json entry only. regshift reads both (each referrer once, filtered by
+    artifact type as a registry listing is; an untagged entry whose blob is missing, or
+    that refers to another image, is not one) and writes both."""
+    image, other = random_image(seed=1606), random_image(seed=1607)
+    layout = Layout(tmp_path / "lay", create=True)
+    _store(layout, image, "v1")
+    _store(layout, other, "v2")
+    repo = LayoutRepository.open(parse_layout_reference(f"oci:{layout.path}:v1"))
+    sig, sbom = signature_of(image.manifest), sbom_of(image.manifest)
+    ours, elsewhere = signature_of(image.manifest, "ours"), sbom_of(other.manifest)
+    gone = signature_of(image.manifest, "gone")
+    layout.write_blob(sig.digest, sig.manifest.size, [sig.manifest.raw])
+    update_fallback(repo, sig.manifest, image.manifest.digest)  # as regctl writes it
+    for artifact in (sbom, elsewhere, gone):
+        layout.put_manifest(artifact.manifest)  # as oras writes it
+    (layout.path / "blobs" / "sha256" / gone.digest.split(":")[1]).unlink()
+    repo.attach(ours.manifest)
+
+    entries = json.loads((layout.path / "index.json").read_bytes())["manifests"]
+    untagged = [e["digest"] for e in entries if "annotations" not in e]
+    assert untagged == [sbom.digest, elsewhere.digest, gone.digest, ours.digest]
+    fallback = json.loads(layout.get_manifest(fallback_tag(image.manifest.digest)).raw)
+    assert [e["digest"] for e in fallback["manifests"]] == [sig.digest, ours.digest]
+    found = repo.list_referrers(image.manifest.digest)
+    assert [d.digest for d in found] == [sig.digest, ours.digest, sbom.digest]
+    listed = found[2]
+    assert (listed.artifact_type, listed.size) == (SBOM_TYPE, sbom.manifest.size)
+    assert listed.annotations == {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"}
+    sboms = repo.list_referrers(image.manifest.digest, artifact_type=SBOM_TYPE)
+    assert [d.digest for d in sboms] == [sbom.digest]
+    assert [d.digest for d in repo.list_referrers(other.manifest.digest)] == [elsewhere.digest]
+    assert layout.tags() == ["v1", "v2", fallback_tag(image.manifest.digest)]
 
 
 _READ_COMMANDS = [

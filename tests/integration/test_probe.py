@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -27,6 +28,9 @@ DISTRIBUTION_28 = {
     "ociArtifacts": True,
     "tagPagination": False,  # 2.8 ignores ?n= (answers every tag); distribution 3 pages
 }
+
+
+_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 def _values(doc: dict[str, Any]) -> dict[str, Any]:
@@ -124,3 +128,55 @@ def test_probe_without_push_rights_is_read_only(
     assert lines["tagPagination"] == "no"  # both tags for ?n=1
     assert lines["manifestDelete"] == "unknown"
     assert sorted(_tags(token_registry, public_repo_name)) == ["a", "b"]
+
+
+def _emulated_referrers_api(proxy: Any) -> Any:
+    """The fault proxy answering ``GET /referrers/<digest>`` as a registry with the OCI 1.1
+    referrers API would (an OCI image index), as in test_referrers.py; everything else is
+    forwarded to distribution 2.8, which has no such API."""
+    from harness.proxy import Respond, Rule
+
+    index = json.dumps({"schemaVersion": 2, "mediaType": _INDEX, "manifests": []}).encode()
+    answer = Respond(200, {"Content-Type": _INDEX}, index)
+    return proxy.add_rule(Rule(method="GET", path=r"/referrers/sha256:", action=answer))
+
+
+def test_probe_through_a_proxy_emulating_the_referrers_api(
+    open_registry: RegistryServer, repo_name: str
+) -> None:
+    from harness.proxy import FaultProxy
+
+    with FaultProxy(open_registry.host) as proxy:
+        api = _emulated_referrers_api(proxy)
+        result = run_cli("probe", f"{proxy.host}/{repo_name}", "--json")
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert api.hits == 1
+    assert doc["referrersApi"]["value"] is True, doc["referrersApi"]
+    assert "GET /referrers/<digest> 200, an index" in doc["referrersApi"]["evidence"]
+    assert doc["push"]["value"] is True  # the rest is still distribution 2.8's
+    assert doc["multiTagPush"]["value"] is False and doc["tagDelete"]["value"] is False
+    assert doc["leftBehind"] == []
+    assert not [t for t in _tags(open_registry, repo_name) if t.startswith("regshift-probe")]
+
+
+def test_probe_read_only_through_a_proxy_emulating_the_referrers_api(
+    open_registry: RegistryServer, repo_name: str
+) -> None:
+    """Without push rights (the proxy refuses uploads) the API is found by reading alone."""
+    from harness.proxy import FaultProxy, Respond, Rule
+
+    seed(open_registry.host, repo_name, "keep", random_image(seed=6))
+    with FaultProxy(open_registry.host) as proxy:
+        refuse = Respond.oci_error(403, "DENIED", "requested access to the resource is denied")
+        proxy.add_rule(Rule(method="POST", path=r"/blobs/uploads/", action=refuse))
+        api = _emulated_referrers_api(proxy)
+        result = run_cli("probe", f"{proxy.host}/{repo_name}", "--json")
+        writes = [r for r in proxy.requests if r.method in ("PUT", "PATCH", "DELETE")]
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert doc["push"]["value"] is False
+    assert api.hits == 1
+    assert doc["referrersApi"]["value"] is True, doc["referrersApi"]
+    assert writes == []
+    assert _tags(open_registry, repo_name) == ["keep"]

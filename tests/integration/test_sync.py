@@ -222,6 +222,56 @@ def test_bad_files_are_usage_errors_naming_line_and_key(
     assert f"{plan}:{line}: " in message and key in message, message
 
 
+@pytest.mark.parametrize("flags", [(), ("--dry-run",), ("--shard", "1/2", "--keep-going")])
+def test_two_entries_writing_one_tag_from_different_sources_are_refused(
+    open_registry: RegistryServer,
+    other_registry: RegistryServer,
+    repo_name: str,
+    tmp_path: Path,
+    flags: tuple[str, ...],
+) -> None:
+    """Which image the tag would end at depends on timing: refused (exit 2) before anything
+    is written, naming both entries, whatever the shard (as tag --from-file refuses it)."""
+    _seed_repo(open_registry.host, repo_name, ["1.0.0", "1.1.0"], base=500)
+    _seed_repo(open_registry.host, f"{repo_name}-other", ["1.0.0"], base=510)
+    dst = f"{other_registry.host}/{repo_name}"
+    text = (
+        "sync:\n"
+        f"  - source: {open_registry.host}/{repo_name}\n"
+        f"    destination: {dst}\n"
+        f"  - source: {open_registry.host}/{repo_name}-other:1.0.0\n"
+        f"    destination: {dst}\n"
+    )
+    plan = _write(tmp_path, text)
+    result = run_cli("sync", plan, *flags)
+    assert result.code == 2, result.stderr
+    message = [ln for ln in result.stderr.splitlines() if ln.strip()][-1]
+    assert f"{plan}:4: destination {dst}:1.0.0 " in message, message
+    assert f"by the entry at {plan}:2" in message and "nothing synced" in message, message
+    assert f"{repo_name}-other:1.0.0" in message and f"{repo_name}:1.0.0 by" in message
+    assert _digest(other_registry.host, f"{repo_name}:1.1.0") is None  # nothing ran
+
+
+def test_the_same_tag_from_the_same_source_twice_is_done_once(
+    open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str, tmp_path: Path
+) -> None:
+    digests = _seed_repo(open_registry.host, repo_name, ["1.0.0"], base=520)
+    dst = f"{other_registry.host}/{repo_name}"
+    text = (
+        "sync:\n"
+        f"  - source: {open_registry.host}/{repo_name}\n"
+        f"    destination: {dst}\n"
+        f"  - source: {open_registry.host}/{repo_name}:1.0.0\n"
+        f"    destination: {dst}:1.0.0\n"
+    )
+    result = run_cli("sync", _write(tmp_path, text), "--json", "-q")
+    assert result.code == 0, result.stderr
+    assert [(u["destination"], u["action"]) for u in result.json()["units"]] == [
+        (f"{dst}:1.0.0", "copied")
+    ]
+    assert _digest(other_registry.host, f"{repo_name}:1.0.0") == digests["1.0.0"]
+
+
 def test_source_down_stops_or_keeps_going(
     open_registry: RegistryServer, other_registry: RegistryServer, repo_name: str, tmp_path: Path
 ) -> None:

@@ -377,7 +377,8 @@ def inspect_cmd(opts: CommonOptions, reference: str, platforms: tuple[str, ...])
 def referrers_cmd(opts: CommonOptions, reference: str, artifact_type: str | None) -> None:
     """List the referrers (signatures, SBOMs, attestations) of REFERENCE as a tree.
 
-    Uses the OCI referrers API where the registry has one, else the sha256-<hex> fallback tag.
+    Uses the OCI referrers API where the registry has one, else the sha256-<hex> fallback tag
+    (in an oci: layout, also untagged index.json entries, as oras keeps them).
     """
     from .inspecting import run_referrers
 

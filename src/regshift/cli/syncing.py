@@ -87,6 +87,7 @@ def _run_sync(
     quiet: bool,
 ) -> int:
     from ..client import Client
+    from ..syncfile import SyncFileError
     from ..syncing import SyncOptions, sync
     from ..transport import default_jobs
     from .process import start_up_done
@@ -110,7 +111,10 @@ def _run_sync(
     transport = replace(client_options.transport, rate_limit_reserve=rate_limit_reserve)
     with Client(replace(client_options, transport=transport)) as client:
         start_up_done()
-        result = sync(client, plan, options)
+        try:
+            result = sync(client, plan, options)
+        except SyncFileError as exc:  # entries that conflict, found once expanded
+            raise click.UsageError(str(exc)) from None
     return _report(opts, result, dry_run=dry_run, quiet=quiet)
 
 

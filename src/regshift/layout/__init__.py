@@ -127,6 +127,15 @@ class Layout(LayoutBlobs):
         """
         return _tag_names(self._read_index()[1])
 
+    def untagged(self) -> list[Descriptor]:
+        """The ``index.json`` entries without a ``ref.name``, in order (oras keeps referrers
+        there, and skopeo an image copied without a tag).
+
+        Raises:
+            LayoutError: ``index.json`` is unreadable or invalid.
+        """
+        return [e for e in self._read_index()[1] if _ref_name(e) is None]
+
     def default_identifier(self) -> str:
         """What ``oci:PATH`` names without tag or digest: the ``latest`` tag if there is one,
         else the only manifest of a layout that holds exactly one (skopeo and umoci write an
@@ -195,6 +204,11 @@ class Layout(LayoutBlobs):
             LayoutError: the layout is unreadable or invalid.
         """
         desc = self.resolve(tag_or_digest)
+        return self.load_manifest(desc)
+
+    def load_manifest(self, desc: Descriptor) -> Manifest:
+        """Read the manifest ``desc`` (e.g. an ``index.json`` entry) describes, verifying its
+        digest and size; errors as :meth:`get_manifest`."""
         return self._load_manifest(desc.digest, size=desc.size, media_type=desc.media_type)
 
     def put_manifest(self, manifest: Manifest, tag: str | None = None) -> None:

@@ -109,6 +109,22 @@ def referrer_entry(manifest: Manifest) -> JSONObject:
     return entry
 
 
+def referrer_descriptor(manifest: Manifest) -> Descriptor:
+    """``manifest`` as a referrers listing describes it: :func:`referrer_entry`'s fields.
+
+    Raises:
+        ManifestError: the manifest's ``annotations`` are not a string-to-string object.
+    """
+    entry = referrer_entry(manifest)
+    return Descriptor(
+        media_type=manifest.media_type,
+        digest=manifest.digest,
+        size=manifest.size,
+        annotations=_manifest_annotations(manifest),
+        artifact_type=str(entry.get("artifactType", "")),
+    )
+
+
 def merge_index_entries(
     current: Sequence[Mapping[str, object]], additions: Sequence[Mapping[str, object]]
 ) -> list[JSONObject]:

@@ -1,9 +1,12 @@
 """An OCI image layout as a :class:`~regshift.storage.Repository`, over :class:`Layout`.
 
 Tags are ``index.json`` entries; manifests below the top one (an index's children) are
-blobs only. A layout has no referrers API: referrers are listed under the fallback tag, as
-on registries without one (:mod:`regshift.storage.fallback`). Tags can always be deleted
-(blobs stay), manifests by digest cannot.
+blobs only. A layout has no referrers API, and the image-spec says nothing about referrers
+in a layout (image-spec PR #1171 is still open). Tools keep them two ways: regctl in an
+index under the subject's fallback tag, as on registries without the API
+(:mod:`regshift.storage.fallback`); oras as untagged ``index.json`` entries whose manifest
+has the ``subject``. regshift reads both, and writes both, so each tool finds them. Tags can
+always be deleted (blobs stay), manifests by digest cannot.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from ..errors import LayoutError, ManifestError
+from ..errors import LayoutError, ManifestError, NotFoundInLayout
 from ..layout import Layout, LayoutReference
 from ..manifests import Descriptor, Manifest
+from ..mediatypes import MediaType
 from . import Repository
 from .fallback import (
     AttachResult,
@@ -22,8 +26,12 @@ from .fallback import (
     listed_referrers,
     of_type,
     read_index,
+    referrer_descriptor,
     update_fallback,
 )
+
+#: The manifests that can carry a ``subject`` (OCI image manifest and index).
+_MAY_HAVE_SUBJECT = frozenset({MediaType.OCI_MANIFEST, MediaType.OCI_INDEX})
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +158,44 @@ class LayoutRepository:
     # -- referrers --------------------------------------------------------------------------
 
     def list_referrers(self, digest: str, *, artifact_type: str | None = None) -> list[Descriptor]:
-        """A layout has no referrers API: the fallback tag schema, as registries without one."""
-        return of_type(listed_referrers(self, digest), artifact_type)
+        """The entries of the fallback index (regshift, regctl), then each untagged
+        ``index.json`` entry whose manifest names ``digest`` as its subject (oras), once
+        each, filtered by ``artifact_type`` as a registry's listing is.
+
+        Raises:
+            ManifestError: the fallback tag holds something other than an OCI image index.
+            DigestMismatch: an untagged manifest is damaged.
+        """
+        found = listed_referrers(self, digest)
+        seen = {d.digest for d in found}
+        for desc in self._untagged_referrers(digest):
+            if desc.digest not in seen:
+                seen.add(desc.digest)
+                found.append(desc)
+        return of_type(found, artifact_type)
+
+    def _untagged_referrers(self, digest: str) -> Iterator[Descriptor]:
+        """oras (oras-go's OCI store) keeps a referrer as an untagged ``index.json`` entry and
+        writes no fallback tag: the image-spec says nothing about referrers in a layout
+        (image-spec PR #1171 is still open), so each untagged OCI manifest is read (they are
+        small) for its subject. An entry whose blob is missing is skipped (the spec lets a
+        layout lack blobs); a damaged one is an error."""
+        for entry in self.layout.untagged():
+            if entry.media_type not in _MAY_HAVE_SUBJECT or entry.digest == digest:
+                continue
+            try:
+                manifest = self.layout.load_manifest(entry)
+            except NotFoundInLayout:
+                continue
+            if manifest.subject is not None and manifest.subject.digest == digest:
+                yield referrer_descriptor(manifest)
 
     def attach(self, manifest: Manifest) -> AttachResult:
-        """Store a referrer and list it under its subject's fallback tag (entries merged).
+        """Store a referrer as an untagged ``index.json`` entry and list it under its
+        subject's fallback tag (entries merged): regctl reads only the tag; oras resolves a
+        manifest by digest only when an entry reaches it as a manifest (a referrer listed
+        only in the fallback index is pulled as an opaque blob: nothing is written), and
+        keeps its own referrers as such entries.
 
         Raises:
             ManifestError: the manifest has no subject, or the fallback tag already holds
@@ -165,5 +206,5 @@ class LayoutRepository:
         tag = fallback_tag(manifest.subject.digest)
         if self.layout.head_manifest(tag) is not None:
             read_index(self, tag)  # refused before the referrer is written
-        self.put_manifest(manifest)
+        self.put_manifest(manifest, listed=True)
         return update_fallback(self, manifest, manifest.subject.digest)
