@@ -9,6 +9,7 @@ import io
 import os
 import stat
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,11 +330,19 @@ def test_flatten_of_docker_images_stays_docker(
 
 
 def test_flatten_of_a_two_platform_index(
-    images: Images, other_registry: RegistryServer, repo_name: str, tmp_path: Path
+    images: Images,
+    other_registry: RegistryServer,
+    repo_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dst = f"{other_registry.host}/{repo_name}:flat"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the layers are spilled
     result = run_cli("flatten", "--json", images.pushed.ref("app-change"), "--to", dst)
     assert result.code == 0, result.stderr
+    assert list(scratch.iterdir()) == []  # spilled layers and flattened blobs removed
     doc = result.json()
     assert doc["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert doc["platforms"] == ["linux/amd64", "linux/arm64"]

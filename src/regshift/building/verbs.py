@@ -5,9 +5,10 @@ layers), each one composition per platform over one driver."""
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -273,11 +274,12 @@ def flatten(
     if opts.dry_run:
         return _flatten_plan(client, source, to, opts)
     local = LocalBlobs()
-    with contextlib.ExitStack() as stack:
+    work = Path(tempfile.mkdtemp(prefix="regshift-flat-"))
+    try:
 
         def plan(group: PlatformInputs) -> ImagePlan:
             (image,) = group.inputs
-            layer = stack.enter_context(_flattened(image, opts))
+            layer = _flattened(image, opts, work)
             local.add(layer.digest, layer.path)
             added = PlannedLayer(
                 _new_descriptor(layer), layer.diff_id, local, f"flatten:{image.name}"
@@ -287,11 +289,14 @@ def flatten(
             return replace(result, docker=result.docker and has_docker_twin(layer.media_type))
 
         return _run(client, [source], to, opts, plan, local=local)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
-def _flattened(image: Input, opts: BuildOptions) -> AbstractContextManager[NewLayer]:
-    """The one layer of ``image``'s layers, read through its repository; progress events
-    name the source they are read from."""
+def _flattened(image: Input, opts: BuildOptions, work: Path) -> NewLayer:
+    """The one layer of ``image``'s layers, read through its repository (progress events
+    name the source read), its blob moved into ``work``: the spilled layers are removed
+    at once, not kept until every platform is written."""
     for desc in image.manifest.layers:
         if is_foreign(desc.media_type):
             raise LayerError(
@@ -299,12 +304,15 @@ def _flattened(image: Input, opts: BuildOptions) -> AbstractContextManager[NewLa
                 "elsewhere); flatten cannot read it"
             )
     where = f"flatten: read from {image.name}"
-    return flatten_layers(
+    with flatten_layers(
         image.repo.open_blob,
         image.manifest.layers,
         progress=lambda event: opts.progress(replace(event, destination=where)),
         created_by=_flat_created_by(image),
-    )
+    ) as layer:
+        kept = work / f"{layer.digest.partition(':')[2]}.tar.gz"
+        shutil.move(layer.path, kept)
+    return replace(layer, path=kept)
 
 
 def _flat_config(
