@@ -26,6 +26,7 @@ from buildimages import (
     read_back,
 )
 
+import regshift
 from regshift.storage import open_repository
 
 from harness.registry import RegistryServer
@@ -172,6 +173,20 @@ def test_append_into_a_layout_gives_the_same_image(
     back = read_back(f"oci:{out}:app", tmp_path / "rb")
     check_layers(back)
     _check_appended(back, "arm64")
+    # The library verbs, as the public surface has them.
+    with client_for() as client:
+        result = regshift.append(
+            client,
+            base,
+            to=f"oci:{out}:lib",
+            layers=[sources.directory, sources.tar, str(sources.targz)],
+        )
+        flat = regshift.flatten(client, f"oci:{out}:lib", to=f"oci:{out}:flat")
+    assert result.digest == first.json()["digest"] and result.tags == ("lib",)
+    assert len(flat.images[0].layers) == 1
+    flat_back = read_back(f"oci:{out}:flat", tmp_path / "flat")
+    check_layers(flat_back)
+    _check_appended(flat_back, "arm64")
 
 
 def test_the_same_directory_gives_the_same_digest_and_source_date_epoch_dates_it(

@@ -371,7 +371,7 @@ def append_cmd(
 
 
 @click.command("flatten")
-@click.argument("source")
+@click.argument("source", metavar="SRC")
 @click.option(
     "--created",
     metavar="TIMESTAMP",
@@ -380,7 +380,7 @@ def append_cmd(
 @build_flags
 @common_options
 def flatten_cmd(opts: CommonOptions, source: str, created: str | None, **flags: Any) -> None:
-    """Squash SOURCE's layers into one, whiteouts applied; keep its config otherwise.
+    """Squash SRC's layers into one, whiteouts applied; keep its config otherwise.
 
     The only build that reads layers: each is streamed once, verified, and spilled to a
     temporary file (TMPDIR), never held in memory. --dry-run lists the layers it would read
