@@ -197,3 +197,25 @@ def test_progress_reports_bytes_read_per_layer() -> None:
         assert mine[0].state == ProgressState.STARTED and mine[-1].state == ProgressState.DONE
         assert mine[-1].done == mine[-1].total == desc.size
         assert any(e.state == ProgressState.PROGRESS for e in mine)
+
+
+def _unpadded(tar: bytes) -> bytes:
+    """``tar`` ending right after its last entry's data: no padding, no end-of-archive
+    blocks (as ``umoci insert`` 0.4 writes layers; Go's archive/tar reads them)."""
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        last = archive.getmembers()[-1]
+    return tar[: last.offset_data + last.size]
+
+
+def test_a_layer_ending_right_after_its_last_data_is_whole_one_cut_in_it_is_not() -> None:
+    store = Store()
+    tar = _unpadded(tar_of([("etc/a", "file", b"a\n"), ("etc/b", "file", b"ten bytes\n")]))
+    assert len(tar) % 512 == 10
+    out = flat(store, [store.add(tar)])
+    assert out["etc/a"][1] == b"a\n" and out["etc/b"][1] == b"ten bytes\n"
+    cut = store.add(tar[:-3])  # three bytes of etc/b's data missing
+    with (
+        pytest.raises(LayerError, match="not a valid layer tar"),
+        flatten_layers(store.open_blob, [cut]),
+    ):
+        pass

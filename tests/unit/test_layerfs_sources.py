@@ -182,3 +182,28 @@ def test_cli_exit_codes_for_layer_errors(tmp_path: Path) -> None:
         pass
     assert ExitStatus.for_error(info.value) == ExitStatus.USAGE == 2
     assert ExitStatus.for_error(LayerError("layer sha256:...: not a valid layer tar")) == 1
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["tar", "tar.gz"])
+def test_a_tar_ending_right_after_its_last_data_is_a_layer(tmp_path: Path, packed: bool) -> None:
+    """No padding and no end-of-archive blocks (``umoci insert`` 0.4 writes such layers);
+    cut inside the data, it is refused."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("etc/b")
+        info.size = 10
+        archive.addfile(info, io.BytesIO(b"ten bytes\n"))
+    tar = buffer.getvalue()[: 512 + 10]  # the header, then the data
+    for data, whole in ((tar, True), (tar[:-3], False)):
+        path = tmp_path / ("layer.tar.gz" if packed else "layer.tar")
+        path.write_bytes(gzip.compress(data) if packed else data)
+        if not whole:
+            with (
+                pytest.raises(InvalidLayerSource, match="not a valid layer tar"),
+                layer_from_path(path),
+            ):
+                pass
+            continue
+        with layer_from_path(path) as layer:
+            assert layer.diff_id == sha(data)
+            assert gzip.decompress(layer_bytes(layer)) == data  # the tar as given

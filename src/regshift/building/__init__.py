@@ -12,7 +12,7 @@ The package, by job: :mod:`.options` (options, config changes, the new-layer int
 results), :mod:`.configs` (history and config edits, pure), :mod:`.inputs` (reading the
 inputs, pairing them by platform), :mod:`.plan` (one image: layers and their sources, media
 types, manifest, index), :mod:`.writing` (blobs, manifests, tag; the result) and
-:mod:`.verbs` (``merge``, ``mutate``, ``rebase``, ``build``).
+:mod:`.verbs` (``merge``, ``mutate``, ``rebase``, ``build``, ``append``, ``flatten``).
 """
 
 from .options import (
@@ -23,7 +23,7 @@ from .options import (
     LayerBlob,
     LayerStep,
 )
-from .verbs import build, merge, mutate, rebase
+from .verbs import append, build, flatten, merge, mutate, rebase
 
 __all__ = [
     "BuildOptions",
@@ -32,7 +32,9 @@ __all__ = [
     "ImageResult",
     "LayerBlob",
     "LayerStep",
+    "append",
     "build",
+    "flatten",
     "merge",
     "mutate",
     "rebase",

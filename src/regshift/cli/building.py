@@ -1,4 +1,5 @@
-"""``regshift merge``, ``mutate`` and ``rebase``: options in, library build, text or JSON out.
+"""``regshift merge``, ``mutate``, ``rebase``, ``append`` and ``flatten``: options in, library
+build, text or JSON out.
 
 :func:`build_flags` and :func:`run_build` are shared by every build command (``append`` and
 ``flatten`` too): the destination, platforms, dry run, jobs and progress flags, and the
@@ -100,7 +101,7 @@ def result_doc(result: BuildResult) -> dict[str, Any]:
     """The JSON document of a build."""
     return {
         "destination": result.destination,
-        "digest": result.digest,
+        "digest": result.digest or None,  # None: a dry run cannot know it (flatten)
         "mediaType": result.media_type,
         "tags": list(result.tags),
         "platforms": list(result.platforms),
@@ -121,10 +122,10 @@ def result_doc(result: BuildResult) -> dict[str, Any]:
         "images": [
             {
                 "platform": image.platform or None,
-                "digest": image.digest,
+                "digest": image.digest or None,
                 "mediaType": image.media_type,
                 "config": {
-                    "digest": image.config.digest,
+                    "digest": image.config.digest or None,
                     "size": image.config.size,
                     "action": image.config_action,
                 },
@@ -141,13 +142,20 @@ def result_doc(result: BuildResult) -> dict[str, Any]:
     }
 
 
+def _digest(digest: str) -> str:
+    """A digest, or what stands for one a dry run cannot know (a flatten's)."""
+    return digest or "(digest unknown until the layers are read)"
+
+
 def _summary(result: BuildResult) -> list[str]:
     platforms = f" [{', '.join(result.platforms)}]" if result.platforms else ""
-    head = f"{result.destination} {result.digest} ({result.media_type}){platforms}"
+    head = f"{result.destination} {_digest(result.digest)} ({result.media_type}){platforms}"
     if result.dry_run:
         lines = [f"{head}: plan (dry run)"]
         for image in result.images:
-            lines.append(f"  image {image.platform or ''} {image.digest}".replace("  ", " ", 1))
+            lines.append(
+                f"  image {image.platform or ''} {_digest(image.digest)}".replace("  ", " ", 1)
+            )
             for step in image.layers:
                 d = step.descriptor
                 lines.append(
@@ -155,11 +163,12 @@ def _summary(result: BuildResult) -> list[str]:
                 )
             config = json.dumps(json.loads(image.config_json), indent=2)
             c = image.config
+            size = f"{c.size:>12,} bytes" if c.digest else ""
             lines.append(
-                f"    {image.config_action:<7} {c.digest} {c.size:>12,} bytes  the new config:"
+                f"    {image.config_action:<7} {_digest(c.digest)} {size}  the new config:"
             )
             lines.extend(f"      {line}" for line in config.splitlines())
-        return lines
+        return [*lines, *(f"  note: {note}" for note in result.notes)]
     b, n = result.bytes, result.blobs
     moved = ", ".join(f"{n[k]} {k} ({b[k]:,} bytes)" for k in n)
     return [
@@ -308,6 +317,104 @@ def mutate_cmd(opts: CommonOptions, source: str, **flags: Any) -> None:
     )
 
 
+@click.command("append")
+@click.argument("base")
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    required=True,
+    metavar="PATH",
+    help="A directory, a .tar or a compressed tarball (.tar.gz, zstd) to add (repeatable).",
+)
+@click.option(
+    "--created",
+    metavar="TIMESTAMP",
+    help="The creation time of the config and new history entries (RFC 3339; default: "
+    "SOURCE_DATE_EPOCH when set).",
+)
+@build_flags
+@common_options
+def append_cmd(
+    opts: CommonOptions, base: str, layers: tuple[str, ...], created: str | None, **flags: Any
+) -> None:
+    """Add layers made from directories or tarballs on top of BASE, server-side.
+
+    \b
+    A directory is tarred deterministically (sorted names, owner 0:0, modes and times kept,
+    clamped to SOURCE_DATE_EPOCH when it is set), so the same directory gives the same
+    digest; a .tar is compressed; a .tar.gz (or zstd) is used byte for byte. BASE's layers
+    are mounted or streamed, never pulled; every platform of an index gets the same layers.
+    """
+    from pathlib import Path
+
+    from ..building import append
+
+    to = flags.pop("to")
+    epoch = _source_date_epoch()
+    run_guarded(
+        opts,
+        lambda: run_build(
+            opts,
+            flags,
+            lambda client, o: append(
+                client,
+                base,
+                to=to,
+                layers=[Path(p) for p in layers],
+                source_date_epoch=epoch,
+                options=o,
+            ),
+            created=created,
+        ),
+    )
+
+
+@click.command("flatten")
+@click.argument("source", metavar="SRC")
+@click.option(
+    "--created",
+    metavar="TIMESTAMP",
+    help="The creation time of the config and its history entry (RFC 3339).",
+)
+@build_flags
+@common_options
+def flatten_cmd(opts: CommonOptions, source: str, created: str | None, **flags: Any) -> None:
+    """Squash SRC's layers into one, whiteouts applied; keep its config otherwise.
+
+    The only build that reads layers: each is streamed once, verified, and spilled to a
+    temporary file (TMPDIR), never held in memory. --dry-run lists the layers it would read
+    and reads none. Every platform of an index is flattened.
+    """
+    from ..building import flatten
+
+    to = flags.pop("to")
+    run_guarded(
+        opts,
+        lambda: run_build(
+            opts,
+            flags,
+            lambda client, o: flatten(client, source, to=to, options=o),
+            created=created,
+        ),
+    )
+
+
+def _source_date_epoch() -> int | None:
+    """``SOURCE_DATE_EPOCH`` from the environment (reproducible-builds.org): None when unset
+    or empty."""
+    import os
+
+    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise click.UsageError(
+            f"SOURCE_DATE_EPOCH {text!r}: expected a whole number of seconds since 1970"
+        )
+    return int(text)
+
+
 def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
     pairs = {}
     for value in values:
@@ -332,4 +439,4 @@ def _argv(value: str | None, flag: str) -> tuple[str, ...] | None:
     return tuple(parsed)
 
 
-COMMANDS = (merge_cmd, mutate_cmd, rebase_cmd)
+COMMANDS = (merge_cmd, mutate_cmd, rebase_cmd, append_cmd, flatten_cmd)

@@ -34,7 +34,7 @@ from .reading import (
     ChunkReader,
     corrupt_as,
     decompressed,
-    forget_headers,
+    entries,
     is_empty_tar,
     tar_writer,
 )
@@ -127,9 +127,8 @@ def _read_headers(spill: Path, tree: FileTree, index: int, desc: Descriptor) -> 
         corrupt_as(f"layer {desc.digest}"),
         tarfile.open(spill, mode="r:", encoding=ENCODING, errors=ERRORS) as archive,
     ):
-        while (member := archive.next()) is not None:
+        for member in entries(archive, lambda: spill.stat().st_size):
             tree.apply(member, index, member.offset_data)
-            forget_headers(archive)
 
 
 def _write(tree: FileTree, work: Path, out: GzipBlob) -> None:

@@ -141,11 +141,12 @@ def read_tar(stream: Readable) -> int:
     while len(head) < BLOCK and (more := stream.read(BLOCK - len(head))):
         head += more
     if not is_empty_tar(head):  # tarfile refuses an archive with no entry at all
-        prefixed = cast("IO[bytes]", _Prefixed(head, stream))
-        with tarfile.open(fileobj=prefixed, mode="r|", encoding=ENCODING, errors=ERRORS) as archive:
-            while archive.next() is not None:
+        prefixed = _Prefixed(head, stream)
+        with tarfile.open(
+            fileobj=cast("IO[bytes]", prefixed), mode="r|", encoding=ENCODING, errors=ERRORS
+        ) as archive:
+            for _ in entries(archive, lambda: prefixed.count):
                 count += 1
-                forget_headers(archive)
     while stream.read(CHUNK):
         pass
     return count
@@ -157,14 +158,47 @@ def is_empty_tar(head: bytes) -> bool:
     return len(head) == BLOCK and not any(head)
 
 
+def entries(archive: tarfile.TarFile, length: Callable[[], int]) -> Iterator[tarfile.TarInfo]:
+    """Every entry of ``archive``, its headers forgotten as it goes (:func:`forget_headers`).
+
+    An archive may end right after its last entry's data, without padding that data to a
+    whole block and without the end-of-archive blocks: Go's ``archive/tar`` reads that as
+    the end (umoci 0.4's ``insert`` writes such layers; umoci, containerd and docker unpack
+    them), so it is the end here too. ``length()`` is the archive's length in bytes, asked
+    only then; an archive cut anywhere else is refused.
+
+    Raises:
+        tarfile.TarError: a header does not parse, or the archive is cut short.
+    """
+    last: tarfile.TarInfo | None = None
+    while True:
+        try:
+            member = archive.next()
+        except tarfile.ReadError:
+            if last is None or length() != last.offset_data + last.size:
+                raise
+            return
+        if member is None:
+            return
+        last = member
+        yield member
+        forget_headers(archive)
+
+
 class _Prefixed:
-    """A readable: ``head``, then the rest of ``stream``."""
+    """A readable: ``head``, then the rest of ``stream``; ``count`` bytes read so far."""
 
     def __init__(self, head: bytes, stream: Readable) -> None:
         self._head = head
         self._stream = stream
+        self.count = 0
 
     def read(self, size: int = -1) -> bytes:
+        data = self._read(size)
+        self.count += len(data)
+        return data
+
+    def _read(self, size: int) -> bytes:
         if not self._head:
             return self._stream.read(size)
         if size < 0:
