@@ -35,6 +35,8 @@ class _Commands(click.Group):
 
     #: Command name -> the module under ``regshift.cli`` that defines it (``COMMANDS``).
     ELSEWHERE: ClassVar[dict[str, str]] = {
+        "append": "building",
+        "flatten": "building",
         "merge": "building",
         "mutate": "building",
         "rebase": "building",
