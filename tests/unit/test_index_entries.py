@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from regshift.indexes import _item, _merge, platform_key
+from regshift.indexes.entries import merge as _merge, new_item as _item, platform_key
 from regshift.manifests import Descriptor, Platform, parse_manifest
 from regshift.mediatypes import MediaType
 from regshift.storage.fallback import encode_index
