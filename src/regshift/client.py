@@ -26,6 +26,7 @@ from .auth.flow import origin
 from .capabilities import Capabilities, default_cache_dir
 from .digests import compute_digest, matches, parse_digest, verify_bytes
 from .errors import APIError, DigestMismatch, ManifestError, NotFound, RegistryError
+from .inflight import InFlight
 from .manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from .mediatypes import MANIFEST_ACCEPT, MediaType
 from .reference import Reference
@@ -113,6 +114,9 @@ class Client:
         self.capabilities = Capabilities(self.options.cache_dir)
         #: What this run learnt and must not outlive it (e.g. referrers API support).
         self.run_capabilities = Capabilities(None)
+        #: Blob transfers under way or done through this client, one per destination
+        #: repository and digest at a time (see :mod:`regshift.inflight`).
+        self.inflight = InFlight()
         self._sessions = SessionPool(self.options.transport, keychain, self.capabilities)
         self.stats: RequestStats = self._sessions.stats
 

@@ -39,7 +39,7 @@ from .graph import ImageGraph, config_platform, resolve, suffix
 from .layout_reference import LayoutReference
 from .manifests import Descriptor, Manifest, Platform, parse_manifest
 from .mediatypes import MediaType
-from .progress import ProgressCallback, ProgressState, ignore
+from .progress import ProgressCallback, ignore
 from .reference import Reference
 from .storage import Repository, open_repository, parse_location
 from .storage.fallback import encode_index
@@ -730,9 +730,7 @@ def _bring(run: Run, part: _Part, *, dry_run: bool) -> tuple[BlobStep, ...]:
         return done
     for manifest in part.manifests:
         if not target.has_manifest(manifest.digest):
-            target.put_manifest(manifest)
-            run.manifests += 1
-            run.emit(manifest.descriptor(), ProgressState.WRITTEN, kind="manifest")
+            run.manifests += run.put_child(manifest)
     if run.opts.referrers:
         run.copy_referrers(part.graph)
     return done
