@@ -16,6 +16,7 @@ Entries an existing index already lists are kept as they are listed, byte for by
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -729,8 +730,9 @@ def _bring(run: Run, part: _Part, *, dry_run: bool) -> tuple[BlobStep, ...]:
     if target.same_repository(source):
         return done
     for manifest in part.manifests:
+        looked = time.monotonic()
         if not target.has_manifest(manifest.digest):
-            run.manifests += run.put_child(manifest)
+            run.manifests += run.put_child(manifest, looked)
     if run.opts.referrers:
         run.copy_referrers(part.graph)
     return done

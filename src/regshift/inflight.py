@@ -9,12 +9,15 @@ then write) on every upload or mount of that blob, and a manifest PUT that reads
 between is refused with ``MANIFEST_BLOB_UNKNOWN`` / ``DIGEST_INVALID``.
 
 Keys are the caller's (e.g. ``(endpoint, repository, digest)``); unrelated keys never wait for
-each other. Imports nothing of ours.
+each other. A transfer finished is remembered with the time it ended, so a unit whose
+existence check said "missing" just before another unit placed the blob skips it, while one
+that looked after that (the blob went away since) sends it again. Imports nothing of ours.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
@@ -30,30 +33,28 @@ class InFlight:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[Hashable, threading.Event] = {}
-        self._done: set[Hashable] = set()
+        self._done: dict[Hashable, float] = {}  # key -> when its transfer ended (monotonic)
 
     def once(
         self,
         key: Hashable,
         work: Callable[[], T],
         *,
+        looked: float,
         check: Callable[[], None] = lambda: None,
-        again: bool = False,
     ) -> T | None:
-        """Run ``work`` for ``key`` unless another thread does (or did) it.
+        """Run ``work`` for ``key`` unless another thread does it, or did it after ``looked``.
 
-        Returns ``work``'s result when this thread did the work, ``None`` when another thread
-        did it (this one waited for it to finish). When that other thread failed, this one
-        tries in its turn. ``check`` is called while waiting and may raise to stop waiting (a
-        cancelled operation). ``again`` does the work even if it was done before (the thing
-        was found missing since), still one thread at a time.
+        ``looked`` is when the caller found the work needed (:func:`time.monotonic` before
+        it asked the registry); work done before then evidently did not last, so it is done
+        again. Returns ``work``'s result when this thread did the work, ``None`` when another
+        thread did it (this one waited for it to finish). When that other thread failed,
+        this one tries in its turn. ``check`` is called while waiting and may raise to stop
+        waiting (a cancelled operation).
         """
-        if again:
-            with self._lock:
-                self._done.discard(key)
         while True:
             with self._lock:
-                if key in self._done:
+                if self._done.get(key, -1.0) >= looked:
                     return None
                 running = self._running.get(key)
                 if running is None:
@@ -73,5 +74,5 @@ class InFlight:
             with self._lock:
                 del self._running[key]
                 if done:
-                    self._done.add(key)
+                    self._done[key] = time.monotonic()
             event.set()

@@ -87,23 +87,21 @@ class Destination:
     def has_manifest(self, digest: str) -> bool:
         return self.repo.has_manifest(digest)
 
-    def transfer(
-        self, run: Run, desc: Descriptor, action: BlobAction, *, again: bool = False
-    ) -> str:
+    def transfer(self, run: Run, desc: Descriptor, action: BlobAction, looked: float) -> str:
         """Bring one missing blob over; return the outcome: ``mounted``, ``streamed``, or
         ``skipped`` when another unit of this process placed it here meanwhile.
 
         One transfer per registry repository and blob at a time (the client's
         :class:`~regshift.inflight.InFlight`): a unit needing a blob that another unit is
         sending here waits for it and then counts it as skipped; if that transfer failed,
-        it sends the blob itself. ``again``: the blob was found missing after it had been
-        placed, so it is sent even though this process placed it before.
+        it sends the blob itself. ``looked``: when the destination was asked for the blob
+        (:func:`time.monotonic`); a transfer done here before then is done again.
         """
         key = self.key(desc.digest)
         if key is None:  # a layout: blobs land by rename, each write whole
             return self._transfer(run, desc, action)
         work = lambda: self._transfer(run, desc, action)  # noqa: E731
-        done = run.client.inflight.once(key, work, check=run.cancel.check, again=again)
+        done = run.client.inflight.once(key, work, looked=looked, check=run.cancel.check)
         return "skipped" if done is None else done
 
     def key(self, digest: str, kind: str = "blob") -> Hashable | None:
@@ -157,6 +155,7 @@ class Run:
         self.manifests = 0  # manifest writes at the destination (CopyResult.manifests)
         self.children: dict[str, Manifest] = {}  # manifests below those written, by digest
         self.started = time.monotonic()
+        self.looked = self.started  # when the destination was last asked for the blobs
         self.start_requests = self._requests()
         self.start_retries = self._retries()
 
@@ -184,6 +183,7 @@ class Run:
         )
         if self._same_repository():
             return tuple(BlobStep(d, BlobAction.SKIP) for d in blobs) + foreign
+        self.looked = time.monotonic()
         present = list(self.pool.map(self.writer.has_blob, blobs))
         steps = [
             BlobStep(d, BlobAction.SKIP if p else self.writer.move)
@@ -219,7 +219,7 @@ class Run:
         if step.action is BlobAction.SKIP:
             outcome = "skipped"
         else:
-            outcome = self.writer.transfer(self, desc, step.action)
+            outcome = self.writer.transfer(self, desc, step.action, self.looked)
         self.tally.add(outcome, desc.size)
         state = {"skipped": ProgressState.SKIPPED, "mounted": ProgressState.MOUNTED}
         self.emit(desc, state.get(outcome, ProgressState.DONE), desc.size)
@@ -240,14 +240,16 @@ class Run:
         """The manifests below the top one, by digest, skipping those already there."""
         children = [] if self._same_repository() else graph.children()
         self.children.update((m.digest, m) for m in children)
+        looked = time.monotonic()
         missing = [m for m in children if not self.writer.has_manifest(m.digest)]
-        written = sum(self.put_child(m) for m in missing)
+        written = sum(self.put_child(m, looked) for m in missing)
         self.manifests += written
         return written
 
-    def put_child(self, manifest: Manifest) -> bool:
+    def put_child(self, manifest: Manifest, looked: float) -> bool:
         """PUT one manifest by digest (through :meth:`placed`), unless another unit of this
-        process is writing (or wrote) it here; return whether this run wrote it."""
+        process is writing it here, or wrote it since ``looked`` (when the destination was
+        found without it); return whether this run wrote it."""
         key = self.writer.key(manifest.digest, "manifest")
 
         def put() -> bool:
@@ -257,7 +259,7 @@ class Run:
 
         if key is None:
             return put()
-        return bool(self.client.inflight.once(key, put, check=self.cancel.check))
+        return bool(self.client.inflight.once(key, put, looked=looked, check=self.cancel.check))
 
     def placed(self, manifest: Manifest, write: Callable[[], T]) -> T:
         """``write`` a manifest whose blobs (or children) were placed; a refusal naming a
@@ -283,9 +285,10 @@ class Run:
         """HEAD what ``manifest`` needs at the destination; place again what is missing."""
         foreign = not self.opts.include_foreign
         blobs = [d for d in manifest.blobs() if not (foreign and is_foreign(d.media_type))]
+        looked = time.monotonic()
         missing = [d for d in blobs if not self.writer.has_blob(d)]
         for desc in missing:
-            outcome = self.writer.transfer(self, desc, self.writer.move, again=True)
+            outcome = self.writer.transfer(self, desc, self.writer.move, looked)
             if outcome == "streamed":
                 self.tally.add_resent(desc.size)
         for child in manifest.manifests:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -37,30 +38,34 @@ def _holding(
             raise result
         return result
 
-    thread, out = _in_thread(lambda: inflight.once(key, work))
+    thread, out = _in_thread(lambda: inflight.once(key, work, looked=time.monotonic()))
     assert started.wait(10)
     return release, thread, out
 
 
 def test_a_waiter_finds_the_work_done_and_skips_it() -> None:
     inflight = InFlight()
+    before = time.monotonic()
     release, holder, held = _holding(inflight, "k", "streamed")
     calls: list[str] = []
-    waiter, waited = _in_thread(lambda: inflight.once("k", lambda: calls.append("ran")))
+    waiter, waited = _in_thread(
+        lambda: inflight.once("k", lambda: calls.append("ran"), looked=before)
+    )
     waiter.join(0.3)
     assert waiter.is_alive(), "waits while the other transfer runs"
     release.set()
     holder.join(10)
     waiter.join(10)
     assert (held, waited, calls) == (["streamed"], [None], [])
-    assert inflight.once("k", lambda: "again") is None  # done before: skipped
-    assert inflight.once("k", lambda: "again", again=True) == "again"
+    # Looked before it was placed: skipped; looked after (so it went away since): sent again.
+    assert inflight.once("k", lambda: "again", looked=before) is None
+    assert inflight.once("k", lambda: "again", looked=time.monotonic()) == "again"
 
 
 def test_a_waiter_takes_over_when_the_transfer_failed() -> None:
     inflight = InFlight()
     release, holder, held = _holding(inflight, "k", RuntimeError("dropped"))
-    waiter, waited = _in_thread(lambda: inflight.once("k", lambda: "mine"))
+    waiter, waited = _in_thread(lambda: inflight.once("k", lambda: "mine", looked=time.monotonic()))
     release.set()
     holder.join(10)
     waiter.join(10)
@@ -72,7 +77,7 @@ def test_unrelated_keys_do_not_wait() -> None:
     inflight = InFlight()
     release, holder, _ = _holding(inflight, "a", "streamed")
     try:
-        assert inflight.once("b", lambda: "other") == "other"
+        assert inflight.once("b", lambda: "other", looked=time.monotonic()) == "other"
     finally:
         release.set()
         holder.join(10)
@@ -87,7 +92,7 @@ def test_a_cancelled_waiter_stops_waiting() -> None:
 
     try:
         with pytest.raises(KeyboardInterrupt):
-            inflight.once("k", lambda: "mine", check=cancelled)
+            inflight.once("k", lambda: "mine", looked=time.monotonic(), check=cancelled)
     finally:
         release.set()
         holder.join(10)
