@@ -23,7 +23,7 @@ README = SRC.parents[1] / "README.md"
 #: Bottom first. Groups: plumbing with no I/O, auth, HTTP, the two backends and the storage
 #: interface over them, the image graph, the verbs, the command line.
 _GROUPS = (
-    "_version errors redaction locking hostos proxies reference layout_reference digests",
+    "_version errors redaction locking inflight hostos proxies reference layout_reference digests",
     "mediatypes manifests links retries progress semver ratelimit syncfile",
     "auth auth.challenge auth.scopes auth.configfiles auth.credentials auth.flow",
     "transport capabilities session client.answers client.uploads client.listing client sample",

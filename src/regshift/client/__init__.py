@@ -30,6 +30,7 @@ from ..auth.credentials import Credential, Keychain, default_keychain
 from ..capabilities import Capabilities, default_cache_dir
 from ..digests import matches, parse_digest, verify_bytes
 from ..errors import DigestMismatch, ManifestError, NotFound, RegistryError
+from ..inflight import InFlight
 from ..manifests import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
 from ..mediatypes import MANIFEST_ACCEPT
 from ..reference import Reference
@@ -97,6 +98,9 @@ class Client(UploadEndpoints, ListingEndpoints):
         self.capabilities = Capabilities(self.options.cache_dir)
         #: What this run learnt and must not outlive it (e.g. referrers API support).
         self.run_capabilities = Capabilities(None)
+        #: Blob transfers under way or done through this client, one per destination
+        #: repository and digest at a time (see :mod:`regshift.inflight`).
+        self.inflight = InFlight()
         self._sessions = SessionPool(self.options.transport, keychain, self.capabilities)
         self.stats: RequestStats = self._sessions.stats
 

@@ -10,19 +10,25 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import TypeVar
 
 from ..client import Client
 from ..digests import DigestVerifier
+from ..errors import APIError
 from ..graph import ImageGraph, resolve, suffix
 from ..manifests import Descriptor, Manifest
+from ..mediatypes import is_foreign
 from ..progress import ProgressEvent, ProgressState
 from ..storage import BlobMounter, ChunkedUploads, Repository
 from .options import BlobAction, BlobStep, CopyOptions, CopyResult, MiB
 from .uploading import Uploader
 from .workers import Cancel
+
+T = TypeVar("T")
 
 # Progress callbacks run one at a time, whichever worker thread reports (see CopyOptions).
 _PROGRESS_LOCK = threading.Lock()
@@ -81,8 +87,30 @@ class Destination:
     def has_manifest(self, digest: str) -> bool:
         return self.repo.has_manifest(digest)
 
-    def transfer(self, run: Run, desc: Descriptor, action: BlobAction) -> str:
-        """Bring one missing blob over; return the outcome (``mounted`` or ``streamed``)."""
+    def transfer(self, run: Run, desc: Descriptor, action: BlobAction, looked: float) -> str:
+        """Bring one missing blob over; return the outcome: ``mounted``, ``streamed``, or
+        ``skipped`` when another unit of this process placed it here meanwhile.
+
+        One transfer per registry repository and blob at a time (the client's
+        :class:`~regshift.inflight.InFlight`): a unit needing a blob that another unit is
+        sending here waits for it and then counts it as skipped; if that transfer failed,
+        it sends the blob itself. ``looked``: when the destination was asked for the blob
+        (:func:`time.monotonic`); a transfer done here before then is done again.
+        """
+        key = self.key(desc.digest)
+        if key is None:  # a layout: blobs land by rename, each write whole
+            return self._transfer(run, desc, action)
+        work = lambda: self._transfer(run, desc, action)  # noqa: E731
+        done = run.client.inflight.once(key, work, looked=looked, check=run.cancel.check)
+        return "skipped" if done is None else done
+
+    def key(self, digest: str, kind: str = "blob") -> Hashable | None:
+        """What :class:`~regshift.inflight.InFlight` knows a transfer here by (None for a
+        layout)."""
+        endpoint = self.repo.endpoint
+        return None if endpoint is None else (kind, endpoint, self.name, digest)
+
+    def _transfer(self, run: Run, desc: Descriptor, action: BlobAction) -> str:
         if self.uploader is not None:
             return self.uploader.transfer(run, desc, action, self.source)
         with run.chunks(desc) as chunks:
@@ -125,7 +153,9 @@ class Run:
         self.seen_referrers: list[str] = []  # every referrer found, copied now or before
         self.digest_tags: list[str] = []
         self.manifests = 0  # manifest writes at the destination (CopyResult.manifests)
+        self.children: dict[str, Manifest] = {}  # manifests below those written, by digest
         self.started = time.monotonic()
+        self.looked = self.started  # when the destination was last asked for the blobs
         self.start_requests = self._requests()
         self.start_retries = self._retries()
 
@@ -153,6 +183,7 @@ class Run:
         )
         if self._same_repository():
             return tuple(BlobStep(d, BlobAction.SKIP) for d in blobs) + foreign
+        self.looked = time.monotonic()
         present = list(self.pool.map(self.writer.has_blob, blobs))
         steps = [
             BlobStep(d, BlobAction.SKIP if p else self.writer.move)
@@ -188,7 +219,7 @@ class Run:
         if step.action is BlobAction.SKIP:
             outcome = "skipped"
         else:
-            outcome = self.writer.transfer(self, desc, step.action)
+            outcome = self.writer.transfer(self, desc, step.action, self.looked)
         self.tally.add(outcome, desc.size)
         state = {"skipped": ProgressState.SKIPPED, "mounted": ProgressState.MOUNTED}
         self.emit(desc, state.get(outcome, ProgressState.DONE), desc.size)
@@ -208,12 +239,62 @@ class Run:
     def put_children(self, graph: ImageGraph) -> int:
         """The manifests below the top one, by digest, skipping those already there."""
         children = [] if self._same_repository() else graph.children()
+        self.children.update((m.digest, m) for m in children)
+        looked = time.monotonic()
         missing = [m for m in children if not self.writer.has_manifest(m.digest)]
-        for manifest in missing:
-            self.writer.put_child(manifest)
-            self.manifests += 1
+        written = sum(self.put_child(m, looked) for m in missing)
+        self.manifests += written
+        return written
+
+    def put_child(self, manifest: Manifest, looked: float) -> bool:
+        """PUT one manifest by digest (through :meth:`placed`), unless another unit of this
+        process is writing it here, or wrote it since ``looked`` (when the destination was
+        found without it); return whether this run wrote it."""
+        key = self.writer.key(manifest.digest, "manifest")
+
+        def put() -> bool:
+            self.placed(manifest, lambda: self.writer.put_child(manifest))
             self.emit(manifest.descriptor(), ProgressState.WRITTEN, kind="manifest")
-        return len(missing)
+            return True
+
+        if key is None:
+            return put()
+        return bool(self.client.inflight.once(key, put, looked=looked, check=self.cancel.check))
+
+    def placed(self, manifest: Manifest, write: Callable[[], T]) -> T:
+        """``write`` a manifest whose blobs (or children) were placed; a refusal naming a
+        missing one is retried once, after each was checked and any missing placed again.
+
+        CNCF distribution's filesystem driver rewrites a repository's blob link file
+        non-atomically (truncate, then write) on every upload or mount of that blob: when
+        another process (a second shard, another tool) sends one of these blobs at the same
+        moment, the PUT reads an empty link and is refused with 400 MANIFEST_BLOB_UNKNOWN
+        (or DIGEST_INVALID: the empty link is no digest). Within one process
+        :meth:`Destination.transfer` sends each blob once, so this is the other processes'.
+        """
+        return self.client.retry_policy.run(
+            write,
+            retry_on=_blob_unknown,
+            before_retry=lambda _: self._replace_missing(manifest),
+            tries=2,
+            stop=self.cancel.event,
+            on_retry=self.client.on_retry(f"manifest {manifest.digest}"),
+        )
+
+    def _replace_missing(self, manifest: Manifest) -> None:
+        """HEAD what ``manifest`` needs at the destination; place again what is missing."""
+        foreign = not self.opts.include_foreign
+        blobs = [d for d in manifest.blobs() if not (foreign and is_foreign(d.media_type))]
+        looked = time.monotonic()
+        missing = [d for d in blobs if not self.writer.has_blob(d)]
+        for desc in missing:
+            outcome = self.writer.transfer(self, desc, self.writer.move, looked)
+            if outcome == "streamed":
+                self.tally.add_resent(desc.size)
+        for child in manifest.manifests:
+            known = self.children.get(child.digest)
+            if known is not None and not self.writer.has_manifest(child.digest):
+                self.writer.put_child(known)
 
     def _copy_artifact(self, digest_or_tag: str) -> ImageGraph:
         """Blobs and child manifests of one more manifest (a referrer or a digest tag)."""
@@ -239,7 +320,9 @@ class Run:
                     self.manifests += self.writer.attach(self.source.get_manifest(desc.digest))
                     continue
                 artifact = self._copy_artifact(desc.digest)
-                self.manifests += self.writer.attach(artifact.top)
+                self.manifests += self.placed(
+                    artifact.top, partial(self.writer.attach, artifact.top)
+                )
                 self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="referrer")
                 self.referrers.append(desc.digest)
 
@@ -253,7 +336,7 @@ class Run:
             if current is not None and self.source.head(tag) == current:
                 continue  # copied before and unchanged since
             artifact = self._copy_artifact(tag)
-            target.put_top(artifact.top)
+            self.placed(artifact.top, partial(target.put_top, artifact.top))
             self.manifests += 1
             self.emit(artifact.top.descriptor(), ProgressState.WRITTEN, kind="tag")
             self.digest_tags.append(tag)
@@ -291,6 +374,15 @@ class Run:
             digest_tags=tuple(self.digest_tags),
             retries=self._retries() - self.start_retries,
         )
+
+
+def _blob_unknown(exc: Exception) -> bool:
+    """A manifest PUT refused because the registry did not find one of its blobs (or
+    children): distribution answers 400 MANIFEST_BLOB_UNKNOWN, or DIGEST_INVALID when the
+    blob's link file was empty as it read it (see :meth:`Run.placed`)."""
+    if not isinstance(exc, APIError) or exc.status != 400:
+        return False
+    return bool({"MANIFEST_BLOB_UNKNOWN", "DIGEST_INVALID"} & set(exc.codes))
 
 
 def source_chunks(

@@ -137,10 +137,10 @@ def copy_graph(
     if opts.referrers or opts.digest_tags:
         # Everything that refers to the image lands before the tag does, so a promoted
         # image is never visible without its signatures.
-        writer.put_child(graph.top)
+        run.placed(graph.top, lambda: writer.put_child(graph.top))
         run.manifests += 1
         _copy_attached(run, graph)
-    writer.put_top(graph.top)
+    run.placed(graph.top, lambda: writer.put_top(graph.top))
     run.manifests += 1
     run.emit(top, ProgressState.WRITTEN, kind="manifest")
     return run.result(top, before, steps=done, notes=_notes(graph, done))

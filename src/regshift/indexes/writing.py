@@ -4,6 +4,7 @@ index by digest and under its tag, last; and the result."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,6 @@ from ..digests import matches
 from ..errors import DigestMismatch, PreconditionFailed
 from ..graph import suffix
 from ..manifests import Descriptor, Manifest
-from ..progress import ProgressState
 from ..storage import Repository
 from .entries import IndexEntry, Item
 from .options import IndexOptions, IndexResult
@@ -126,10 +126,9 @@ def _bring(run: Run, part: Part, *, dry_run: bool) -> tuple[BlobStep, ...]:
     if target.same_repository(source):
         return done
     for manifest in part.manifests:
+        looked = time.monotonic()
         if not target.has_manifest(manifest.digest):
-            target.put_manifest(manifest)
-            run.manifests += 1
-            run.emit(manifest.descriptor(), ProgressState.WRITTEN, kind="manifest")
+            run.manifests += run.put_child(manifest, looked)
     if run.opts.referrers:
         run.copy_referrers(part.graph)
     return done
