@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,7 +69,8 @@ def header(
             info.type, info.linkname = tarfile.LNKTYPE, first
         else:
             info.size = st.st_size
-    elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+    elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE) and sys.platform != "win32":
+        # Device files exist on POSIX only (Windows has no st_rdev, os.major, os.minor).
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     return info
 
