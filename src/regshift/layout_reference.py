@@ -38,7 +38,7 @@ class LayoutReference:
     def __post_init__(self) -> None:
         if self.tag is not None and self.digest is not None:
             raise InvalidReference(
-                f"invalid layout reference {_quote(str(self.path))}: "
+                f"invalid layout reference {quote(str(self.path))}: "
                 "give a tag or a digest, not both"
             )
         if self.tag is not None:
@@ -97,7 +97,7 @@ def parse_layout_reference(text: str, *, windows: bool | None = None) -> LayoutR
     try:
         return _parse_layout_reference(text, windows)
     except InvalidReference as exc:
-        raise InvalidReference(f"invalid layout reference {_quote(text)}: {exc}") from None
+        raise InvalidReference(f"invalid layout reference {quote(text)}: {exc}") from None
 
 
 def _parse_layout_reference(text: str, windows: bool) -> LayoutReference:
@@ -135,7 +135,7 @@ def _parse_layout_reference(text: str, windows: bool) -> LayoutReference:
     return LayoutReference(Path(rest), tag=tag, digest=digest)
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
     """Double-quote ``value`` on one line, escaping quotes and unprintable characters."""
     out = []
     for ch in value:

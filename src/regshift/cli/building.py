@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .exits import ExitStatus, run_guarded
-from .options import CommonOptions, common_options
+from .options import CommonOptions, common_options, transfer_options
 
 if TYPE_CHECKING:
     from ..building import BuildOptions, BuildResult
@@ -44,20 +44,7 @@ def build_flags(func: F) -> F:
                 is_flag=True,
                 help="Also write a DST tag that is a referrers tag (sha256-<hex>).",
             ),
-            click.option(
-                "-j",
-                "--jobs",
-                type=click.IntRange(1, 64),
-                default=None,
-                help="Blobs transferred at once (default: 2 per core, 4 to 8).",
-            ),
-            click.option(
-                "-v",
-                "--verbose",
-                is_flag=True,
-                help="Report each blob on stderr (also without a TTY).",
-            ),
-            click.option("-q", "--quiet", is_flag=True, help="No progress display."),
+            transfer_options,
         )
     ):
         func = decorator(func)

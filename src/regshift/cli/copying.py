@@ -12,7 +12,7 @@ from .exits import ExitStatus
 from .progress import make_display
 
 if TYPE_CHECKING:
-    from ..copying import CopyResult, RepositoryCopyResult
+    from ..copying import BlobStep, CopyResult, RepositoryCopyResult
     from .options import CommonOptions
 
 
@@ -98,20 +98,25 @@ def result_doc(result: CopyResult) -> dict[str, Any]:
         "requests": result.requests,
         "retries": result.retries,
         "seconds": round(result.seconds, 3),
-        "plan": [
-            {
-                "digest": s.descriptor.digest,
-                "size": s.descriptor.size,
-                "mediaType": s.descriptor.media_type,
-                "action": str(s.action),
-                "outcome": s.outcome or None,
-            }
-            for s in result.steps
-        ],
+        "plan": plan_doc(result.steps),
         "referrers": list(result.referrers),
         "digestTags": list(result.digest_tags),
         "notes": _notes(result),
     }
+
+
+def plan_doc(steps: Sequence[BlobStep]) -> list[dict[str, Any]]:
+    """The ``plan`` of ``--json``: each blob, what was (or would be) done and its outcome."""
+    return [
+        {
+            "digest": s.descriptor.digest,
+            "size": s.descriptor.size,
+            "mediaType": s.descriptor.media_type,
+            "action": str(s.action),
+            "outcome": s.outcome or None,
+        }
+        for s in steps
+    ]
 
 
 def _notes(result: CopyResult) -> list[str]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .exits import ExitStatus, run_guarded
-from .options import CommonOptions, common_options, endpoints_of
+from .options import CommonOptions, common_options, endpoints_of, transfer_options
 
 if TYPE_CHECKING:
     from ..indexes import IndexEntry, IndexOptions, IndexResult
@@ -46,20 +46,7 @@ def _write_options(func: F) -> F:
                 is_flag=True,
                 help="Also copy the children's signatures, SBOMs and attestations.",
             ),
-            click.option(
-                "-j",
-                "--jobs",
-                type=click.IntRange(1, 64),
-                default=None,
-                help="Blobs transferred at once (default: 2 per core, 4 to 8).",
-            ),
-            click.option(
-                "-v",
-                "--verbose",
-                is_flag=True,
-                help="Report each blob on stderr (also without a TTY).",
-            ),
-            click.option("-q", "--quiet", is_flag=True, help="No progress display."),
+            transfer_options,
         ]
     ):
         func = option(func)
@@ -276,6 +263,8 @@ def _entry_doc(entry: IndexEntry) -> dict[str, Any]:
 
 def result_doc(result: IndexResult) -> dict[str, Any]:
     """The JSON document of one index command."""
+    from .copying import plan_doc
+
     return {
         "destination": result.destination,
         "digest": result.digest,
@@ -292,16 +281,7 @@ def result_doc(result: IndexResult) -> dict[str, Any]:
         "blobs": result.blobs,
         "bytes": result.bytes,
         "manifests": result.manifests,
-        "plan": [
-            {
-                "digest": s.descriptor.digest,
-                "size": s.descriptor.size,
-                "mediaType": s.descriptor.media_type,
-                "action": str(s.action),
-                "outcome": s.outcome or None,
-            }
-            for s in result.steps
-        ],
+        "plan": plan_doc(result.steps),
         "referrers": list(result.referrers),
         "notes": list(result.notes),
         "index": json.loads(result.index.raw),

@@ -17,7 +17,13 @@ import click
 
 from . import process
 from .exits import ExitStatus, message, one_line, run_guarded
-from .options import CommonOptions, common_options, endpoints_of, read_password
+from .options import (
+    CommonOptions,
+    common_options,
+    endpoints_of,
+    read_password,
+    transfer_options,
+)
 
 if TYPE_CHECKING:
     from ..layout_reference import LayoutReference
@@ -291,13 +297,6 @@ def _run_tags(
 @click.option("--all-tags", is_flag=True, help="Copy every tag of the SOURCE repository.")
 @click.option("--include", metavar="REGEX", help="With --all-tags: only tags matching REGEX.")
 @click.option("--exclude", metavar="REGEX", help="With --all-tags: skip tags matching REGEX.")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=None,
-    help="Blobs transferred at once (default: 2 per core, 4 to 8).",
-)
 @click.option("--dry-run", is_flag=True, help="Print the plan blob by blob; write nothing.")
 @click.option(
     "--include-foreign", is_flag=True, help="Also copy non-distributable (foreign) layers."
@@ -318,10 +317,7 @@ def _run_tags(
     help="Copy even if the destination already has the digest; also write a destination "
     "tag that is a referrers tag (sha256-<hex>), replacing the signature list there.",
 )
-@click.option(
-    "-v", "--verbose", is_flag=True, help="Report each blob on stderr (also without a TTY)."
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+@transfer_options
 @common_options
 def copy_cmd(
     opts: CommonOptions,

@@ -170,6 +170,27 @@ def with_config_headers(flags: tuple[tuple[str, str], ...]) -> tuple[tuple[str, 
     return (*kept, *flags)
 
 
+def transfer_options(func: F) -> F:
+    """``-j/--jobs``, ``-v/--verbose`` and ``-q/--quiet``: the flags of every command that
+    moves blobs (copy, the build commands, index)."""
+    options = (
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(1, 64),
+            default=None,
+            help="Blobs transferred at once (default: 2 per core, 4 to 8).",
+        ),
+        click.option(
+            "-v", "--verbose", is_flag=True, help="Report each blob on stderr (also without a TTY)."
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress display."),
+    )
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def parse_headers(values: Iterable[str]) -> tuple[tuple[str, str], ...]:
     """``--header 'Name: value'`` flags as pairs; a usage error (never echoing the value)
     when one is malformed, reserved or repeated."""

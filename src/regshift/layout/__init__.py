@@ -31,7 +31,7 @@ from ..errors import (  # the layout errors live with the others; re-exported he
     LayoutError,
     NotFoundInLayout,
 )
-from ..layout_reference import LayoutReference, parse_layout_reference
+from ..layout_reference import LayoutReference, parse_layout_reference, quote
 from ..manifests import Descriptor, Manifest, Platform
 from ..mediatypes import MediaType
 from ..reference import (
@@ -50,7 +50,6 @@ from .files import (
     one_line,
     os_errors,
     os_reason,
-    quote,
     write_atomically,
 )
 

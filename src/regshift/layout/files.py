@@ -164,16 +164,3 @@ def os_reason(exc: OSError) -> str:
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def quote(value: str) -> str:
-    """Double-quote ``value`` on one line, escaping quotes and unprintable characters."""
-    out = []
-    for ch in value:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            out.append(ch.encode("unicode_escape").decode("ascii"))
-    return '"' + "".join(out) + '"'
