@@ -383,3 +383,23 @@ def test_a_nested_docker_manifest_list(
     result = run_cli("copy", src, f"{other_registry.host}/{repo_name}:v1")
     assert result.code == 0, result.stderr
     assert _get(other_registry, repo_name, inner.digest).content == inner.raw
+
+
+def test_build_commands_take_a_nested_index(open_registry: RegistryServer, repo_name: str) -> None:
+    """mutate and merge read a nested index as inspect does: one result per platform found at
+    any level (each label set), an index of those results."""
+    top, _, _ = _nested(open_registry, repo_name)
+    src = f"{open_registry.host}/{repo_name}:v1"
+    dst = f"{open_registry.host}/{repo_name}:mutated"
+    result = run_cli("mutate", "--json", src, "--label", "nested=yes", "--to", dst)
+    assert result.code == 0, result.stderr
+    assert sorted(result.json()["platforms"]) == sorted(
+        ["linux/amd64", "linux/arm64/v8", "linux/ppc64le", "linux/s390x"]
+    )
+    inspected = run_cli("inspect", "--json", dst).json()
+    labels = [p["labels"].get("nested") for p in inspected["platforms"]]
+    assert labels == ["yes"] * 4
+    merged = run_cli("merge", "--json", src, src, "--to", f"{open_registry.host}/{repo_name}:m")
+    assert merged.code == 0, merged.stderr
+    assert len(merged.json()["platforms"]) == 4
+    assert top.digest not in (result.json()["digest"], merged.json()["digest"])
