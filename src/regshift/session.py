@@ -144,13 +144,13 @@ class SessionPool:
         """The ``on_retry`` of :meth:`RetryPolicy.run` for ``method target``: counts the
         retry and its wait in :attr:`stats`, and logs it."""
 
-        # A request names its URL (redacted, no query); a larger operation ("blob sha256:…",
-        # no method) is named as it is.
-        where = f"{method} {redact_url(target).split('?', 1)[0]}" if method else target
-
         def report(why: str, waited: float, retry_after: float | None) -> None:
             capped = retry_after is not None and retry_after > waited
             self.stats.retried(waited)
+            # A request names its URL (redacted, no query); a larger operation ("blob
+            # sha256:…", no method) is named as it is. Worked out only when a retry happens:
+            # parsing a URL for every request that never retries is a cost every copy paid.
+            where = f"{method} {redact_url(target).split('?', 1)[0]}" if method else target
             log.warning(
                 "%s: %s; retrying in %.1fs%s",
                 where,
@@ -269,7 +269,7 @@ class RegistrySession:
                 url = url.copy_merge_params(params)
             # The registry's origin under this scheme (an absolute upload Location or link was
             # checked to be on it): extra headers go there, and on no other redirect hop.
-            own = origin(httpx.URL(f"{url.scheme}://{endpoint}"))
+            own = self.auth.origin_for(url.scheme)
             request = self._pool.http.build_request(
                 method, url, headers=headers, content=content, extensions={REGISTRY_ORIGIN: own}
             )

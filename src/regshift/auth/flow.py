@@ -122,6 +122,7 @@ class RegistryAuth:
         self._retry = retry or RetryPolicy()
         self._lock = threading.Lock()
         self._challenge: Challenge | None = None
+        self._origins: dict[str, tuple[str, str, int | None] | None] = {}
         self.token_requests = 0
 
     @property
@@ -134,13 +135,23 @@ class RegistryAuth:
     def owns(self, url: httpx.URL) -> bool:
         """Whether ``url`` is on this registry's origin: its host and port (the scheme's
         default port when the registry names none), over a scheme it may be reached by."""
-        if url.scheme not in _DEFAULT_PORTS:
-            return False
-        try:
-            own = httpx.URL(f"{url.scheme}://{self.registry}")
-        except httpx.InvalidURL:
-            return False
-        return origin(own) == origin(url)
+        own = self.origin_for(url.scheme)
+        return own is not None and own == origin(url)
+
+    def origin_for(self, scheme: str) -> tuple[str, str, int | None] | None:
+        """This registry's origin over ``scheme`` (``None`` for a scheme that is not HTTP or
+        a registry name that is no URL authority), worked out once per scheme: every request
+        asks, and parsing a URL each time was a measurable part of a copy's CPU."""
+        if scheme in self._origins:
+            return self._origins[scheme]
+        own = None
+        if scheme in _DEFAULT_PORTS:
+            try:
+                own = origin(httpx.URL(f"{scheme}://{self.registry}"))
+            except httpx.InvalidURL:
+                own = None
+        self._origins[scheme] = own
+        return own
 
     def require_secure(self, url: httpx.URL, what: str) -> None:
         """Raise :class:`AuthError` unless secrets may be sent to ``url`` (see below)."""
