@@ -54,9 +54,24 @@ def build_flags(func: F) -> F:
 def run_build(
     opts: CommonOptions,
     flags: dict[str, Any],
-    work: Callable[[Client, BuildOptions], BuildResult],
+    work: Callable[[Client, str, BuildOptions], BuildResult],
     *,
     created: str | None = None,
+) -> None:
+    """Run a build command: ``work(client, DST, options)`` with the common flags (``--to``
+    taken out of ``flags``), its result printed, errors turned into exit codes."""
+    to = flags.pop("to")
+    run_guarded(
+        opts, lambda: _build(opts, flags, lambda client, o: work(client, to, o), created=created)
+    )
+
+
+def _build(
+    opts: CommonOptions,
+    flags: dict[str, Any],
+    work: Callable[[Client, BuildOptions], BuildResult],
+    *,
+    created: str | None,
 ) -> int:
     """Build with the common flags; print the result; return the exit status."""
     from ..building import BuildOptions
@@ -185,15 +200,11 @@ def merge_cmd(
     """
     from ..building import merge
 
-    to = flags.pop("to")
-    run_guarded(
+    run_build(
         opts,
-        lambda: run_build(
-            opts,
-            flags,
-            lambda client, o: merge(
-                client, base, list(images), to=to, config_from=config_from, options=o
-            ),
+        flags,
+        lambda client, to, o: merge(
+            client, base, list(images), to=to, config_from=config_from, options=o
         ),
     )
 
@@ -212,15 +223,11 @@ def rebase_cmd(opts: CommonOptions, image: str, old_base: str, new_base: str, **
     """
     from ..building import rebase
 
-    to = flags.pop("to")
-    run_guarded(
+    run_build(
         opts,
-        lambda: run_build(
-            opts,
-            flags,
-            lambda client, o: rebase(
-                client, image, old_base=old_base, new_base=new_base, to=to, options=o
-            ),
+        flags,
+        lambda client, to, o: rebase(
+            client, image, old_base=old_base, new_base=new_base, to=to, options=o
         ),
     )
 
@@ -280,7 +287,6 @@ def mutate_cmd(opts: CommonOptions, source: str, **flags: Any) -> None:
     """
     from ..building import ConfigChanges, mutate
 
-    to = flags.pop("to")
     changes = ConfigChanges(
         labels=_pairs(flags.pop("labels"), "--label"),
         remove_labels=flags.pop("remove_labels"),
@@ -293,14 +299,11 @@ def mutate_cmd(opts: CommonOptions, source: str, **flags: Any) -> None:
         annotations=_pairs(flags.pop("annotations"), "--annotation"),
     )
     created = flags.pop("created")
-    run_guarded(
+    run_build(
         opts,
-        lambda: run_build(
-            opts,
-            flags,
-            lambda client, o: mutate(client, source, to=to, changes=changes, options=o),
-            created=created,
-        ),
+        flags,
+        lambda client, to, o: mutate(client, source, to=to, changes=changes, options=o),
+        created=created,
     )
 
 
@@ -337,23 +340,19 @@ def append_cmd(
 
     from ..building import append
 
-    to = flags.pop("to")
     epoch = _source_date_epoch()
-    run_guarded(
+    run_build(
         opts,
-        lambda: run_build(
-            opts,
-            flags,
-            lambda client, o: append(
-                client,
-                base,
-                to=to,
-                layers=[Path(p) for p in layers],
-                source_date_epoch=epoch,
-                options=o,
-            ),
-            created=created,
+        flags,
+        lambda client, to, o: append(
+            client,
+            base,
+            to=to,
+            layers=[Path(p) for p in layers],
+            source_date_epoch=epoch,
+            options=o,
         ),
+        created=created,
     )
 
 
@@ -375,15 +374,11 @@ def flatten_cmd(opts: CommonOptions, source: str, created: str | None, **flags: 
     """
     from ..building import flatten
 
-    to = flags.pop("to")
-    run_guarded(
+    run_build(
         opts,
-        lambda: run_build(
-            opts,
-            flags,
-            lambda client, o: flatten(client, source, to=to, options=o),
-            created=created,
-        ),
+        flags,
+        lambda client, to, o: flatten(client, source, to=to, options=o),
+        created=created,
     )
 
 
