@@ -56,6 +56,8 @@ class PullBudget:
         """Take the numbers from an answer's headers (answers without them change nothing)."""
         remaining = parse_budget(headers.get("ratelimit-remaining"))
         limit = parse_budget(headers.get("ratelimit-limit"))
+        if remaining is None and limit is None:
+            return  # most answers: nothing announced, nothing to take the lock for
         with self._lock:
             if remaining is not None:
                 self.remaining, self.window = remaining[0], remaining[1] or self.window

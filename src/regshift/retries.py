@@ -27,7 +27,7 @@ from typing import Generic, TypeVar, cast
 
 import httpx
 
-from .errors import HINT_TIMEOUT, HINT_TRUST, RETRYABLE_STATUSES, APIError, TransportError
+from .errors import HINT_TIMEOUT, HINT_TRUST, APIError, TransportError
 from .redaction import redact_secrets
 
 T = TypeVar("T")
@@ -38,9 +38,6 @@ A = TypeVar("A")
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.5
 DEFAULT_MAX_RETRY_AFTER = 60.0
-#: Statuses worth another try: the request timed out, was rate-limited or the server failed.
-#: (The one set, defined with the errors it decides about.)
-RETRY_STATUSES = RETRYABLE_STATUSES
 
 
 def translate(exc: httpx.TransportError, what: str) -> TransportError:
@@ -101,7 +98,7 @@ class RetryableAnswer(Exception, Generic[A]):
 
 def transient(exc: Exception) -> bool:
     """Whether trying again may help: a connection failure (not a certificate refused) or a
-    retryable status (:data:`RETRY_STATUSES`)."""
+    retryable status (:data:`~regshift.errors.RETRYABLE_STATUSES`)."""
     if isinstance(exc, TransportError | APIError):
         return exc.retryable
     return isinstance(exc, RetryableAnswer)

@@ -27,11 +27,10 @@ from .auth.credentials import Keychain
 from .auth.flow import RegistryAuth, origin
 from .auth.scopes import ScopeSet, merge_scopes
 from .capabilities import PLAIN_HTTP, Capabilities
-from .errors import HINT_LOGIN, RegistryError, TransportError, Unauthorized
+from .errors import HINT_LOGIN, RETRYABLE_STATUSES, RegistryError, TransportError, Unauthorized
 from .ratelimit import PullBudget
 from .reference import Reference
 from .retries import (
-    RETRY_STATUSES,
     OnRetry,
     RetryableAnswer,
     RetryPolicy,
@@ -224,7 +223,7 @@ class RegistrySession:
 
         def attempt() -> httpx.Response:
             response = self._send(method, target, scopes, headers, content, params, repository)
-            if response.status_code in RETRY_STATUSES:
+            if response.status_code in RETRYABLE_STATUSES:
                 retry_after = retry_after_seconds(response.headers.get("retry-after"))
                 why = f"HTTP {response.status_code}"
                 raise RetryableAnswer(response, why, retry_after, discard=response.close)
@@ -298,7 +297,9 @@ class RegistrySession:
     def _counted(self, method: str, target: str) -> contextlib.AbstractContextManager[None]:
         """A manifest GET counts against a registry's announced pull budget (a HEAD does
         not): guarded by :attr:`budget`; anything else goes as it is."""
-        if method == "GET" and "/manifests/" in target:
+        if method == "GET" and "/manifests/" in target and self.budget.low:
+            # The label (a parsed, redacted URL) only when the budget is close: the common
+            # case, a registry that announces none, costs nothing per manifest GET.
             return self.budget.pull(f"GET {redact_url(target).split('?', 1)[0]}")
         return contextlib.nullcontext()
 

@@ -407,7 +407,8 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
         max_redirects=5,
         trust_env=False,
         event_hooks={
-            "request": [_extra_headers(options.headers)],
+            # No extra headers (the common case): no hook to run on every request and hop.
+            "request": [_extra_headers(options.headers)] if options.headers else [],
             "response": [_log_response(options.headers)],
         },
     )

@@ -42,9 +42,9 @@ from typing import NamedTuple
 
 import httpx
 
-from ..errors import HINT_INSECURE, AuthError, TransportError
+from ..errors import HINT_INSECURE, RETRYABLE_STATUSES, AuthError, TransportError
 from ..reference import is_loopback_host
-from ..retries import RETRY_STATUSES, RetryableAnswer, RetryPolicy, retry_after_seconds, translate
+from ..retries import RetryableAnswer, RetryPolicy, retry_after_seconds, translate
 from .challenge import Challenge, parse_challenges, select_challenge
 from .credentials import Credential
 from .scopes import ScopeSet, covers, merge_scopes
@@ -153,10 +153,6 @@ class RegistryAuth:
         self._origins[scheme] = own
         return own
 
-    def require_secure(self, url: httpx.URL, what: str) -> None:
-        """Raise :class:`AuthError` unless secrets may be sent to ``url`` (see below)."""
-        self._require_secure(url, what)
-
     def scoped(self, scopes: ScopeSet, repository: str | None = None) -> ScopedAuth:
         """An ``httpx.Auth`` for one request, on ``repository`` (``None``: the registry's
         API root), of an operation needing ``scopes``."""
@@ -206,10 +202,7 @@ class RegistryAuth:
         if challenge is None:
             return None
         account = self._account(repository)
-        scopes = self._own_scopes(scopes, account)
-        return self.cached_header(scopes, account) or self.authorize(
-            challenge, scopes, url, stale=None, account=account
-        )
+        return self.authorize(challenge, scopes, url, stale=None, account=account)
 
     def cached_header(self, scopes: ScopeSet, account: _Account) -> str | None:
         """The ``Authorization`` value of a fresh token of ``account`` covering ``scopes``."""
@@ -281,7 +274,7 @@ class RegistryAuth:
         cred = account.credential
         if not cred.username or not cred.password:
             return None
-        self._require_secure(url, "Basic credentials")
+        self.require_secure(url, "Basic credentials")
         raw = f"{cred.username}:{cred.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
@@ -339,7 +332,7 @@ class RegistryAuth:
 
         def attempt() -> tuple[int, bytes]:
             status, data, retry_after = self._token_attempt(request)
-            if status in RETRY_STATUSES:
+            if status in RETRYABLE_STATUSES:
                 raise RetryableAnswer((status, data), f"HTTP {status}", retry_after)
             return status, data
 
@@ -414,12 +407,12 @@ class RegistryAuth:
         headers = {"User-Agent": self._user_agent}
         secret = cred.password or cred.identity_token
         if cred.username and secret:
-            self._require_secure(realm, "credentials")
+            self.require_secure(realm, "credentials")
             params.append(("account", cred.username))
             raw = f"{cred.username}:{secret}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
         elif cred.identity_token:
-            self._require_secure(realm, "an identity token")
+            self.require_secure(realm, "an identity token")
             raw = f"<token>:{cred.identity_token}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
         self.token_requests += 1
@@ -428,7 +421,7 @@ class RegistryAuth:
     def _oauth_request(
         self, realm: httpx.URL, challenge: Challenge, scopes: ScopeSet, cred: Credential
     ) -> httpx.Request:
-        self._require_secure(realm, "an identity token")
+        self.require_secure(realm, "an identity token")
         form = {
             "grant_type": "refresh_token",
             "refresh_token": cred.identity_token,
@@ -473,7 +466,7 @@ class RegistryAuth:
             raise AuthError(f"{self.registry}: token server {realm.host} returned invalid JSON")
         return body
 
-    def _require_secure(self, url: httpx.URL, what: str) -> None:
+    def require_secure(self, url: httpx.URL, what: str) -> None:
         """Refuse to send secrets in clear text, except to loopback or insecure hosts.
 
         ``url`` itself is judged, not the registry: a loopback or ``--insecure`` registry may
