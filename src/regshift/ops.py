@@ -17,7 +17,7 @@ from .errors import APIError, ForceRequired, NotFound, Unsupported
 from .manifests import Descriptor, Manifest
 from .mediatypes import is_index
 from .reference import Reference
-from .storage import ManifestDeleter, Repository, open_repository
+from .storage import ManifestDeleter, Repository, open_repository, scoped
 
 if TYPE_CHECKING:
     from .layout_reference import LayoutReference
@@ -106,7 +106,7 @@ def delete(
     repo = open_repository(client, ref)
     if not isinstance(repo, ManifestDeleter):
         return _untag(repo, dry_run)
-    repo = repo.with_scopes([s for s in [repo.scope("pull,delete")] if s])
+    repo = scoped(repo, "pull,delete")
     check = _Check(repo, force, max_tags)
     if repo.digest:
         if dry_run:  # the real run would find out with its DELETE

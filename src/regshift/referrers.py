@@ -31,7 +31,7 @@ from .reference import (  # the tag predicates live with tag syntax, light for `
     refuse_fallback_tag,
     validate_digest,
 )
-from .storage import Repository, open_repository
+from .storage import Repository, open_repository, scoped
 from .storage.fallback import (
     MAX_INDEX_WRITES,
     AttachResult,
@@ -90,7 +90,7 @@ def require_subject(client: Client, repo: Where, digest: str) -> Descriptor:
     """
     validate_digest(digest)
     repository = open_repository(client, repo)
-    return repository.with_scopes([s for s in [repository.scope("pull")] if s]).resolve(digest)
+    return scoped(repository, "pull").resolve(digest)
 
 
 def subject_digest(repo: Repository, identifier: str) -> str:
@@ -103,7 +103,7 @@ def subject_digest(repo: Repository, identifier: str) -> str:
     """
     if ":" not in identifier:
         return repo.get_manifest(identifier).digest
-    return repo.with_scopes([s for s in [repo.scope("pull")] if s]).resolve(identifier).digest
+    return scoped(repo, "pull").resolve(identifier).digest
 
 
 def list_referrers(

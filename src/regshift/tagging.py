@@ -18,7 +18,7 @@ from .digests import matches
 from .errors import PreconditionFailed, RegistryError
 from .manifests import Manifest
 from .reference import Reference, refuse_fallback_tag, validate_digest, validate_tag
-from .storage import MultiTagPusher, Repository, open_repository
+from .storage import MultiTagPusher, Repository, open_repository, scoped
 
 if TYPE_CHECKING:
     from .layout_reference import LayoutReference
@@ -104,8 +104,7 @@ def tag(
         no_clobber: refuse (before writing anything) if a tag exists at another digest.
         dry_run: look everything up, write nothing.
         raise_on_error: raise the first per-tag error after trying every tag.
-        force: also write referrers tags (``sha256-<hex>``, see
-            :func:`regshift.reference.is_fallback_tag`), replacing the referrers list there.
+        force: also write referrers tags (``sha256-<hex>``), replacing the list there.
 
     Raises:
         ValueError: ``new_tags`` is empty (nothing is sent).
@@ -115,9 +114,8 @@ def tag(
         RegistryError: the source cannot be read, or (``raise_on_error``) a tag failed.
     """
     tags = _checked(source, new_tags, expect_digest, force)
-    repo = open_repository(client, source)
     start, start_retries = client.stats.this_thread, client.stats.retries
-    repo = repo.with_scopes([s for s in [repo.scope("pull" if dry_run else "pull,push")] if s])
+    repo = scoped(open_repository(client, source), "pull" if dry_run else "pull,push")
     manifest = repo.get_manifest(repo.identifier or "latest")
     _check_expected(str(repo.reference), manifest, expect_digest)
     # Where a lookup costs nothing (a layout) every tag's previous target is reported.

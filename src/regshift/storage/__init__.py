@@ -44,6 +44,7 @@ __all__ = [
     "Repository",
     "open_repository",
     "parse_location",
+    "scoped",
 ]
 
 
@@ -288,6 +289,13 @@ def parse_location(
     if repository:
         return parse_repository(text)
     return parse_reference(text, default_tag=default_tag)
+
+
+def scoped(repo: Repository, actions: str) -> Repository:
+    """``repo`` asking for ``actions`` (``"pull"``, ``"pull,push"``, …) on its token scope for
+    every request of an operation; a layout has no scopes and is returned as it is."""
+    scope = repo.scope(actions)
+    return repo.with_scopes([scope]) if scope else repo
 
 
 def open_repository(
