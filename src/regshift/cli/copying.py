@@ -36,15 +36,12 @@ def run_copy(
 ) -> int:
     """Run a copy and print its result; returns the exit status."""
     from ..copying import CopyOptions, copy, copy_repository
-    from ..manifests import Platform
     from ..transport import default_jobs
+    from .options import parse_platforms
 
     for pattern in (include, exclude):
         _check_regex(pattern)
-    try:
-        wanted = tuple(Platform.parse(p) for p in platforms)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    wanted = parse_platforms(platforms)
     # The result is printed once the progress display is closed: a live display redraws its
     # region of the terminal and would overwrite anything printed under it.
     with make_display(verbose, quiet or opts.json) as display, opts.client() as client:

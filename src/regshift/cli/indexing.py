@@ -9,11 +9,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .exits import ExitStatus, run_guarded
-from .options import CommonOptions, common_options, endpoints_of, transfer_options
+from .options import (
+    CommonOptions,
+    common_options,
+    endpoints_of,
+    parse_platforms,
+    transfer_options,
+)
 
 if TYPE_CHECKING:
     from ..indexes import IndexEntry, IndexOptions, IndexResult
-    from ..manifests import Platform
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -137,7 +142,7 @@ def remove_cmd(
 
     if not platforms and not digests:
         raise click.UsageError("give --platform or --digest (which entries to remove)")
-    wanted = _parse_platforms(platforms)
+    wanted = parse_platforms(platforms)
     _insecure_for(opts, index, *([to] if to else []))
 
     def work(client: Any, options: IndexOptions) -> IndexResult:
@@ -175,7 +180,7 @@ def annotate_cmd(
     from ..indexes import index_annotate
 
     pairs = _parse_annotations(annotations)
-    wanted = _parse_platforms(platforms)
+    wanted = parse_platforms(platforms)
     _insecure_for(opts, index, *([to] if to else []))
 
     def work(client: Any, options: IndexOptions) -> IndexResult:
@@ -189,15 +194,6 @@ def annotate_cmd(
 def _insecure_for(opts: CommonOptions, *references: str) -> None:
     """--insecure covers every registry the command names."""
     opts.registries = (*opts.registries, *endpoints_of(references))
-
-
-def _parse_platforms(values: Sequence[str]) -> tuple[Platform, ...]:
-    from ..manifests import Platform
-
-    try:
-        return tuple(Platform.parse(p) for p in values)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
 
 
 def _parse_annotations(values: Sequence[str]) -> dict[str, str]:
@@ -228,7 +224,7 @@ def _run(
     from ..transport import default_jobs
     from .progress import make_display
 
-    wanted = _parse_platforms(platforms)
+    wanted = parse_platforms(platforms)
     with make_display(verbose, quiet or opts.json) as display, opts.client() as client:
         options = IndexOptions(
             platforms=wanted,

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import click
-
 from .exits import ExitStatus
 
 if TYPE_CHECKING:
@@ -18,12 +16,9 @@ if TYPE_CHECKING:
 def run_inspect(opts: CommonOptions, reference: str, platforms: Sequence[str]) -> int:
     """Describe an image (registry or ``oci:`` layout) and print it."""
     from ..inspection import describe
-    from ..manifests import Platform
+    from .options import parse_platforms
 
-    try:
-        wanted = tuple(Platform.parse(p) for p in platforms)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    wanted = parse_platforms(platforms)
     with opts.client() as client:
         info = describe(client, reference, platforms=wanted)
     opts.emit(_info_doc(info), "\n".join(_info_lines(info)))

@@ -6,7 +6,7 @@ import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,6 +14,7 @@ import click
 
 if TYPE_CHECKING:
     from ..client import Client, ClientOptions
+    from ..manifests import Platform
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -168,6 +169,16 @@ def with_config_headers(flags: tuple[tuple[str, str], ...]) -> tuple[tuple[str, 
             continue
         kept.append((name, value))
     return (*kept, *flags)
+
+
+def parse_platforms(values: Sequence[str]) -> tuple[Platform, ...]:
+    """``--platform`` values as :class:`Platform` s; a usage error for a malformed one."""
+    from ..manifests import Platform
+
+    try:
+        return tuple(Platform.parse(p) for p in values)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def transfer_options(func: F) -> F:
