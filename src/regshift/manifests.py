@@ -8,6 +8,7 @@ parsed view (descriptors, platforms) is read-only information for planning a cop
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +156,13 @@ class Manifest:
     def descriptor(self) -> Descriptor:
         """A descriptor pointing at this manifest."""
         return Descriptor(media_type=self.media_type, digest=self.digest, size=self.size)
+
+
+def encode_document(doc: Mapping[str, object]) -> bytes:
+    """The one JSON form of the documents regshift creates (configs, manifests, indexes):
+    compact, keys in the order given, UTF-8, so the same inputs always give the same bytes
+    and digest. Documents regshift did not create are never re-serialised."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def parse_manifest(raw: bytes, content_type: str = "") -> Manifest:

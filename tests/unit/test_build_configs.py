@@ -11,11 +11,11 @@ from regshift.building import BuildOptions, ConfigChanges
 from regshift.building.configs import (
     MISSING_HISTORY,
     changed,
-    encode,
     history_after,
     history_of,
     with_layers,
 )
+from regshift.manifests import encode_document as encode
 
 L = {"created_by": "layer"}
 E = {"created_by": "ENV", "empty_layer": True}

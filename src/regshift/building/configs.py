@@ -10,7 +10,6 @@ config written here has exactly one non-empty entry per layer.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,13 +19,6 @@ JSONObject = dict[str, Any]
 
 #: The history entry given to a layer an input's history does not account for.
 MISSING_HISTORY = "regshift: layer without a history entry in its image"
-
-
-def encode(doc: Mapping[str, Any]) -> bytes:
-    """The one JSON form of what regshift creates (configs, manifests, indexes): compact,
-    keys in the order given, UTF-8 (as :func:`regshift.storage.fallback.encode_index`), so
-    the same inputs always give the same bytes and digest."""
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def is_empty(entry: Mapping[str, Any]) -> bool:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..digests import compute_digest
-from ..manifests import Descriptor, Manifest, Platform, parse_manifest
+from ..layerfs.reading import file_chunks
+from ..manifests import Descriptor, Manifest, Platform, encode_document, parse_manifest
 from ..mediatypes import MediaType
-from .configs import JSONObject, encode
+from .configs import JSONObject
 
 if TYPE_CHECKING:
     from ..storage import Repository
@@ -33,7 +34,6 @@ _DOCKER_TWINS = {
     MediaType.OCI_LAYER_GZIP: MediaType.DOCKER_LAYER,
     _FOREIGN_OCI_GZIP: MediaType.DOCKER_FOREIGN_LAYER,
 }
-_CHUNK = 1024 * 1024
 
 
 class LocalBlobs:
@@ -58,7 +58,7 @@ class LocalBlobs:
             yield iter((content,))
             return
         with content.open("rb") as file:
-            yield iter(lambda: file.read(_CHUNK), b"")
+            yield file_chunks(file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,7 @@ def manifest_annotations(manifest: Manifest) -> dict[str, str]:
 
 def compose(plan: ImagePlan) -> Composed:
     """The config bytes and the manifest of one planned image, in regshift's JSON form."""
-    config = encode(plan.config)
+    config = encode_document(plan.config)
     config_type = MediaType.DOCKER_CONFIG if plan.docker else MediaType.OCI_CONFIG
     config_desc = Descriptor(str(config_type), compute_digest(config), len(config))
     layers = [
@@ -141,7 +141,7 @@ def compose(plan: ImagePlan) -> Composed:
     }
     if plan.annotations and not plan.docker:
         doc["annotations"] = dict(plan.annotations)
-    return Composed(plan, config, config_desc, parse_manifest(encode(doc), media_type))
+    return Composed(plan, config, config_desc, parse_manifest(encode_document(doc), media_type))
 
 
 def compose_index(
@@ -166,7 +166,7 @@ def compose_index(
     doc: JSONObject = {"schemaVersion": 2, "mediaType": str(media_type), "manifests": entries}
     if annotations and not docker:
         doc["annotations"] = dict(annotations)
-    return parse_manifest(encode(doc), media_type)
+    return parse_manifest(encode_document(doc), media_type)
 
 
 def _descriptor_doc(desc: Descriptor, media_type: str) -> JSONObject:

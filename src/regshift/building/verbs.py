@@ -17,11 +17,11 @@ from ..client import Client
 from ..errors import IncompatibleInputs, LayerError
 from ..layerfs import NewLayer, flatten_layers, layer_from_path
 from ..layout_reference import LayoutReference
-from ..manifests import Descriptor
+from ..manifests import Descriptor, encode_document
 from ..mediatypes import MediaType, is_foreign
 from ..reference import Reference, refuse_fallback_tag
 from ..storage import Repository, open_repository, parse_location
-from .configs import JSONObject, changed, encode, history_after, with_layers
+from .configs import JSONObject, changed, history_after, with_layers
 from .inputs import Input, PlatformInputs, Source, pair, read_sources
 from .options import (
     OUTCOMES,
@@ -371,7 +371,7 @@ def _flat_image_plan(group: PlatformInputs, opts: BuildOptions) -> ImageResult:
         digest="",
         media_type=str(MediaType.DOCKER_MANIFEST if docker else MediaType.OCI_MANIFEST),
         config=Descriptor(str(MediaType.DOCKER_CONFIG if docker else MediaType.OCI_CONFIG), "", 0),
-        config_json=encode(config),
+        config_json=encode_document(config),
         layers=tuple(LayerStep(d, i, image.name, "read") for d, i in image.layers()),
     )
 

@@ -24,7 +24,7 @@ from ..errors import (
     NotFoundInLayout,
     PreconditionFailed,
 )
-from ..manifests import Descriptor, Manifest, parse_manifest
+from ..manifests import Descriptor, Manifest, encode_document, parse_manifest
 from ..mediatypes import MediaType
 from ..reference import validate_tag
 
@@ -155,7 +155,7 @@ def encode_index(base: Mapping[str, object], entries: Sequence[Mapping[str, obje
     added when missing.
     """
     doc: JSONObject = {**empty_index(), **base, "manifests": [dict(e) for e in entries]}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_document(doc)
 
 
 def of_type(found: list[Descriptor], artifact_type: str | None) -> list[Descriptor]:
