@@ -277,14 +277,19 @@ def _descriptor(d: dict[str, Any]) -> Descriptor:
         media_type=media_type,
         digest=digest,
         size=size,
-        platform=_platform(d.get("platform")),
+        platform=platform_of(d.get("platform")),
         urls=tuple(str(u) for u in urls),
         annotations={str(k): str(v) for k, v in annotations.items()},
         artifact_type=str(d.get("artifactType", "")),
     )
 
 
-def _platform(p: object) -> Platform | None:
+def platform_of(p: object) -> Platform | None:
+    """A descriptor's ``platform`` object as a :class:`Platform` (``None`` when absent).
+
+    Raises:
+        ManifestError: it is not a JSON object.
+    """
     if p is None:
         return None
     if not isinstance(p, dict):

@@ -768,3 +768,42 @@ def test_manifest_type_is_a_manifest(layout: Layout) -> None:
         "linux/arm/v7",
         "windows/amd64",
     ]
+
+
+def test_index_json_entries_keep_os_features(tmp_path: Path) -> None:
+    """An index.json entry's platform is read as a manifest's descriptor is: ``os.features``
+    included (the layout reader had its own copy of the parser, which dropped them)."""
+    layout = Layout(tmp_path / "lay", create=True)
+    config = b"{}"
+    layout.write_blob(compute_digest(config), len(config), [config])
+    manifest = parse_manifest(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": compute_digest(config),
+                    "size": len(config),
+                },
+                "layers": [],
+            }
+        ).encode()
+    )
+    layout.put_manifest(manifest, "win")
+    index_path = layout.path / "index.json"
+    doc = json.loads(index_path.read_text())
+    doc["manifests"][0]["platform"] = {
+        "os": "windows",
+        "architecture": "amd64",
+        "os.version": "10.0.20348.2227",
+        "os.features": ["win32k"],
+    }
+    index_path.write_text(json.dumps(doc))
+    platform = layout.resolve("win").platform
+    assert platform is not None
+    assert (platform.os, platform.os_version, platform.os_features) == (
+        "windows",
+        "10.0.20348.2227",
+        ("win32k",),
+    )

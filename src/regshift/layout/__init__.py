@@ -32,7 +32,7 @@ from ..errors import (  # the layout errors live with the others; re-exported he
     NotFoundInLayout,
 )
 from ..layout_reference import LayoutReference, parse_layout_reference, quote
-from ..manifests import Descriptor, Manifest, Platform
+from ..manifests import Descriptor, Manifest, platform_of
 from ..mediatypes import MediaType
 from ..reference import (
     DEFAULT_TAG,
@@ -408,19 +408,10 @@ def _entry_descriptor(path: Path, position: int, entry: object) -> Descriptor:
         media_type=media_type,
         digest=digest,
         size=size,
-        platform=_platform(platform) if isinstance(platform, dict) else None,
+        platform=platform_of(platform) if isinstance(platform, dict) else None,
         urls=tuple(str(u) for u in urls),
         annotations={str(k): str(v) for k, v in annotations.items()},
         artifact_type=str(entry.get("artifactType", "")),
-    )
-
-
-def _platform(p: dict[str, Any]) -> Platform:
-    return Platform(
-        os=str(p.get("os", "")),
-        architecture=str(p.get("architecture", "")),
-        variant=str(p.get("variant", "")),
-        os_version=str(p.get("os.version", "")),
     )
 
 
