@@ -150,7 +150,7 @@ if TYPE_CHECKING:
     )
 
 # Names are imported on first use (PEP 562), so `regshift --help` and small scripts do not
-# pay for httpx and the HTTP stack until they talk to a registry.
+# pay for the HTTP layer (http.client, ssl) until they talk to a registry.
 _LAZY = {
     "BuildOptions": "building",
     "BuildResult": "building",

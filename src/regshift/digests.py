@@ -9,6 +9,7 @@ comparing strings with our own sha256.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from .errors import DigestMismatch, InvalidReference
 
@@ -18,6 +19,9 @@ _ALGORITHMS = {"sha256": 64, "sha512": 128}
 def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
     """Return the ``<algorithm>:<hex>`` digest of ``data``."""
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 def split_digest(digest: str) -> tuple[str, str]:
@@ -30,7 +34,7 @@ def split_digest(digest: str) -> tuple[str, str]:
     length = _ALGORITHMS.get(algorithm)
     if not sep or length is None:
         raise InvalidReference(f"invalid digest {digest!r}: unsupported digest algorithm")
-    if len(hexpart) != length or any(c not in "0123456789abcdef" for c in hexpart):
+    if len(hexpart) != length or not _HEX.fullmatch(hexpart):
         raise InvalidReference(
             f"invalid digest {digest!r}: expected {length} lower-case hex digits"
         )

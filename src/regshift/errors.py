@@ -18,15 +18,15 @@ Catch :class:`RegistryError` to catch everything the library raises on purpose::
     │   └── NotFoundInLayout                      no such tag, manifest or blob in the layout
     ├── LayerError                                layer content that cannot be read as a tar
     │   └── InvalidLayerSource (also a ValueError)  a layer path given to build from is unusable
-    ├── TransportError                            connect, TLS, timeout (wraps httpx errors)
+    ├── TransportError                            connect, TLS, timeout (wraps wire errors)
     └── APIError                                  the registry answered with an error status
         ├── NotFound                              404 (MANIFEST_UNKNOWN, NAME_UNKNOWN, ...)
         ├── Unauthorized                          401 / 403 (UNAUTHORIZED, DENIED)
         ├── RateLimited                           429 (TOOMANYREQUESTS)
         └── Unsupported                           405 / UNSUPPORTED (e.g. deletes disabled)
 
-Lower-level exceptions (httpx, json, OSError) are translated at the boundary with
-``raise ... from exc``, so callers never need to import httpx to handle failures.
+Lower-level exceptions (regshift.wire, json, OSError) are translated at the boundary with
+``raise ... from exc``, so callers never need to import the HTTP layer to handle failures.
 Messages never contain credentials or tokens, nor name command-line flags: an error that a
 setting could get past says which in :attr:`RegistryError.hint` (one of the ``HINT_*``
 names), and a front end (the CLI) phrases that in its own terms.

@@ -62,7 +62,8 @@ def next_link(
 
 def _split(target: str) -> SplitResult | None:
     """The parts of a link target, or None when it is no URL we could send (an unclosed
-    IPv6 bracket, control characters: urlsplit raises on the first, httpx on the second)."""
+    IPv6 bracket, control characters: urlsplit raises on the first, wire.URL on the
+    second)."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
         return None
     try:

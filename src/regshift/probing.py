@@ -22,8 +22,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
-
+from . import wire
 from .capabilities import MULTI_TAG_PUSH
 from .client import Client
 from .errors import APIError
@@ -72,10 +71,10 @@ class ProbeResult:
     left_behind: tuple[str, ...] = ()
 
 
-Answer = tuple[int, httpx.Response | None]
+Answer = tuple[int, wire.Response | None]
 
 
-def _try(send: Callable[[], httpx.Response]) -> Answer:
+def _try(send: Callable[[], wire.Response]) -> Answer:
     """The status of one request (an error status is an answer too, not a failure)."""
     try:
         response = send()

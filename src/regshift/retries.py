@@ -25,8 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
-import httpx
-
+from . import wire
 from .errors import HINT_TIMEOUT, HINT_TRUST, APIError, TransportError
 from .redaction import redact_secrets
 
@@ -40,13 +39,13 @@ DEFAULT_BACKOFF = 0.5
 DEFAULT_MAX_RETRY_AFTER = 60.0
 
 
-def translate(exc: httpx.TransportError, what: str) -> TransportError:
-    """Turn an httpx transport failure into a one-line :class:`TransportError`."""
-    if isinstance(exc, httpx.TimeoutException):
-        kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
+def translate(exc: wire.TransportError, what: str) -> TransportError:
+    """Turn an HTTP-layer failure into a one-line :class:`TransportError`."""
+    if isinstance(exc, wire.TimeoutException):
+        kind = "connect" if isinstance(exc, wire.ConnectTimeout) else "read"
         return TransportError(f"{what}: {kind} timed out", hint=HINT_TIMEOUT)
-    if isinstance(exc, httpx.LocalProtocolError):
-        # h11 quotes the refused header value (a whole ``Authorization`` token): never print it.
+    if isinstance(exc, wire.LocalProtocolError):
+        # Never print the refused value: it may be a whole ``Authorization`` token.
         return TransportError(
             f"{what}: a request header is not valid HTTP "
             "(a credential with a line break or control character?)",

@@ -1,6 +1,6 @@
 """Per-registry sessions: which scheme a registry speaks, its auth, its slots, sending.
 
-A :class:`SessionPool` holds what every registry shares -- the ``httpx.Client`` and its
+A :class:`SessionPool` holds what every registry shares -- the HTTP client and its
 connection pool, the transport options, request counts, the keychain, learnt capabilities
 and the one :class:`~regshift.retries.RetryPolicy` -- and hands out one
 :class:`RegistrySession` per registry endpoint (``host[:port]``). A session knows which
@@ -21,8 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-import httpx
-
+from . import wire
 from .auth.credentials import Keychain
 from .auth.flow import RegistryAuth, origin
 from .auth.scopes import ScopeSet, merge_scopes
@@ -105,7 +104,7 @@ class SessionPool:
         missing_ok: bool = False,
         api_root: bool = False,
         retry: bool = True,
-    ) -> httpx.Response:
+    ) -> wire.Response:
         """Send one API request on ``ref``'s repository through its registry's session
         (:meth:`RegistrySession.request`).
 
@@ -210,7 +209,7 @@ class RegistrySession:
         stream: bool = False,
         missing_ok: bool = False,
         retry: bool = True,
-    ) -> httpx.Response:
+    ) -> wire.Response:
         """Send one API request with auth, scheme fallback and retries; raise on error status.
 
         ``target`` is a path on the registry (``/v2/...``) or an absolute URL on its host (an
@@ -221,7 +220,7 @@ class RegistrySession:
         PATCHes are never replayed here: their callers resume or restart the upload.
         """
 
-        def attempt() -> httpx.Response:
+        def attempt() -> wire.Response:
             response = self._send(method, target, scopes, headers, content, params, repository)
             if response.status_code in RETRYABLE_STATUSES:
                 retry_after = retry_after_seconds(response.headers.get("retry-after"))
@@ -254,17 +253,17 @@ class RegistrySession:
         content: Content,
         params: QueryList | None,
         repository: str | None,
-    ) -> httpx.Response:
+    ) -> wire.Response:
         """One attempt; the answer is always streamed, so no body is read unbounded."""
         endpoint = self.endpoint
         absolute = target.startswith(("http://", "https://"))
         schemes = (target.split(":", 1)[0],) if absolute else self._schemes()
         probing = not absolute and self._scheme is None
-        plain_answer: httpx.Response | None = None  # a 400 from plain HTTP, kept in case
+        plain_answer: wire.Response | None = None  # a 400 from plain HTTP, kept in case
         auth = self.auth.scoped(scopes, repository)
         for scheme in schemes:
-            url = httpx.URL(target if absolute else f"{scheme}://{endpoint}{target}")
-            if params:  # merge: build_request(params=...) would drop the URL's own query
+            url = wire.URL(target if absolute else f"{scheme}://{endpoint}{target}")
+            if params:  # appended to the URL's own query (a pagination link's)
                 url = url.copy_merge_params(params)
             # The registry's origin under this scheme (an absolute upload Location or link was
             # checked to be on it): extra headers go there, and on no other redirect hop.
@@ -274,9 +273,9 @@ class RegistrySession:
             )
             try:
                 with self._counted(method, target):
-                    response = self._pool.http.send(request, auth=auth, stream=True)
+                    response = self._pool.http.send(request, auth=auth)
                     self.budget.observe(response.headers)
-            except httpx.TransportError as exc:
+            except wire.TransportError as exc:
                 if probing and scheme == "https" and is_tls_mismatch(exc):
                     if plain_answer is not None:  # plain HTTP it is; its 400 was genuine
                         self._learn_scheme("http")
@@ -323,7 +322,7 @@ class RegistrySession:
             if self._pool.capabilities.get(self.endpoint, PLAIN_HTTP) is not plain:
                 self._pool.capabilities.set(self.endpoint, PLAIN_HTTP, plain)
 
-    def _send_token_request(self, request: httpx.Request) -> httpx.Response:
+    def _send_token_request(self, request: wire.Request) -> wire.Response:
         """Send a token request: never redirected, extra headers only on the registry's origin.
 
         Never follow a token server's redirect: a POST would re-send its body (the refresh
@@ -332,10 +331,10 @@ class RegistrySession:
         """
         if self.auth.owns(request.url):
             request.extensions[REGISTRY_ORIGIN] = origin(request.url)
-        return self._pool.http.send(request, stream=True, follow_redirects=False)
+        return self._pool.http.send(request, follow_redirects=False)
 
     def _error_for(
-        self, response: httpx.Response, where: str, repository: str | None
+        self, response: wire.Response, where: str, repository: str | None
     ) -> RegistryError:
         error = api_error(response, context=where)
         if not isinstance(error, Unauthorized) or response.status_code != 401:
@@ -365,7 +364,7 @@ def _wants_tls(body: bytes) -> bool:
     return b"HTTPS" in body[:300]
 
 
-def buffered(response: httpx.Response, limit: int = _MAX_BODY) -> httpx.Response:
+def buffered(response: wire.Response, limit: int = _MAX_BODY) -> wire.Response:
     """The response with its body read (at most ``limit`` bytes; above that an error)."""
     data = read_limited(response, limit, raise_over=limit == _MAX_BODY)
     # A HEAD answer's Content-Length is the size of what a GET would send (the manifest's).
@@ -373,7 +372,7 @@ def buffered(response: httpx.Response, limit: int = _MAX_BODY) -> httpx.Response
     if response.request.method != "HEAD":
         dropped.add("content-length")
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in dropped]
-    result = httpx.Response(
+    result = wire.Response(
         response.status_code, headers=headers, content=data, request=response.request
     )
     result.read()

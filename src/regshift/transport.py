@@ -1,7 +1,8 @@
-"""The HTTP layer: one shared ``httpx.Client``, TLS, proxies, candidate schemes, error bodies.
+"""The HTTP layer: one shared :class:`regshift.wire.Client`, TLS, proxies, candidate schemes,
+error bodies.
 
-Everything that touches sockets is configured here, and httpx exceptions are translated
-into :mod:`regshift.errors` at this boundary. Per-registry state (the scheme a registry
+Everything that touches sockets is configured here, and :mod:`regshift.wire` failures are
+translated into :mod:`regshift.errors` at this boundary. Per-registry state (the scheme a registry
 turned out to speak, auth, slots) and sending with retries are :mod:`regshift.session`'s.
 """
 
@@ -16,8 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import httpx
-
+from . import wire
 from ._version import __version__
 from .auth.flow import origin
 from .errors import APIError, Diagnostic, RegistryError, TransportError, api_error_class
@@ -208,7 +208,7 @@ def ssl_context(ca_file: str | None, *, verify: bool = True) -> ssl.SSLContext:
 
 
 # Failures that happen before a request leaves: the registry never saw it.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_NOT_SENT = (wire.ConnectError, wire.ConnectTimeout, wire.UnsupportedProtocol)
 
 
 def check_ca_file(path: str) -> None:
@@ -230,16 +230,16 @@ def check_ca_file(path: str) -> None:
         raise ValueError(exc.strerror or str(exc)) from None
 
 
-class _LazyTransport(httpx.BaseTransport):
+class _LazyTransport:
     """Builds its transport on first use: loading the CA bundle costs tens of milliseconds,
     which a run that only talks plain HTTP to a loopback registry should not pay."""
 
-    def __init__(self, factory: Callable[[], httpx.BaseTransport]) -> None:
+    def __init__(self, factory: Callable[[], wire.BaseTransport]) -> None:
         self._factory = factory
-        self._transport: httpx.BaseTransport | None = None
+        self._transport: wire.BaseTransport | None = None
         self._lock = threading.Lock()
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: wire.Request) -> wire.Response:
         with self._lock:
             if self._transport is None:
                 self._transport = self._factory()
@@ -250,21 +250,21 @@ class _LazyTransport(httpx.BaseTransport):
             self._transport.close()
 
 
-class _Counted(httpx.BaseTransport):
+class _Counted:
     """Counts every request sent in ``stats`` (see :class:`RequestStats`): here, in the
     sending thread, because an event hook sees only requests that were answered. Outermost,
     so requests through a proxy count like direct ones."""
 
-    def __init__(self, transport: httpx.BaseTransport, stats: RequestStats) -> None:
+    def __init__(self, transport: wire.BaseTransport, stats: RequestStats) -> None:
         self._transport = transport
         self._stats = stats
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: wire.Request) -> wire.Response:
         try:
             response = self._transport.handle_request(request)
         except _NOT_SENT:
             raise
-        except httpx.TransportError:
+        except wire.TransportError:
             self._stats.add()  # sent, and its answer lost (a dropped connection, a timeout)
             raise
         self._stats.add()
@@ -274,40 +274,40 @@ class _Counted(httpx.BaseTransport):
         self._transport.close()
 
 
-class _ProxyRouter(httpx.BaseTransport):
+class _ProxyRouter:
     """Sends each request direct or through the proxy :func:`regshift.proxies.proxy_for`
     names for its URL (decided once per scheme, host and port; a token realm is judged by
     its own host like any other URL). Used only when a proxy variable is set."""
 
     def __init__(
         self,
-        direct: httpx.BaseTransport,
-        via: Callable[[str], httpx.BaseTransport],
+        direct: wire.BaseTransport,
+        via: Callable[[str], wire.BaseTransport],
         environ: Mapping[str, str],
     ) -> None:
         self._direct = direct
         self._via = via
         self._environ = environ
-        self._routes: dict[tuple[str, str, int | None], tuple[httpx.BaseTransport, str]] = {}
-        self._pools: dict[str, httpx.BaseTransport] = {}
+        self._routes: dict[tuple[str, str, int | None], tuple[wire.BaseTransport, str]] = {}
+        self._pools: dict[str, wire.BaseTransport] = {}
         self._lock = threading.Lock()
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: wire.Request) -> wire.Response:
         transport, proxy = self._route(request.url)
         if not proxy:
             return transport.handle_request(request)
         try:
             response = transport.handle_request(request)
-        except httpx.ProxyError as exc:  # the proxy refused the CONNECT: "407 Proxy Auth…"
+        except wire.ProxyError as exc:  # the proxy refused the CONNECT: "407 Proxy Auth…"
             raise _proxy_error(proxy, str(exc)) from None
-        except httpx.ConnectError as exc:  # to the proxy, or a TLS handshake in its tunnel
-            raise httpx.ConnectError(f"through proxy {proxy}: {exc}", request=request) from exc
+        except wire.ConnectError as exc:  # to the proxy, or a TLS handshake in its tunnel
+            raise wire.ConnectError(f"through proxy {proxy}: {exc}") from exc
         if response.status_code == 407:  # a plain-HTTP request: only a proxy answers 407
             response.close()
             raise _proxy_error(proxy, "407 Proxy Authentication Required")
         return response
 
-    def _route(self, url: httpx.URL) -> tuple[httpx.BaseTransport, str]:
+    def _route(self, url: wire.URL) -> tuple[wire.BaseTransport, str]:
         key = (url.scheme, url.host, url.port)
         with self._lock:
             route = self._routes.get(key)
@@ -315,14 +315,14 @@ class _ProxyRouter(httpx.BaseTransport):
                 route = self._routes[key] = self._new_route(url)
         return route
 
-    def _new_route(self, url: httpx.URL) -> tuple[httpx.BaseTransport, str]:
+    def _new_route(self, url: wire.URL) -> tuple[wire.BaseTransport, str]:
         from .proxies import describe_proxy, proxy_for  # only behind a proxy
 
         try:
             proxy = proxy_for(str(url), self._environ)
         except ValueError as exc:
             raise TransportError(str(exc), retryable=False) from None
-        where = str(url.copy_with(path="/", query=None, fragment=None)).rstrip("/")
+        where = f"{url.scheme}://{url.netloc}"
         if proxy is None:
             log.debug("%s: direct", where)
             return self._direct, ""
@@ -332,7 +332,7 @@ class _ProxyRouter(httpx.BaseTransport):
         if pool is None:
             try:
                 pool = self._pools[proxy] = self._via(proxy)
-            except (ValueError, httpx.InvalidURL):  # urlsplit took it, httpx does not
+            except (ValueError, wire.HTTPError):  # urlsplit took it, a proxy URL it is not
                 raise TransportError(
                     f"the proxy for {where} is not a valid URL", retryable=False
                 ) from None
@@ -361,36 +361,31 @@ def proxy_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: environ[name] for name in names if environ.get(name)}
 
 
-def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.Client:
-    """Create the shared ``httpx.Client``; insecure registries get an unverified TLS mount.
+def build_http_client(options: TransportOptions, stats: RequestStats) -> wire.Client:
+    """Create the shared client; insecure registries get an unverified TLS mount.
 
-    Proxies come from the environment by Go's rules (:mod:`regshift.proxies`); httpx's own
-    ``trust_env`` stays off: its ``NO_PROXY`` rules differ from Go's, and it applies no proxy
-    to a client given its own transport anyway.
+    Proxies come from the environment by Go's rules (:mod:`regshift.proxies`).
     """
-    limits = httpx.Limits(
-        max_connections=options.max_connections,
-        max_keepalive_connections=options.max_connections,
-    )
-    timeout = httpx.Timeout(options.read_timeout, connect=options.connect_timeout)
     environ = proxy_environment(os.environ)
 
-    def pool(verify: bool, proxy: str | None = None) -> httpx.BaseTransport:
-        return httpx.HTTPTransport(
-            verify=ssl_context(options.ca_file if verify else None, verify=verify),
-            limits=limits,
+    def pool(verify: bool, proxy: str | None = None) -> wire.BaseTransport:
+        return wire.HTTPTransport(
+            ssl_context=ssl_context(options.ca_file if verify else None, verify=verify),
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
+            max_idle=options.max_connections,
             proxy=_proxy(proxy, options.ca_file) if proxy else None,
         )
 
-    def routed(direct: httpx.BaseTransport, verify: bool) -> httpx.BaseTransport:
+    def routed(direct: wire.BaseTransport, verify: bool) -> wire.BaseTransport:
         if not environ:  # nothing to decide: no proxy module imported, no router
             return direct
         return _ProxyRouter(direct, lambda proxy: pool(verify, proxy), environ)
 
-    def transport(verify: bool) -> httpx.BaseTransport:
+    def transport(verify: bool) -> wire.BaseTransport:
         return _Counted(routed(_LazyTransport(lambda: pool(verify)), verify), stats)
 
-    mounts: dict[str, httpx.BaseTransport | None] = {
+    mounts: dict[str, wire.BaseTransport] = {
         "http://": transport(False),
         **{f"https://{host}": transport(False) for host in options.insecure},
     }
@@ -398,31 +393,26 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> httpx.C
     for _, value in options.headers:
         remember_secret(value)  # masked wherever a registry echoes it into an error
 
-    return httpx.Client(
+    return wire.Client(
         transport=transport(True),
-        timeout=timeout,
         mounts=mounts,
         headers={"User-Agent": options.user_agent},
-        follow_redirects=True,  # httpx drops Authorization when a redirect leaves the origin
-        max_redirects=5,
-        trust_env=False,
-        event_hooks={
-            # No extra headers (the common case): no hook to run on every request and hop.
-            "request": [_extra_headers(options.headers)] if options.headers else [],
-            "response": [_log_response(options.headers)],
-        },
+        max_redirects=5,  # Authorization is dropped when a redirect leaves the origin
+        # No extra headers (the common case): no hook to run on every request and hop.
+        request_hooks=[_extra_headers(options.headers)] if options.headers else [],
+        response_hooks=[_log_response(options.headers)],
     )
 
 
-def _extra_headers(headers: tuple[tuple[str, str], ...]) -> Callable[[httpx.Request], None]:
+def _extra_headers(headers: tuple[tuple[str, str], ...]) -> Callable[[wire.Request], None]:
     """The request hook putting the extra headers on requests to the registry's own origin.
 
-    httpx runs request hooks for every hop of a redirect chain, and copies a hop's headers
-    to the next (it drops only ``Authorization`` when the origin changes): so each hop is
-    judged on its own, and a hop elsewhere (blob storage, another host) loses them.
+    The client runs request hooks for every hop of a redirect chain, and copies a hop's
+    headers to the next (it drops only ``Authorization`` when the origin changes): so each
+    hop is judged on its own, and a hop elsewhere (blob storage, another host) loses them.
     """
 
-    def hook(request: httpx.Request) -> None:
+    def hook(request: wire.Request) -> None:
         own = request.extensions.get(REGISTRY_ORIGIN) == origin(request.url)
         for name, value in headers:
             if own:
@@ -433,8 +423,8 @@ def _extra_headers(headers: tuple[tuple[str, str], ...]) -> Callable[[httpx.Requ
     return hook
 
 
-def _log_response(headers: tuple[tuple[str, str], ...]) -> Callable[[httpx.Response], None]:
-    def hook(response: httpx.Response) -> None:
+def _log_response(headers: tuple[tuple[str, str], ...]) -> Callable[[wire.Response], None]:
+    def hook(response: wire.Response) -> None:
         if log.isEnabledFor(logging.DEBUG):
             request = response.request
             extra = [f"{n}: ***" for n, _ in headers if n in request.headers]
@@ -449,18 +439,18 @@ def _log_response(headers: tuple[tuple[str, str], ...]) -> Callable[[httpx.Respo
     return hook
 
 
-def _proxy(url: str, ca_file: str | None) -> httpx.Proxy:
-    """An ``httpx.Proxy``: credentials from its URL (sent as ``Proxy-Authorization``), and
-    for an ``https://`` proxy the same CAs as registries get (httpcore would use certifi's)."""
+def _proxy(url: str, ca_file: str | None) -> wire.Proxy:
+    """A :class:`wire.Proxy`: credentials from its URL (sent as ``Proxy-Authorization``), and
+    for an ``https://`` proxy the same CAs as registries get."""
     tls = ssl_context(ca_file) if url.lower().startswith("https:") else None
-    return httpx.Proxy(url, ssl_context=tls)
+    return wire.Proxy(url, ssl_context=tls)
 
 
-def redact_url(url: httpx.URL | str) -> str:
+def redact_url(url: wire.URL | str) -> str:
     """The URL without its query values (upload state, tokens) and without user info."""
-    url = httpx.URL(str(url))
-    query = "&".join(f"{k}=..." for k in url.params)
-    base = str(url.copy_with(query=None, username=None, password=None, fragment=None))
+    url = wire.URL(str(url))
+    query = "&".join(f"{k}=..." for k, _ in url.params)
+    base = f"{url.scheme}://{url.netloc}{url.path}" if url.host else url.path
     return f"{base}?{query}" if query else base
 
 
@@ -481,7 +471,7 @@ def candidate_schemes(registry: str, options: TransportOptions) -> tuple[str, ..
     return ("https", "http") if registry in options.insecure else ("https",)
 
 
-def is_tls_mismatch(exc: httpx.TransportError) -> bool:
+def is_tls_mismatch(exc: wire.TransportError) -> bool:
     """A TLS handshake that failed because the peer speaks plain HTTP (not a bad certificate)."""
     cause: BaseException | None = exc
     while cause is not None:
@@ -493,10 +483,10 @@ def is_tls_mismatch(exc: httpx.TransportError) -> bool:
     return False
 
 
-def stream_error(exc: httpx.HTTPError, response: httpx.Response, what: str) -> RegistryError:
-    """An httpx failure while reading a response body, as one line of ours: a
+def stream_error(exc: wire.HTTPError, response: wire.Response, what: str) -> RegistryError:
+    """A failure while reading a response body, as one line of ours: a
     :class:`TransportError` for the connection, an :class:`APIError` for the body itself."""
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, wire.TransportError):
         return translate(exc, what)
     return APIError(
         status=response.status_code,
@@ -506,7 +496,7 @@ def stream_error(exc: httpx.HTTPError, response: httpx.Response, what: str) -> R
     )
 
 
-def api_error(response: httpx.Response, context: str = "") -> APIError:
+def api_error(response: wire.Response, context: str = "") -> APIError:
     """Build the :class:`APIError` for an error response, reading at most 64 KiB of its body."""
     body = _read_capped(response, MAX_ERROR_BODY)
     diagnostics, text = _parse_error_body(body)
@@ -522,12 +512,12 @@ def api_error(response: httpx.Response, context: str = "") -> APIError:
     )
 
 
-def _read_capped(response: httpx.Response, limit: int) -> bytes:
+def _read_capped(response: wire.Response, limit: int) -> bytes:
     """At most ``limit`` bytes of a response body (what a broken stream gave, on errors)."""
     return read_limited(response, limit, raise_over=False)
 
 
-def read_limited(response: httpx.Response, limit: int, *, raise_over: bool = True) -> bytes:
+def read_limited(response: wire.Response, limit: int, *, raise_over: bool = True) -> bytes:
     """Read a streamed body, never holding more than ``limit`` bytes, then close it.
 
     Raises:
@@ -548,7 +538,7 @@ def read_limited(response: httpx.Response, limit: int, *, raise_over: bool = Tru
                         text=f"response body larger than {limit} bytes",
                     )
                 break
-    except httpx.HTTPError as exc:  # a dropped connection, or a body that fails to decode
+    except wire.HTTPError as exc:  # a dropped connection, a body cut short
         if raise_over:
             what = f"{response.request.method} {response.request.url.host}: reading the answer"
             raise stream_error(exc, response, what) from None

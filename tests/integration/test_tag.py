@@ -347,7 +347,8 @@ def test_tag_process_imports_only_what_it_uses(
     assert proc.returncode == 0, proc.stderr
     assert "stable" in proc.stdout and "tagged" in proc.stdout
     loaded = set(proc.stdout.split("MODULES", 1)[1].split())
-    assert {"httpx", "regshift.tagging", "regshift.client"} <= loaded  # the check sees imports
+    assert {"regshift.wire", "regshift.tagging", "regshift.client"} <= loaded  # imports seen
+    assert "httpx" not in loaded  # the HTTP layer is the standard library's
     unused = sorted(m for m in loaded if any(m == n or m.startswith(n + ".") for n in NOT_FOR_TAG))
     assert unused == []
     assert "regshift.proxies" not in loaded  # read only when a proxy variable is set

@@ -1,4 +1,4 @@
-"""The auth flow's decisions, on httpx's MockTransport (the protocol paths run on real registries
+"""The auth flow's decisions, on a canned transport (the protocol paths run on real registries
 in tests/integration/test_auth.py; this covers what no local registry can show: non-loopback
 plain HTTP, token expiry with a fake clock, the OAuth POST -> GET fallback)."""
 
@@ -6,16 +6,73 @@ from __future__ import annotations
 
 import base64
 import json
+import json as _json
 from collections.abc import Callable
 
-import httpx
 import pytest
 
+from regshift import wire
 from regshift.auth.credentials import Credential
 from regshift.auth.flow import RegistryAuth
 from regshift.errors import AuthError
 
 SCOPES = frozenset({"repository:a:pull,push"})
+
+
+class Canned:
+    """What a handler answers: status, headers, body (``json`` encoded)."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        headers: dict[str, str] | None = None,
+        json: object = None,
+        content: bytes = b"",
+    ) -> None:
+        self.status = status
+        self.headers = dict(headers or {})
+        self.content = content if json is None else _json.dumps(json).encode()
+
+
+Handler = Callable[[wire.Request], Canned]
+
+
+class MockTransport:
+    """A transport answering every request from ``handler``, in this thread."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+
+    def handle_request(self, request: wire.Request) -> wire.Response:
+        canned = self._handler(request)
+        return wire.Response(
+            canned.status, request=request, headers=canned.headers, content=canned.content
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class HTTP(wire.Client):
+    """The client regshift uses, on a :class:`MockTransport`, with the verbs tests need."""
+
+    def __init__(self, handler: Handler) -> None:
+        super().__init__(transport=MockTransport(handler))
+
+    def get(self, url: str, *, auth: wire.Auth | None = None) -> wire.Response:
+        return self.send(self.build_request("GET", url), auth=auth)
+
+    def put(self, url: str, *, content: bytes, auth: wire.Auth | None = None) -> wire.Response:
+        return self.send(self.build_request("PUT", url, content=content), auth=auth)
+
+    def __enter__(self) -> HTTP:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
 MANIFEST_URL = "https://registry.example/v2/a/manifests/x"
 
 
@@ -33,52 +90,52 @@ class Registry:
     def __init__(self, *, realm: str = "https://auth.example/token", oauth: bool = True) -> None:
         self.realm = realm
         self.oauth = oauth
-        self.token_requests: list[httpx.Request] = []
+        self.token_requests: list[wire.Request] = []
         self.issued = 0
         self.valid: set[str] = set()
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def __call__(self, request: wire.Request) -> Canned:
         if request.url.path == "/token":
             return self._token(request)
         auth = request.headers.get("authorization", "")
         if auth.removeprefix("Bearer ") in self.valid:
-            return httpx.Response(200, json={})
+            return Canned(200, json={})
         challenge = f'Bearer realm="{self.realm}",service="reg",scope="repository:a:pull,push"'
-        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return Canned(401, headers={"WWW-Authenticate": challenge})
 
-    def _token(self, request: httpx.Request) -> httpx.Response:
+    def _token(self, request: wire.Request) -> Canned:
         self.token_requests.append(request)
         if request.method == "POST" and not self.oauth:
-            return httpx.Response(404)
+            return Canned(404)
         self.issued += 1
         token = f"token-{self.issued}"
         self.valid.add(token)
-        return httpx.Response(200, json={"token": token, "expires_in": 60})
+        return Canned(200, json={"token": token, "expires_in": 60})
 
 
-def _client(handler: Registry) -> httpx.Client:
-    return httpx.Client(transport=httpx.MockTransport(handler))
+def _client(handler: Registry) -> HTTP:
+    return HTTP(handler)
 
 
 def _auth(
     cred: Credential,
-    handler: Callable[[httpx.Request], httpx.Response],
+    handler: Handler,
     *,
     plain: bool = False,
     clock: FakeClock | None = None,
 ) -> RegistryAuth:
-    tokens = httpx.Client(transport=httpx.MockTransport(handler))
+    tokens = HTTP(handler)
     return RegistryAuth(
         "registry.example",
         lambda _repository: cred,
         allow_plain_http=plain,
         user_agent="t",
-        send=lambda request: tokens.send(request, stream=True),
+        send=lambda request: tokens.send(request),
         clock=clock or FakeClock(),
     )
 
 
-def _get(http: httpx.Client, auth: RegistryAuth, scopes: frozenset[str] = SCOPES) -> int:
+def _get(http: HTTP, auth: RegistryAuth, scopes: frozenset[str] = SCOPES) -> int:
     """The status of one GET of ``MANIFEST_URL``, authorized for ``scopes``."""
     return http.get(MANIFEST_URL, auth=auth.scoped(scopes)).status_code
 
@@ -103,7 +160,7 @@ def test_one_token_request_carries_every_scope() -> None:
     with _client(reg) as http:
         _get(http, auth, scopes)
     (token,) = reg.token_requests
-    assert sorted(token.url.params.get_list("scope")) == [
+    assert sorted((v for k, v in token.url.params if k == "scope")) == [
         "repository:a:pull,push",
         "repository:b:pull,push",
     ]
@@ -151,13 +208,13 @@ def test_no_credentials_over_plain_http(realm: str, registry_url: str) -> None:
 
 
 def test_no_basic_credentials_to_a_plain_http_registry() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: wire.Request) -> Canned:
         if "authorization" in request.headers:
-            return httpx.Response(200)
-        return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+            return Canned(200)
+        return Canned(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
 
     auth = _auth(Credential(username="u", password="secret-pw"), handler)
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+    with HTTP(handler) as http:
         with pytest.raises(AuthError, match="plain HTTP"):
             http.get("http://registry.example/v2/", auth=auth.scoped(SCOPES))
         allowed = _auth(
@@ -173,23 +230,23 @@ def test_insufficient_scope_reauthenticates_once() -> None:
     seen: list[str] = []
     tokens = {"t1": {"repository:a:pull"}, "t2": {"repository:a:pull", "repository:a:push"}}
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: wire.Request) -> Canned:
         if request.url.path == "/token":
-            scopes = request.url.params.get_list("scope")
+            scopes = [v for k, v in request.url.params if k == "scope"]
             token = "t2" if any("push" in s for s in scopes) else "t1"
             seen.append(token)
-            return httpx.Response(200, content=json.dumps({"token": token}).encode())
+            return Canned(200, content=json.dumps({"token": token}).encode())
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         if request.method == "PUT" and "repository:a:push" in tokens.get(token, set()):
-            return httpx.Response(201)
+            return Canned(201)
         if request.method == "GET" and token in tokens:
-            return httpx.Response(200)
+            return Canned(200)
         scope = "repository:a:pull,push" if request.method == "PUT" else "repository:a:pull"
         challenge = f'Bearer realm="https://auth.example/token",service="reg",scope="{scope}"'
-        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return Canned(401, headers={"WWW-Authenticate": challenge})
 
     auth = _auth(Credential(username="u", password="p"), handler)
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+    with HTTP(handler) as http:
         pull = frozenset({"repository:a:pull"})
         assert _get(http, auth, pull) == 200
         put = http.put(MANIFEST_URL, content=b"{}", auth=auth.scoped(pull))
@@ -198,15 +255,15 @@ def test_insufficient_scope_reauthenticates_once() -> None:
 
 
 def test_token_server_refusal_is_an_auth_error_without_secrets() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: wire.Request) -> Canned:
         if request.url.path == "/token":
-            return httpx.Response(401, json={"details": "bad password secret-pw"})
+            return Canned(401, json={"details": "bad password secret-pw"})
         challenge = 'Bearer realm="https://auth.example/token",service="reg"'
-        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return Canned(401, headers={"WWW-Authenticate": challenge})
 
     auth = _auth(Credential(username="u", password="secret-pw", source="config.json"), handler)
     with (
-        httpx.Client(transport=httpx.MockTransport(handler)) as http,
+        HTTP(handler) as http,
         pytest.raises(AuthError) as info,
     ):
         http.get("https://registry.example/v2/", auth=auth.scoped(SCOPES))
@@ -221,7 +278,7 @@ def test_token_server_refusal_is_an_auth_error_without_secrets() -> None:
 def _registry_auth(
     registry: str,
     cred: Credential,
-    handler: Callable[[httpx.Request], httpx.Response],
+    handler: Handler,
     *,
     plain: bool = False,
     insecure: frozenset[str] = frozenset(),
@@ -242,13 +299,13 @@ def _registry_auth(
         extra["retry"] = RetryPolicy(
             retries=2, backoff=0.01, max_retry_after=5.0, sleep=sleeps.append
         )
-    tokens = httpx.Client(transport=httpx.MockTransport(handler))
+    tokens = HTTP(handler)
     return RegistryAuth(
         registry,
         lambda _repository: cred,
         allow_plain_http=plain or is_loopback_host(registry),
         user_agent="t",
-        send=lambda request: tokens.send(request, stream=True),
+        send=lambda request: tokens.send(request),
         **extra,  # type: ignore[arg-type]
     )
 
@@ -291,22 +348,22 @@ def test_insecure_registry_may_use_a_plain_realm_on_its_own_host() -> None:
 
 def test_redirect_target_401_is_not_answered() -> None:
     """Storage that a GET was redirected to answers 401 naming its own realm: nothing sent."""
-    seen: list[httpx.Request] = []
+    seen: list[wire.Request] = []
     basic = "Basic " + base64.b64encode(b"u:secret-pw").decode()
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: wire.Request) -> Canned:
         seen.append(request)
         if request.url.host == "storage.example":
             evil = 'Bearer realm="https://evil.example/token",service="s"'
-            return httpx.Response(401, headers={"WWW-Authenticate": evil})
+            return Canned(401, headers={"WWW-Authenticate": evil})
         if request.headers.get("authorization") != basic:
-            return httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+            return Canned(401, headers={"WWW-Authenticate": 'Basic realm="r"'})
         if request.url.path == "/v2/":
-            return httpx.Response(200)
-        return httpx.Response(307, headers={"Location": "https://storage.example/blob"})
+            return Canned(200)
+        return Canned(307, headers={"Location": "https://storage.example/blob"})
 
     auth = _auth(Credential(username="u", password="secret-pw"), handler)
-    with httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=True) as http:
+    with HTTP(handler) as http:
         # The first request learns the Basic challenge; the next is sent with it at once.
         assert http.get("https://registry.example/v2/", auth=auth.scoped(SCOPES)).status_code == 200
         response = http.get(MANIFEST_URL, auth=auth.scoped(SCOPES))
@@ -315,22 +372,22 @@ def test_redirect_target_401_is_not_answered() -> None:
     assert hosts == ["registry.example"] * 3 + ["storage.example"], "no token request"
     assert "authorization" not in seen[-1].headers
     # The registry's own challenge is still the one remembered.
-    assert auth.preemptive(SCOPES, httpx.URL(MANIFEST_URL)) == basic
+    assert auth.preemptive(SCOPES, wire.URL(MANIFEST_URL)) == basic
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 503])
 def test_token_request_retried_on_transient_status(status: int) -> None:
     reg, answers = Registry(), [status]
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: wire.Request) -> Canned:
         if request.url.path == "/token" and answers:
-            return httpx.Response(answers.pop(), headers={"Retry-After": "120"})
+            return Canned(answers.pop(), headers={"Retry-After": "120"})
         return reg(request)
 
     sleeps: list[float] = []
     cred = Credential(username="u", password="p")
     auth = _registry_auth("registry.example", cred, handler, sleeps=sleeps)
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+    with HTTP(handler) as http:
         assert _get(http, auth) == 200
     assert sleeps == [5.0], "Retry-After honoured, capped at max_retry_after"
     assert len(reg.token_requests) == 1
@@ -339,19 +396,19 @@ def test_token_request_retried_on_transient_status(status: int) -> None:
 def test_unreachable_token_server_is_a_transport_error() -> None:
     from regshift.errors import TransportError
 
-    attempts: list[httpx.Request] = []
+    attempts: list[wire.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: wire.Request) -> Canned:
         if request.url.path == "/token":
             attempts.append(request)
-            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+            raise wire.ConnectError("Connection refused")
         return Registry()(request)
 
     sleeps: list[float] = []
     cred = Credential(username="u", password="secret-pw")
     auth = _registry_auth("registry.example", cred, handler, sleeps=sleeps)
     with (
-        httpx.Client(transport=httpx.MockTransport(handler)) as http,
+        HTTP(handler) as http,
         pytest.raises(TransportError) as info,
     ):
         _get(http, auth)
@@ -370,34 +427,32 @@ def test_rotating_refresh_token_fetched_one_at_a_time() -> None:
     state = {"refresh": 0, "refused": 0}
     valid: set[str] = set()
 
-    def token(request: httpx.Request) -> httpx.Response:
+    def token(request: wire.Request) -> Canned:
         form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
         with lock:
             if form["refresh_token"] != f"refresh-{state['refresh']}":
                 state["refused"] += 1
-                return httpx.Response(401)
+                return Canned(401)
             state["refresh"] += 1
             rotated = f"refresh-{state['refresh']}"
         time.sleep(0.05)  # concurrent fetches would overlap here
         valid.add(f"token-{rotated}")
-        return httpx.Response(
-            200, json={"access_token": f"token-{rotated}", "refresh_token": rotated}
-        )
+        return Canned(200, json={"access_token": f"token-{rotated}", "refresh_token": rotated})
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: wire.Request) -> Canned:
         if request.url.path == "/token":
             return token(request)
         if request.headers.get("authorization", "").removeprefix("Bearer ") in valid:
-            return httpx.Response(200)
+            return Canned(200)
         challenge = 'Bearer realm="https://auth.example/token",service="reg"'
-        return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return Canned(401, headers={"WWW-Authenticate": challenge})
 
     auth = _registry_auth("registry.example", Credential(identity_token="refresh-0"), handler)
     start = threading.Barrier(4)
     statuses: list[int | str] = []
 
     def pull(repo: str) -> None:
-        with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        with HTTP(handler) as http:
             start.wait()
             try:
                 statuses.append(_get(http, auth, frozenset({f"repository:{repo}:pull"})))

@@ -24,7 +24,9 @@ README = SRC.parents[1] / "README.md"
 #: interface over them, the image graph, the verbs, the command line.
 _GROUPS = (
     "_version errors redaction locking inflight hostos proxies reference layout_reference digests",
-    "mediatypes manifests links retries progress semver ratelimit syncfile",
+    "mediatypes manifests links",
+    "wire.errors wire.url wire.messages wire.connections wire.client wire",
+    "retries progress semver ratelimit syncfile",
     "auth auth.challenge auth.scopes auth.configfiles auth.credentials auth.flow",
     "transport capabilities session client.answers client.uploads client.listing client sample",
     "layout.files layout.blobs layout",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
+from regshift import wire
 from regshift.errors import InvalidReference
 from regshift.redaction import mask_userinfo, redact_secrets, redact_url_text
 from regshift.reference import normalise_registry, parse_reference
@@ -57,7 +57,7 @@ def test_invalid_reference_masks_password(call: object) -> None:
 
 
 def test_header_value_error_is_not_printed_nor_retried() -> None:
-    exc = httpx.LocalProtocolError("Illegal header value b'Bearer s3cr3t\\r'")
+    exc = wire.LocalProtocolError("Illegal header value b'Bearer s3cr3t\\r'")
     err = translate(exc, "GET host")
     assert "s3cr3t" not in str(err) and "not valid HTTP" in str(err)
     assert not err.retryable

@@ -9,10 +9,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 import regshift.errors as errors_module
+from regshift import wire
 from regshift.cli.exits import HINTS, one_line
 from regshift.errors import (
     HINT_DUPLICATES,
@@ -132,10 +132,10 @@ def test_tries_and_stop() -> None:
 # -- library messages are neutral; the CLI adds its flags -----------------------------------
 
 
-def _cert_error() -> httpx.ConnectError:
+def _cert_error() -> wire.ConnectError:
     cause = ssl.SSLCertVerificationError(1, "certificate verify failed")
     cause.verify_message = "self-signed certificate"
-    exc = httpx.ConnectError("handshake failed")
+    exc = wire.ConnectError("handshake failed")
     exc.__cause__ = cause
     return exc
 
@@ -144,7 +144,7 @@ def _cert_error() -> httpx.ConnectError:
     ("exc", "hint", "cli"),
     [
         (
-            translate(httpx.ReadTimeout("slow"), "GET r"),
+            translate(wire.ReadTimeout("slow"), "GET r"),
             HINT_TIMEOUT,
             "GET r: read timed out (see --timeout)",
         ),
@@ -248,7 +248,7 @@ def test_plain_http_refusal_hint(url: str, hint: str | None, cli: str) -> None:
         send=lambda request: pytest.fail("nothing is sent"),
     )
     with pytest.raises(AuthError) as info:
-        auth.require_secure(httpx.URL(url), "credentials")
+        auth.require_secure(wire.URL(url), "credentials")
     assert info.value.hint == hint and "--" not in str(info.value)
     assert one_line(info.value) == cli
 

@@ -1,4 +1,5 @@
-"""Registry authentication as an ``httpx.Auth`` flow: Basic, Bearer tokens, identity tokens.
+"""Registry authentication as a :class:`regshift.wire.Auth` flow: Basic, Bearer tokens,
+identity tokens.
 
 One :class:`RegistryAuth` holds the state for one registry (the challenge it sent) and, per
 credential, the tokens it issued; it is shared by every request and thread. Credentials may
@@ -23,8 +24,8 @@ token to the redirect target): a redirect from the token server is an :class:`Au
 Credentials are never sent over plain HTTP unless the URL they go to is loopback or on a host
 named insecure (the realm is judged by its own host, not the registry's), and credentials of
 any kind are attached only to the registry's own origin (host and port; HTTPS, or plain HTTP
-where allowed) -- never to an upload ``Location`` or any other URL on another host (httpx
-also drops ``Authorization`` on cross-origin redirects, e.g. to S3 blob storage). Only a 401
+where allowed) -- never to an upload ``Location`` or any other URL on another host (the
+client also drops ``Authorization`` on cross-origin redirects, e.g. to S3 blob storage). Only a 401
 from the registry's own origin is answered: a redirect target's challenge is not the
 registry's.
 """
@@ -37,11 +38,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-import httpx
-
+from .. import wire
 from ..errors import HINT_INSECURE, RETRYABLE_STATUSES, AuthError, TransportError
 from ..reference import is_loopback_host
 from ..retries import RetryableAnswer, RetryPolicy, retry_after_seconds, translate
@@ -55,8 +55,6 @@ _MAX_TOKEN_RESPONSE = 256 * 1024
 _DEFAULT_LIFETIME = 60.0
 _CLIENT_ID = "regshift"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-Flow = Generator[httpx.Request, httpx.Response, None]
 
 
 class Token(NamedTuple):
@@ -97,7 +95,7 @@ class RegistryAuth:
         *,
         allow_plain_http: bool,
         user_agent: str,
-        send: Callable[[httpx.Request], httpx.Response],
+        send: Callable[[wire.Request], wire.Response],
         clock: Callable[[], float] = time.monotonic,
         insecure: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
@@ -132,7 +130,7 @@ class RegistryAuth:
         challenge = self._challenge
         return challenge.scheme if challenge is not None else None
 
-    def owns(self, url: httpx.URL) -> bool:
+    def owns(self, url: wire.URL) -> bool:
         """Whether ``url`` is on this registry's origin: its host and port (the scheme's
         default port when the registry names none), over a scheme it may be reached by."""
         own = self.origin_for(url.scheme)
@@ -147,14 +145,14 @@ class RegistryAuth:
         own = None
         if scheme in _DEFAULT_PORTS:
             try:
-                own = origin(httpx.URL(f"{scheme}://{self.registry}"))
-            except httpx.InvalidURL:
+                own = origin(wire.URL(f"{scheme}://{self.registry}"))
+            except wire.InvalidURL:
                 own = None
         self._origins[scheme] = own
         return own
 
     def scoped(self, scopes: ScopeSet, repository: str | None = None) -> ScopedAuth:
-        """An ``httpx.Auth`` for one request, on ``repository`` (``None``: the registry's
+        """A :class:`wire.Auth` for one request, on ``repository`` (``None``: the registry's
         API root), of an operation needing ``scopes``."""
         return ScopedAuth(self, scopes, repository)
 
@@ -191,7 +189,7 @@ class RegistryAuth:
     # -- what to send before any 401 -------------------------------------------------------
 
     def preemptive(
-        self, scopes: ScopeSet, url: httpx.URL, repository: str | None = None
+        self, scopes: ScopeSet, url: wire.URL, repository: str | None = None
     ) -> str | None:
         """The header to send before any 401, when this registry's challenge is known.
 
@@ -216,7 +214,7 @@ class RegistryAuth:
 
     # -- answering a challenge ------------------------------------------------------------
 
-    def learn(self, response: httpx.Response) -> Challenge | None:
+    def learn(self, response: wire.Response) -> Challenge | None:
         """Remember the challenge of a 401 response; return it when we can answer it."""
         header = response.headers.get("www-authenticate", "")
         challenge = select_challenge(parse_challenges(header)) if header else None
@@ -229,7 +227,7 @@ class RegistryAuth:
         self,
         challenge: Challenge,
         scopes: ScopeSet,
-        url: httpx.URL,
+        url: wire.URL,
         stale: str | None,
         *,
         account: _Account | None = None,
@@ -270,7 +268,7 @@ class RegistryAuth:
                 kept.append(scope)
         return frozenset(kept)
 
-    def _basic_header(self, url: httpx.URL, account: _Account) -> str | None:
+    def _basic_header(self, url: wire.URL, account: _Account) -> str | None:
         cred = account.credential
         if not cred.username or not cred.password:
             return None
@@ -317,7 +315,7 @@ class RegistryAuth:
         answer = self._send_token_request(self._get_token_request(realm, challenge, scopes, cred))
         return self._token_from(answer, realm, scopes, account)
 
-    def _send_token_request(self, request: httpx.Request) -> tuple[int, bytes]:
+    def _send_token_request(self, request: wire.Request) -> tuple[int, bytes]:
         """Send a token request, retrying transient failures; return its status and body.
 
         Token requests are safe to repeat (a GET, or a POST whose refresh token a server
@@ -352,14 +350,14 @@ class RegistryAuth:
         except TransportError as exc:
             raise TransportError(str(exc), retryable=False, hint=exc.hint) from None
 
-    def _token_attempt(self, request: httpx.Request) -> tuple[int, bytes, float | None]:
+    def _token_attempt(self, request: wire.Request) -> tuple[int, bytes, float | None]:
         """One token request: status, body (at most the size cap), ``Retry-After`` seconds."""
         what = f"token server {request.url.host}"
         try:
             response = self._send(request)
-        except httpx.TransportError as exc:
+        except wire.TransportError as exc:
             raise translate(exc, what) from None
-        except httpx.HTTPError as exc:
+        except wire.HTTPError as exc:
             raise AuthError(f"{self.registry}: {what}: {exc}") from None
         if response.is_redirect:
             # Never followed (the client sends token requests so): a POST would carry its
@@ -377,20 +375,20 @@ class RegistryAuth:
                     raise AuthError(
                         f"{self.registry}: token response from {request.url.host} is too large"
                     )
-        except httpx.TransportError as exc:
+        except wire.TransportError as exc:
             raise translate(exc, f"{what}: reading the answer") from None
-        except httpx.HTTPError as exc:
+        except wire.HTTPError as exc:
             raise AuthError(f"{self.registry}: {what}: {exc}") from None
         finally:
             response.close()
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
         return response.status_code, bytes(data), retry_after
 
-    def _realm_url(self, challenge: Challenge) -> httpx.URL:
+    def _realm_url(self, challenge: Challenge) -> wire.URL:
         try:
-            realm = httpx.URL(challenge.realm)
-        except httpx.InvalidURL:
-            realm = httpx.URL("")
+            realm = wire.URL(challenge.realm)
+        except wire.InvalidURL:
+            realm = wire.URL("")
         if realm.scheme not in ("http", "https") or not realm.host:
             raise AuthError(
                 f"{self.registry}: bearer challenge has an invalid realm {challenge.realm!r}"
@@ -398,8 +396,8 @@ class RegistryAuth:
         return realm
 
     def _get_token_request(
-        self, realm: httpx.URL, challenge: Challenge, scopes: ScopeSet, cred: Credential
-    ) -> httpx.Request:
+        self, realm: wire.URL, challenge: Challenge, scopes: ScopeSet, cred: Credential
+    ) -> wire.Request:
         params: list[tuple[str, str | int | float | bool | None]] = (
             [("service", challenge.service)] if challenge.service else []
         )
@@ -416,11 +414,11 @@ class RegistryAuth:
             raw = f"<token>:{cred.identity_token}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
         self.token_requests += 1
-        return httpx.Request("GET", realm.copy_merge_params(params), headers=headers)
+        return wire.Request("GET", realm.copy_merge_params(params), headers=headers)
 
     def _oauth_request(
-        self, realm: httpx.URL, challenge: Challenge, scopes: ScopeSet, cred: Credential
-    ) -> httpx.Request:
+        self, realm: wire.URL, challenge: Challenge, scopes: ScopeSet, cred: Credential
+    ) -> wire.Request:
         self.require_secure(realm, "an identity token")
         form = {
             "grant_type": "refresh_token",
@@ -430,10 +428,10 @@ class RegistryAuth:
             "client_id": _CLIENT_ID,
         }
         self.token_requests += 1
-        return httpx.Request("POST", realm, data=form, headers={"User-Agent": self._user_agent})
+        return wire.Request("POST", realm, data=form, headers={"User-Agent": self._user_agent})
 
     def _token_from(
-        self, answer: tuple[int, bytes], realm: httpx.URL, scopes: ScopeSet, account: _Account
+        self, answer: tuple[int, bytes], realm: wire.URL, scopes: ScopeSet, account: _Account
     ) -> Token:
         cred = account.credential
         status, content = answer
@@ -457,7 +455,7 @@ class RegistryAuth:
                 )
         return Token(value, scopes, self._clock() + _usable_lifetime(body.get("expires_in")))
 
-    def _token_body(self, content: bytes, realm: httpx.URL) -> dict[str, object]:
+    def _token_body(self, content: bytes, realm: wire.URL) -> dict[str, object]:
         try:
             body = json.loads(content)
         except (ValueError, RecursionError):
@@ -466,7 +464,7 @@ class RegistryAuth:
             raise AuthError(f"{self.registry}: token server {realm.host} returned invalid JSON")
         return body
 
-    def require_secure(self, url: httpx.URL, what: str) -> None:
+    def require_secure(self, url: wire.URL, what: str) -> None:
         """Refuse to send secrets in clear text, except to loopback or insecure hosts.
 
         ``url`` itself is judged, not the registry: a loopback or ``--insecure`` registry may
@@ -485,14 +483,14 @@ class RegistryAuth:
 
 
 def _host_of(authority: str) -> str:
-    """The host of ``host[:port]`` (``[v6]:port`` too), lower-cased as httpx gives it."""
+    """The host of ``host[:port]`` (``[v6]:port`` too), lower-cased as URLs give it."""
     try:
-        return httpx.URL(f"http://{authority}").host
-    except httpx.InvalidURL:
+        return wire.URL(f"http://{authority}").host
+    except wire.InvalidURL:
         return authority.lower()
 
 
-def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+def origin(url: wire.URL) -> tuple[str, str, int | None]:
     """Scheme, host and port (the default port made explicit) of ``url``."""
     return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
 
@@ -506,15 +504,15 @@ def _usable_lifetime(expires_in: object) -> float:
     return lifetime - min(10.0, lifetime / 5)
 
 
-class ScopedAuth(httpx.Auth):
-    """The ``httpx.Auth`` of one request: scopes of its operation + shared registry state."""
+class ScopedAuth(wire.Auth):
+    """The :class:`wire.Auth` of one request: scopes of its operation + shared registry state."""
 
     def __init__(self, state: RegistryAuth, scopes: ScopeSet, repository: str | None) -> None:
         self._state = state
         self._scopes = merge_scopes(scopes)
         self._repository = repository
 
-    def auth_flow(self, request: httpx.Request) -> Flow:
+    def auth_flow(self, request: wire.Request) -> wire.Flow:
         state = self._state
         if not state.owns(request.url):
             # Another origin (or scheme) than the registry's: it gets no credential at all.
@@ -533,7 +531,7 @@ class ScopedAuth(httpx.Auth):
             # registry's, and its realm must not get the registry's credentials.
             return
         challenge = state.learn(response)
-        if challenge is None or not _replayable(request):
+        if challenge is None or not request.replayable:  # a one-shot stream is gone
             return
         scopes = merge_scopes(self._scopes, challenge.scopes)
         account = state._account(self._repository)
@@ -543,8 +541,3 @@ class ScopedAuth(httpx.Auth):
         state.require_secure(request.url, "credentials")
         request.headers["Authorization"] = fresh
         yield request
-
-
-def _replayable(request: httpx.Request) -> bool:
-    """A request whose body was a one-shot stream cannot be sent again."""
-    return isinstance(request.stream, httpx.ByteStream)

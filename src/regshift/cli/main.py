@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import sys
-import types
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, TypeVar
@@ -605,27 +604,8 @@ def _render_delete(opts: CommonOptions, result: DeleteResult) -> None:
     )
 
 
-def _skip_httpx_command_line() -> None:
-    """Keep httpx from importing its own command line at start-up.
-
-    httpx 0.28 imports ``httpx._main`` (which pulls in click, rich and pygments: ~60 ms)
-    whenever those are installed, as they are for regshift. This process never runs the
-    httpx command line, so a placeholder module stands in for it.
-    """
-    if "httpx" in sys.modules or "httpx._main" in sys.modules:
-        return
-    placeholder = types.ModuleType("httpx._main")
-
-    def unavailable() -> None:
-        raise RuntimeError("the httpx command line is not available inside regshift")
-
-    placeholder.main = unavailable  # type: ignore[attr-defined]
-    sys.modules["httpx._main"] = placeholder
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: owns the process (see :mod:`regshift.cli.process`)."""
-    _skip_httpx_command_line()
     process.begin()
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="regshift")

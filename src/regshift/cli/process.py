@@ -3,8 +3,8 @@
 Only the command line may do this: the process is ours, whereas the library runs inside
 other people's programs and never touches the collector.
 
-A short command is mostly start-up and exit. Start-up imports about 270 modules (httpx,
-click, the standard library, regshift) and builds click's command tree: only objects that
+A short command is mostly start-up and exit. Start-up imports a few hundred modules (the HTTP
+layer, click, the standard library, regshift) and builds click's command tree: only objects that
 live until exit, yet CPython 3.11 runs several full collections over them while importing,
 and at exit one more full collection over everything before tearing the modules down. For
 a two-request ``regshift tag`` that was about 60 ms of 250 (median of 15 runs on the

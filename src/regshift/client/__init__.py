@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-import httpx
-
+from .. import wire
 from ..auth.credentials import Credential, Keychain, default_keychain
 from ..capabilities import Capabilities, default_cache_dir
 from ..digests import matches, parse_digest, verify_bytes
@@ -283,7 +282,7 @@ class Client(UploadEndpoints, ListingEndpoints):
     @contextmanager
     def open_blob(
         self, ref: Reference, digest: str, *, scopes: Iterable[str] = ()
-    ) -> Iterator[httpx.Response]:
+    ) -> Iterator[wire.Response]:
         """GET a blob as a streamed response (redirects to storage hosts followed without auth).
 
         The blob is asked for unencoded: read it with ``response.iter_raw()``, which hands
@@ -317,7 +316,7 @@ class Client(UploadEndpoints, ListingEndpoints):
         content: bytes | None = None,
         params: QueryList | None = None,
         missing_ok: bool = False,
-    ) -> httpx.Response:
+    ) -> wire.Response:
         """Send one request below ``/v2/<repository>`` (or to an upload location) as it is,
         for probing what a registry does; the answer is read. An error status raises the
         matching :class:`~regshift.errors.APIError` (404 returns with ``missing_ok``)."""
@@ -350,7 +349,7 @@ class Client(UploadEndpoints, ListingEndpoints):
         return auth.same_credential(first.repository, second.repository)
 
 
-def _verify_manifest(raw: bytes, ref: Reference, headers: httpx.Headers) -> None:
+def _verify_manifest(raw: bytes, ref: Reference, headers: wire.Headers) -> None:
     """Check a manifest's bytes before anything uses them: a body changed on its way (one
     byte, still valid JSON) would otherwise be tagged or copied under a new digest.
 
@@ -383,7 +382,7 @@ def _trustworthy(head: Descriptor, ref: Reference) -> bool:
 
 
 def _put_result(
-    ref: Reference, manifest: Manifest, tags: list[str], response: httpx.Response
+    ref: Reference, manifest: Manifest, tags: list[str], response: wire.Response
 ) -> PutResult:
     """What a manifest PUT's answer says, its digest checked against ours."""
     stored = response.headers.get("docker-content-digest", "")

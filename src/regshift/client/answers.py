@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-import httpx
-
+from .. import wire
 from ..errors import APIError, ManifestError
 from ..reference import Reference
 from ..transport import stream_error
@@ -17,7 +16,7 @@ from ..transport import stream_error
 IDENTITY = {"Accept-Encoding": "identity"}
 
 
-def read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
+def read_limited(response: wire.Response, limit: int, *, what: str) -> bytes:
     with contextlib.closing(response):
         declared = content_length(response)
         if declared > limit:
@@ -28,19 +27,19 @@ def read_limited(response: httpx.Response, limit: int, *, what: str) -> bytes:
                 data += chunk
                 if len(data) > limit:
                     raise ManifestError(f"{what} is larger than the {limit} byte limit")
-        except httpx.HTTPError as exc:
+        except wire.HTTPError as exc:
             raise stream_error(exc, response, what) from None
         return bytes(data)
 
 
-def content_length(response: httpx.Response) -> int:
+def content_length(response: wire.Response) -> int:
     try:
         return max(0, int(response.headers.get("content-length", "0")))
     except ValueError:
         return 0
 
 
-def answer_error(ref: Reference, response: httpx.Response, text: str) -> APIError:
+def answer_error(ref: Reference, response: wire.Response, text: str) -> APIError:
     """An answer regshift cannot use, as an error naming ``ref``."""
     return APIError(
         status=response.status_code, method=response.request.method, url=display(ref), text=text

@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import httpx
-
+from .. import wire
 from ..errors import APIError, ManifestError
 from ..manifests import MAX_MANIFEST_BYTES, Descriptor, parse_manifest
 from ..mediatypes import MediaType
@@ -126,7 +125,7 @@ class ListingEndpoints:
 
     def _pages(
         self, repo: Reference, path: str, *, loops: str, kind: str = "tags/list", **request: Any
-    ) -> Iterator[httpx.Response]:
+    ) -> Iterator[wire.Response]:
         """GET ``path`` and each next page its ``Link`` header names (bounded, same host
         only; ``params`` go with the first page only); ``loops`` is the error text when the
         links go round in circles or never end."""
@@ -146,7 +145,7 @@ class ListingEndpoints:
             next_path = next_link(link, repository, repo.endpoint, kind=kind)
 
 
-def _tags_from(response: httpx.Response, repo: Reference) -> list[str]:
+def _tags_from(response: wire.Response, repo: Reference) -> list[str]:
     try:
         doc = response.json()
     except (ValueError, RecursionError):

@@ -10,8 +10,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-import httpx
-
+from .. import wire
 from ..auth.flow import origin
 from ..digests import compute_digest
 from ..errors import RegistryError
@@ -170,7 +169,7 @@ def _pieces(data: bytes | memoryview, size: int = 256 * 1024) -> Iterator[bytes]
 
 
 def _upload_status(
-    ref: Reference, response: httpx.Response, scheme: str | None, default: int | None
+    ref: Reference, response: wire.Response, scheme: str | None, default: int | None
 ) -> UploadStatus:
     has_location = "location" in response.headers
     location = _upload_location(ref, response, scheme) if has_location else None
@@ -182,7 +181,7 @@ def _upload_status(
     return UploadStatus(location=location, offset=offset)
 
 
-def _upload_location(ref: Reference, response: httpx.Response, scheme: str | None) -> str:
+def _upload_location(ref: Reference, response: wire.Response, scheme: str | None) -> str:
     """The absolute upload URL of a 202 response, refusing other hosts and schemes.
 
     The Location must be on the registry itself -- its endpoint's host and port, over the
@@ -195,17 +194,17 @@ def _upload_location(ref: Reference, response: httpx.Response, scheme: str | Non
         raise answer_error(ref, response, "upload response has no Location header")
     try:
         url = response.request.url.join(location)
-    except httpx.InvalidURL:
+    except wire.InvalidURL:
         text = f"refusing upload Location that is not a valid URL: {printable(location)}"
         raise answer_error(ref, response, text) from None
     first = response.history[0].request.url if response.history else response.request.url
     try:
-        registry = httpx.URL(f"{scheme or first.scheme}://{ref.endpoint}")
-    except httpx.InvalidURL:
+        registry = wire.URL(f"{scheme or first.scheme}://{ref.endpoint}")
+    except wire.InvalidURL:
         registry = first
     if origin(url) != origin(registry):
         where = "another host" if url.host != registry.host else "another port or scheme"
-        text = f"refusing upload Location on {where}: {url.scheme}://{url.netloc.decode()}"
+        text = f"refusing upload Location on {where}: {url.scheme}://{url.netloc}"
         raise answer_error(ref, response, text)
     return str(url)
 

@@ -18,8 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-import httpx
-
+from .. import wire
 from ..capabilities import MULTI_TAG_PUSH
 from ..client import Client, UploadStatus
 from ..errors import APIError, NotFound, RegistryError
@@ -299,10 +298,10 @@ class RegistryRepository:
             self.client.run_capabilities.set(self.endpoint, REFERRERS_API, supported)
 
 
-def _raw_chunks(response: httpx.Response) -> Iterator[bytes]:
+def _raw_chunks(response: wire.Response) -> Iterator[bytes]:
     """The blob as stored: raw, never decoded, so its digest holds even when a storage
-    backend labels a .tar.gz layer ``Content-Encoding: gzip``; httpx errors become ours."""
+    backend labels a .tar.gz layer ``Content-Encoding: gzip``; HTTP-layer errors become ours."""
     try:
         yield from response.iter_raw()
-    except httpx.HTTPError as exc:
+    except wire.HTTPError as exc:
         raise stream_error(exc, response, "reading source blob") from None
