@@ -36,7 +36,7 @@ from harness.peers import peer
 from harness.proxy import Delay, FaultProxy, Rule
 from harness.registry import RegistryServer
 
-HTTPX_RETAG = str(BENCH_DIR / "httpx_retag.py")
+STDLIB_FLOOR = str(BENCH_DIR / "stdlib_floor.py")
 
 KiB = 1024
 
@@ -49,6 +49,14 @@ CRANE_KEY = "crane"
 REGCTL_KEY = "regctl"
 #: The peers the targets compare regshift with (each from a fair, empty start).
 PEER_KEYS = (SKOPEO_KEY, CRANE_KEY, REGCTL_KEY)
+#: The Python floor of a case (``stdlib_floor.py``): a target below it is below what any
+#: Python program sending the same requests reaches on this machine.
+FLOOR_KEY = "python-floor"
+FLOOR_LABEL = "python floor: stdlib, same requests"
+FLOOR_NOTE = (
+    "stdlib_floor.py: interpreter, http.client, the same requests at regshift's concurrency; "
+    "no CLI, no auth, no retries"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +347,10 @@ def regshift_copy(src: str, dst: str) -> list[str]:
     return [REGSHIFT, "copy", "--json", src, dst]
 
 
+def floor_copy(src: str, dst: str) -> list[str]:
+    return [PYTHON, STDLIB_FLOOR, "copy", src, dst]
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     """A command line that copies SRC to DST (within one repository: retags it)."""
@@ -357,8 +369,9 @@ CRANE = Tool(CRANE_KEY, "crane copy", crane_copy, "no cache; no config (empty DO
 REGCTL = Tool(
     REGCTL_KEY, "regctl image copy", regctl_copy, "no cache; empty REGCTL_CONFIG (in the sandbox)"
 )
-#: The copy cases' rows: regshift (the base), then the peers.
-COPY_TOOLS = (Tool(REGSHIFT_KEY, "regshift copy", regshift_copy), SKOPEO, CRANE, REGCTL)
+FLOOR = Tool(FLOOR_KEY, FLOOR_LABEL, floor_copy, FLOOR_NOTE)
+#: The copy cases' rows: regshift (the base), the peers, then the Python floor.
+COPY_TOOLS = (Tool(REGSHIFT_KEY, "regshift copy", regshift_copy), SKOPEO, CRANE, REGCTL, FLOOR)
 #: The peers' natural retag: skopeo copies to the new tag, crane tags, regctl copies.
 RETAG_PEERS = (
     Tool(SKOPEO_KEY, "skopeo copy (same repo)", skopeo_copy, skopeo=True),
@@ -484,7 +497,13 @@ def _seed(ctx: Context, image: SeededImage | SeededIndex) -> None:
 
 
 def _cmd(argv: Sequence[str]) -> str:
-    named = {REGSHIFT, PYTHON, RAW, HTTPX_RETAG, *(peer_bin(n) for n in ("crane", "regctl"))}
+    named = {
+        REGSHIFT,
+        PYTHON,
+        RAW,
+        STDLIB_FLOOR,
+        *(peer_bin(n) for n in ("crane", "regctl")),
+    }
     shown = [Path(a).name if a in named else a for a in argv]
     text = " ".join(shown)
     return text if len(text) < 160 else text[:157] + "..."
@@ -770,10 +789,10 @@ def retag(ctx: Context) -> list[Row]:
                     check=check(tag),
                 )
 
-            def httpx_floor(rep: int, host: str = host, key: str = key) -> Run:
-                tag = f"httpx-{key}-{rep}"
+            def stdlib_floor(rep: int, host: str = host, key: str = key) -> Run:
+                tag = f"stdlib-{key}-{rep}"
                 return measure(
-                    [PYTHON, HTTPX_RETAG, f"http://{host}", tag, "bench/retag:1.0"],
+                    [PYTHON, STDLIB_FLOOR, "retag", f"http://{host}", tag, "bench/retag:1.0"],
                     workdir=ctx.workdir,
                     registries=[a],
                     check=check(tag),
@@ -803,9 +822,11 @@ def retag(ctx: Context) -> list[Row]:
                 ),
                 Row(
                     case,
-                    "python + httpx: GET + PUT",
+                    FLOOR_LABEL,
                     case,
-                    "python httpx_retag.py (no CLI framework, no regshift: the Python floor)",
+                    "python stdlib_floor.py retag (http.client: the Python floor)",
+                    note=FLOOR_NOTE,
+                    key=FLOOR_KEY,
                 ),
             ]
             peers = [
@@ -819,16 +840,12 @@ def retag(ctx: Context) -> list[Row]:
                 )
                 for tool in RETAG_PEERS
             ]
-            makers = (regshift, regshift_warm, *peers, curl, httpx_floor)
+            makers = (regshift, regshift_warm, *peers, curl, stdlib_floor)
             _repeat(ctx, list(zip(group, makers, strict=True)), times=s.short_repeat)
             group[0].note = "empty REGSHIFT_CACHE_DIR each run"
             group[1].note = (
                 "REGSHIFT_CACHE_DIR kept across runs, pre-warmed by one untimed regshift tag "
                 f"(it remembers: {learnt}); the rest of the sandbox fresh"
-            )
-            group[-1].note = (
-                "what any httpx-based Python tool pays: interpreter, httpx + httpcore imports, "
-                "the two requests"
             )
             rows += group
             if not delay:
@@ -926,6 +943,18 @@ def promote(ctx: Context) -> list[Row]:
         cmd = [RAW, "retag", a.url, tag, *(f"{im.repository}:1.0" for im in images)]
         return measure(cmd, workdir=ctx.workdir, registries=regs, check=check(tag))
 
+    def stdlib_floor(rep: int) -> Run:
+        tag = f"stdlib-{rep}"
+        cmd = [
+            PYTHON,
+            STDLIB_FLOOR,
+            "promote",
+            a.url,
+            tag,
+            *(f"{im.repository}:1.0" for im in images),
+        ]
+        return measure(cmd, workdir=ctx.workdir, registries=regs, check=check(tag))
+
     rows = [
         Row(
             case,
@@ -956,8 +985,16 @@ def promote(ctx: Context) -> list[Row]:
             for tool in RETAG_PEERS
         ),
         Row(case, f"raw: curl GET + PUT x {n}", case, f"raw.sh retag, {2 * n} curl processes"),
+        Row(
+            case,
+            FLOOR_LABEL,
+            case,
+            f"python stdlib_floor.py promote ({n} GET + PUT, 1 process)",
+            note=FLOOR_NOTE,
+            key=FLOOR_KEY,
+        ),
     ]
-    makers = (from_file, library, cli, *map(peer_loop, RETAG_PEERS), curl)
+    makers = (from_file, library, cli, *map(peer_loop, RETAG_PEERS), curl, stdlib_floor)
     # The 50-process regshift loop takes seconds per run; it gets the usual number of runs.
     _repeat(
         ctx,
@@ -984,12 +1021,12 @@ _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)\s*$")
 
 
 # The HTTP stack and CLI library regshift is built on, imported the way the regshift process
-# does it (httpx's own command line kept out, the collector off: see regshift.cli.process).
-_STACK = (
-    "import gc, sys, types; gc.disable(); "
-    "sys.modules['httpx._main'] = types.ModuleType('httpx._main'); "
-    "import httpx, httpcore, click; gc.freeze()"
-)
+# does it (the collector off: see regshift.cli.process).
+_STACK = "import gc; gc.disable(); import http.client, ssl, json, click; gc.freeze()"
+
+
+#: What ``regshift --help`` must not import: the HTTP layer, and rich (a progress bar's).
+HEAVY_FOR_HELP = ("http.client", "rich")
 
 
 def startup(ctx: Context) -> list[Row]:
@@ -1000,7 +1037,7 @@ def startup(ctx: Context) -> list[Row]:
         ("regshift --help", [REGSHIFT, "--help"], None),
         ("python -c 'import regshift.cli.main'", [PYTHON, "-c", "import regshift.cli.main"], None),
         ("python -c pass (interpreter floor)", [PYTHON, "-c", "pass"], None),
-        ("python: import httpx, httpcore, click (the stack alone)", [PYTHON, "-c", _STACK], None),
+        ("python: import http.client, ssl, json, click (the stack)", [PYTHON, "-c", _STACK], None),
         ("skopeo --help", ["skopeo", "--help"], None),
         ("crane version", [peer_bin("crane"), "version"], None),
         ("regctl version", [peer_bin("regctl"), "version"], None),
@@ -1013,9 +1050,9 @@ def startup(ctx: Context) -> list[Row]:
         for i, (label, cmd, _) in enumerate(commands)
     ]
     rows[3].note = (
-        "what any command line on httpx and click pays before its own code, with regshift's "
-        "start-up treatment (no httpx CLI, collector off); `regshift tag` = this + regshift's "
-        "modules + its requests"
+        "what any command line on the standard library's HTTP client and click pays before "
+        "its own code (collector off, as in regshift's process); `regshift tag` = this + "
+        "regshift's modules + its requests"
     )
     rows[-1].note = (
         "PYTHONDONTWRITEBYTECODE=1, as this machine's environment sets: regshift's own "
@@ -1025,11 +1062,11 @@ def startup(ctx: Context) -> list[Row]:
     _repeat(ctx, list(zip(rows, makers, strict=True)), times=s.startup_samples)
     details = import_profile(ctx)
     ctx.startup = details
-    heavy = [m for m in ("httpx", "rich") if details["imported"].get(m)]
+    heavy = [m for m in HEAVY_FOR_HELP if details["imported"].get(m)]
     own = details["selfMsByPackage"]
     rows[0].note = f"`-X importtime`: {details['totalMs']:.0f} ms of imports; " + ", ".join(
         f"{m} imported ({own[m]:.0f} ms)" if details["imported"][m] else f"{m} not imported"
-        for m in ("httpx", "rich")
+        for m in HEAVY_FOR_HELP
     )
     if heavy:
         for run in rows[0].runs:
@@ -1052,8 +1089,8 @@ def import_profile(
     ``{n}`` in an argument becomes the sample's number (1, 2, ...), e.g. for a new tag per
     sample; ``command`` is the median sample's. ``returncode`` is the first non-zero exit of
     any sample (0 when all succeeded). Reports top-level imports by cumulative time, whether
-    httpx / rich are imported, the import chain that brings in httpx, and per package the
-    summed self time of its modules.
+    http.client / rich are imported, the import chain that brings in http.client, and per
+    package the summed self time of its modules.
     """
     return _import_profile(ctx, args, samples)[1]
 
@@ -1079,7 +1116,7 @@ def _import_profile(
     returncode = next((r[1] for r in runs if r[1] != 0), 0)
     modules = {name for _, _, _, name in entries}
     top = sorted((e for e in entries if e[2] == 0), key=lambda e: -e[1])[:10]
-    families = ("regshift", "httpx", "httpcore", "rich", "pygments", "click", "anyio", "idna")
+    families = ("regshift", "http", "ssl", "email", "click", "rich", "pygments")
     self_ms = {fam: sum(e[0] for e in entries if _within(e[3], fam)) / 1000 for fam in families}
     self_ms["other (stdlib, ...)"] = total_us / 1000 - sum(self_ms.values())
     return modules, {
@@ -1088,9 +1125,12 @@ def _import_profile(
         "returncode": returncode,
         "modules": len(modules),
         "totalMs": total_us / 1000,
-        "imported": {name: _has(modules, name) for name in ("httpx", "rich", "pygments", "click")},
+        "imported": {
+            name: _has(modules, name)
+            for name in ("http.client", "httpx", "rich", "pygments", "click")
+        },
         "selfMsByPackage": self_ms,
-        "httpxImportedVia": _import_chain(entries, "httpx"),
+        "httpImportedVia": _import_chain(entries, "http.client"),
         "richImportedVia": _import_chain(entries, "rich"),
         "top": [{"module": e[3], "cumulativeMs": e[1] / 1000, "selfMs": e[0] / 1000} for e in top],
     }

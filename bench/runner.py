@@ -251,8 +251,7 @@ def measure(
 def warm_bytecode(workdir: Path) -> None:
     """Import every regshift module once so the timed runs find their bytecode cached.
 
-    A client is built and closed too: that imports httpcore and h11, which httpx loads only
-    when its first transport is created.
+    A client is built and closed too: that imports what its first transport needs.
     """
     code = (
         "import importlib, pkgutil, regshift, regshift.cli.main\n"
