@@ -44,6 +44,8 @@ def translate(exc: wire.TransportError, what: str) -> TransportError:
     if isinstance(exc, wire.TimeoutException):
         kind = "connect" if isinstance(exc, wire.ConnectTimeout) else "read"
         return TransportError(f"{what}: {kind} timed out", hint=HINT_TIMEOUT)
+    if isinstance(exc, wire.UnsupportedProtocol):  # nothing was sent; trying again cannot help
+        return TransportError(f"{what}: {exc}", retryable=False)
     if isinstance(exc, wire.LocalProtocolError):
         # Never print the refused value: it may be a whole ``Authorization`` token.
         return TransportError(

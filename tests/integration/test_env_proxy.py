@@ -242,3 +242,22 @@ def _client(registry: RegistryServer) -> Client:
     keychain = StaticKeychain(Credential(username=user, password=password, source="test"))
     transport = TransportOptions(insecure=frozenset({by_name(registry)}))
     return Client(ClientOptions(transport=transport, keychain=keychain, cache_dir=None))
+
+
+def test_https_registry_through_an_https_proxy_is_refused_at_once(
+    tls_registry: RegistryServer, squid: SquidProxy, repo_name: str
+) -> None:
+    """TLS inside TLS is beyond http.client: an ``https://`` proxy in front of an HTTPS
+    registry is one line naming the way out (the proxy's http:// address), sent nowhere and
+    not retried; the same proxy variable with ``http://`` works (the first test here)."""
+    ca = str(tls_registry.ca_file)
+    seed(tls_registry.host, repo_name, "1.0", random_image(seed=157), ca_file=ca)
+    before = len(squid.requests())
+    https_proxy = "https://" + squid.url().removeprefix("http://")
+    ref = f"{by_name(tls_registry)}/{repo_name}:1.0"
+    result = run_cli("tag", "--ca-file", ca, ref, "stable", env={"HTTPS_PROXY": https_proxy})
+    assert result.code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "https:// proxy" in lines[0] and "http://" in lines[0], lines
+    assert "retrying" not in result.stderr
+    assert since(squid, before) == [], "nothing reached the proxy"
