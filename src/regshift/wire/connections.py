@@ -38,6 +38,7 @@ from .url import URL
 CHUNK = 1024 * 1024  # the most one read of a response body returns
 Origin = tuple[str, str, int]
 _TUNNEL_FAILED = "Tunnel connection failed: "
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 #: RFC 9110 field names are tokens; values are visible characters, spaces and tabs inside,
 #: never at either end (h11's rule, stricter than http.client, which lets a folded CR LF by).
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -132,7 +133,7 @@ class HTTPTransport:
                 return self._exchange(key, conn, request)
             except _Stale:
                 conn.close()
-                if not reused or not request.replayable:
+                if not reused or not _repeatable(request):
                     raise RemoteProtocolError(
                         "the server closed the connection without answering"
                     ) from None
@@ -324,6 +325,16 @@ class _Body:
             self._done = True
             self._answer.close()
             self._conn.close()
+
+
+def _repeatable(request: Request) -> bool:
+    """Whether a request may go again on a new connection after its keep-alive connection
+    turned out closed: an idempotent method (or a POST without body, which only opens an
+    upload session) with a body that can be sent again. A PATCH is never repeated here: the
+    registry may have taken part of it, and the upload's own resume logic knows the offset."""
+    if not request.replayable:
+        return False
+    return request.method in _IDEMPOTENT or (request.method == "POST" and not request.content)
 
 
 def _alive(conn: http.client.HTTPConnection) -> bool:
