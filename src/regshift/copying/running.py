@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
@@ -176,31 +176,44 @@ class Run:
     def plan(self, graph: ImageGraph) -> tuple[BlobStep, ...]:
         """Decide skip / mount / stream per blob (existence checks run concurrently)."""
         blobs = graph.blobs(self.opts.include_foreign)
-        foreign = tuple(
-            BlobStep(d, BlobAction.FOREIGN)
-            for d in graph.foreign()
-            if not self.opts.include_foreign
-        )
         if self._same_repository():
-            return tuple(BlobStep(d, BlobAction.SKIP) for d in blobs) + foreign
+            return tuple(BlobStep(d, BlobAction.SKIP) for d in blobs) + self._foreign(graph)
         self.looked = time.monotonic()
         present = list(self.pool.map(self.writer.has_blob, blobs))
         steps = [
             BlobStep(d, BlobAction.SKIP if p else self.writer.move)
             for d, p in zip(blobs, present, strict=True)
         ]
-        return tuple(steps) + foreign
+        return tuple(steps) + self._foreign(graph)
+
+    def plan_and_copy(self, graph: ImageGraph) -> tuple[BlobStep, ...]:
+        """:meth:`plan` then :meth:`copy_blobs`, pipelined: each blob is looked up and then
+        moved by one task, so transfers start while other blobs are still being looked up
+        (a whole plan first leaves the source idle while the destination answers HEADs)."""
+        if self._same_repository():
+            return self.copy_blobs(self.plan(graph))
+        blobs = graph.blobs(self.opts.include_foreign)
+        futures = [self.pool.submit(self._look_then_run, desc) for desc in blobs]
+        return self._gather(futures) + self._foreign(graph)
+
+    def _foreign(self, graph: ImageGraph) -> tuple[BlobStep, ...]:
+        if self.opts.include_foreign:
+            return ()
+        return tuple(BlobStep(d, BlobAction.FOREIGN) for d in graph.foreign())
 
     def _same_repository(self) -> bool:
         return self.writer.repo.same_repository(self.source)
 
     def copy_blobs(self, steps: tuple[BlobStep, ...]) -> tuple[BlobStep, ...]:
-        """Run the plan; return the steps with their outcomes.
+        """Run the plan; return the steps with their outcomes."""
+        return self._gather([self.pool.submit(self._run_step, step) for step in steps])
+
+    def _gather(self, futures: list[Future[BlobStep]]) -> tuple[BlobStep, ...]:
+        """The steps the tasks return, in order.
 
         The first failure stops the other transfers at their next chunk (and the ones not
         started yet) and is raised at once, not after every blob before it in the plan.
         """
-        futures = [self.pool.submit(self._run_step, step) for step in steps]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
             error = future.exception()
@@ -211,7 +224,15 @@ class Run:
                 raise error
         return tuple(f.result() for f in futures)
 
-    def _run_step(self, step: BlobStep) -> BlobStep:
+    def _look_then_run(self, desc: Descriptor) -> BlobStep:
+        self.cancel.check()
+        looked = time.monotonic()
+        present = self.writer.has_blob(desc)
+        return self._run_step(
+            BlobStep(desc, BlobAction.SKIP if present else self.writer.move), looked
+        )
+
+    def _run_step(self, step: BlobStep, looked: float | None = None) -> BlobStep:
         self.cancel.check()
         desc = step.descriptor
         if step.action is BlobAction.FOREIGN:
@@ -219,7 +240,8 @@ class Run:
         if step.action is BlobAction.SKIP:
             outcome = "skipped"
         else:
-            outcome = self.writer.transfer(self, desc, step.action, self.looked)
+            when = self.looked if looked is None else looked
+            outcome = self.writer.transfer(self, desc, step.action, when)
         self.tally.add(outcome, desc.size)
         state = {"skipped": ProgressState.SKIPPED, "mounted": ProgressState.MOUNTED}
         self.emit(desc, state.get(outcome, ProgressState.DONE), desc.size)

@@ -129,10 +129,10 @@ def copy_graph(
         return run.result(top, before, steps=(), up_to_date=True, notes=_notes(graph, ()))
     if writer.digest and not matches(graph.top.raw, writer.digest):
         raise DigestMismatch(f"destination {writer.name}", writer.digest, graph.top.digest)
-    steps = run.plan(graph)
     if opts.dry_run:
+        steps = run.plan(graph)
         return run.result(top, before, steps=steps, notes=_notes(graph, steps))
-    done = run.copy_blobs(steps)
+    done = run.plan_and_copy(graph)
     run.put_children(graph)
     if opts.referrers or opts.digest_tags:
         # Everything that refers to the image lands before the tag does, so a promoted
