@@ -123,7 +123,7 @@ class HTTPTransport:
         url = request.url
         port = url.effective_port
         if url.scheme not in ("http", "https") or port is None or not url.host:
-            raise UnsupportedProtocol(f"cannot send a request to {url.scheme or 'a'}: URL")
+            raise UnsupportedProtocol(f"not an http:// or https:// URL: {url.scheme or '-'}:")
         if any(not _NAME.fullmatch(k) or _BAD_VALUE.search(v) for k, v in request.headers.items()):
             raise LocalProtocolError("a request header is not valid HTTP")  # never echoed
         key = (url.scheme, url.host, port)
