@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -152,6 +151,8 @@ def _merge(doc: _Doc, learnt: _Doc) -> _Doc:
 
 def _write_atomically(path: Path, doc: _Doc) -> None:
     """Replace ``path`` with ``doc`` via a temporary file, which never outlives a failure."""
+    import tempfile  # only a run that learnt something writes: most never import it
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX)
     try:
         with os.fdopen(fd, "w") as fh:

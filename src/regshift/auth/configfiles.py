@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -171,6 +170,8 @@ def load_config(path: Path) -> JSONObject | None:
 
 def write_config(path: Path, config: JSONObject) -> None:
     """Replace ``path`` atomically with ``config``, mode 0600, creating its directory 0700."""
+    import tempfile  # only login and logout write: other commands never import it
+
     text = json.dumps(config, indent="\t") + "\n"
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

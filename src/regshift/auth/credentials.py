@@ -33,7 +33,6 @@ import base64
 import json
 import logging
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -544,7 +543,8 @@ def _run_helper(name: str, action: str, request: str, *, not_found_ok: bool = Fa
     Returns ``None`` when ``not_found_ok`` and the helper says "credentials not found".
     Messages name the helper and exit code only: its output may hold secrets.
     """
-    import subprocess  # only helpers start processes: most runs never import it
+    import shutil  # with subprocess: only helpers need them, most runs never import them
+    import subprocess
 
     binary = f"docker-credential-{name}"
     executable = shutil.which(binary)
