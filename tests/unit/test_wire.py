@@ -420,6 +420,18 @@ def test_streamed_response_cannot_be_iterated_twice(request_: wire.Request) -> N
         list(response.iter_raw())
 
 
+def test_a_closed_response_cannot_be_read(request_: wire.Request) -> None:
+    """Its connection is gone: reading must not quietly give an empty (or a short) body."""
+    response, body = streamed(200, request_, chunks=[b"never", b"read"])
+    response.close()
+    assert body.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        list(response.iter_raw())
+    with pytest.raises(RuntimeError, match="closed"):
+        response.read()
+    assert body.pulled == 0
+
+
 def test_breaking_off_an_iteration_closes_the_body(request_: wire.Request) -> None:
     response, body = streamed(200, request_, chunks=[b"a", b"b", b"c"])
     iterator = response.iter_raw()
