@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import select
 import shutil
@@ -45,6 +46,8 @@ from harness.squid import SquidProxy
 BLOB = os.urandom(300_000)  # several reads of a body, several chunks of an upload
 SECRET = "s3cret-header-value"
 PROXY_USER, PROXY_PASSWORD = "erin", "erin-proxy-pw-7"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -579,6 +582,45 @@ def test_a_failing_body_source_is_reraised_as_it_is(
     # the upload's record may come after the GET's: its connection is read on another thread
     (after,) = [q for q in proxy.requests if q.method == "GET"]
     assert after.connection != 1
+
+
+def _push_oci_manifest(pool: wire.HTTPTransport, base: str, repo: str) -> bytes:
+    config = b"{}"
+    config_digest = push_blob(pool, base, repo, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
+    answer = send(
+        pool,
+        "PUT",
+        f"{base}/v2/{repo}/manifests/latest",
+        headers={"Content-Type": OCI_MANIFEST},
+        content=manifest,
+    )
+    assert answer.status_code == 201, answer.read()
+    answer.read()
+    return manifest
+
+
+def test_repeated_header_names_all_reach_the_server(
+    pool: wire.HTTPTransport, proxy: FaultProxy, repo_name: str
+) -> None:
+    manifest = _push_oci_manifest(pool, proxy.url, repo_name)
+    accept = [("Accept", OCI_MANIFEST), ("Accept", DOCKER_MANIFEST)]
+    answer = get(pool, f"{proxy.url}/v2/{repo_name}/manifests/latest", headers=accept)
+    # distribution answers an OCI manifest by tag only to a client that accepts OCI
+    assert answer.status_code == 200, answer.read()
+    assert answer.read() == manifest
+    assert proxy.requests[-1].headers["accept"] == f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"
 
 
 # --------------------------------------------------------------------------------------------

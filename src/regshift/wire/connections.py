@@ -220,7 +220,13 @@ class HTTPTransport:
         self, key: Origin, conn: http.client.HTTPConnection, request: Request
     ) -> Response:
         url = request.url
-        headers = dict(request.headers.multi_items())
+        # http.client takes a dict: a name given twice (Accept) is sent once, its values
+        # joined with ", " (RFC 9110 5.3), not reduced to the last one.
+        headers: dict[str, str] = {}
+        first: dict[str, str] = {}
+        for name, value in request.headers.multi_items():
+            name = first.setdefault(name.lower(), name)
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         headers["Host"] = url.netloc
         target = url.raw_path
         if self._proxy is not None and url.scheme == "http":  # plain HTTP: the proxy forwards
