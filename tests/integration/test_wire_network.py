@@ -623,6 +623,16 @@ def test_repeated_header_names_all_reach_the_server(
     assert proxy.requests[-1].headers["accept"] == f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"
 
 
+def test_host_comes_from_the_url_once(
+    pool: wire.HTTPTransport, proxy: FaultProxy, open_registry: RegistryServer
+) -> None:
+    direct = get(pool, f"{open_registry.url}/v2/", headers={"host": "elsewhere.example"})
+    assert direct.status_code == 200  # Go answers 400 to a request with two Host lines
+    direct.read()
+    get(pool, f"{proxy.url}/v2/", headers={"HOST": "elsewhere.example"}).read()
+    assert proxy.requests[-1].headers["host"] == proxy.host
+
+
 # --------------------------------------------------------------------------------------------
 # proxies
 # --------------------------------------------------------------------------------------------

@@ -221,13 +221,15 @@ class HTTPTransport:
     ) -> Response:
         url = request.url
         # http.client takes a dict: a name given twice (Accept) is sent once, its values
-        # joined with ", " (RFC 9110 5.3), not reduced to the last one.
-        headers: dict[str, str] = {}
+        # joined with ", " (RFC 9110 5.3), not reduced to the last one. Host is the URL's,
+        # whatever the request says (a second Host line is a 400).
+        headers = {"Host": url.netloc}
         first: dict[str, str] = {}
         for name, value in request.headers.multi_items():
+            if name.lower() == "host":
+                continue
             name = first.setdefault(name.lower(), name)
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        headers["Host"] = url.netloc
         target = url.raw_path
         if self._proxy is not None and url.scheme == "http":  # plain HTTP: the proxy forwards
             target = str(url.copy_with(fragment=None, username=None, password=None))
