@@ -633,6 +633,26 @@ def test_host_comes_from_the_url_once(
     assert proxy.requests[-1].headers["host"] == proxy.host
 
 
+def test_explicit_chunked_transfer_encoding_is_framed(proxy: FaultProxy, repo_name: str) -> None:
+    pool = make_pool(read_timeout=3.0)
+    try:
+        digest = digest_of(BLOB)
+        location = start_upload(pool, proxy.url, repo_name)
+        answer = send(
+            pool,
+            "PUT",
+            location.copy_merge_params([("digest", digest)]),
+            headers={"Transfer-Encoding": "chunked"},
+            content=in_chunks(BLOB),
+        )
+        assert answer.status_code == 201, answer.read()
+        answer.read()
+        assert proxy.requests[-1].bytes_in == len(BLOB)
+        assert get(pool, f"{proxy.url}/v2/{repo_name}/blobs/{digest}").read() == BLOB
+    finally:
+        pool.close()
+
+
 # --------------------------------------------------------------------------------------------
 # proxies
 # --------------------------------------------------------------------------------------------

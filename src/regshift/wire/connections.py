@@ -222,11 +222,12 @@ class HTTPTransport:
         url = request.url
         # http.client takes a dict: a name given twice (Accept) is sent once, its values
         # joined with ", " (RFC 9110 5.3), not reduced to the last one. Host is the URL's,
-        # whatever the request says (a second Host line is a 400).
+        # whatever the request says (a second Host line is a 400). Framing is http.client's:
+        # given a Transfer-Encoding, it would send a streamed body without chunking it.
         headers = {"Host": url.netloc}
         first: dict[str, str] = {}
         for name, value in request.headers.multi_items():
-            if name.lower() == "host":
+            if name.lower() in ("host", "transfer-encoding"):
                 continue
             name = first.setdefault(name.lower(), name)
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
