@@ -723,6 +723,8 @@ class ConnectRecorder:
     [
         ("https://registry.example:5000/v2/", "registry.example:5000"),
         ("https://registry.example/v2/", "registry.example:443"),
+        ("https://[2001:db8::7]:5000/v2/", "[2001:db8::7]:5000"),
+        ("https://[2001:db8::7]/v2/", "[2001:db8::7]:443"),
     ],
 )
 def test_connect_request_names_the_target(url: str, target: str) -> None:
@@ -783,3 +785,58 @@ def test_refused_proxy_credentials_are_a_proxy_error(
     finally:
         pool.close()
     assert "wrong-password" not in rendered(caught.value)
+
+
+class Ipv6Relay:
+    """A TCP relay on ``[::1]`` to a server on 127.0.0.1: an IPv6 address to reach the TLS
+    registry at, for a proxy to tunnel to (the registry listens on IPv4 only)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+        self.port: int = self._listener.getsockname()[1]
+        self._target = target
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            source.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_tls_to_an_ipv6_registry_through_a_connect_tunnel(
+    squid: SquidProxy, tls_registry: RegistryServer
+) -> None:
+    relay = Ipv6Relay(("127.0.0.1", tls_registry.port))
+    context = ssl.create_default_context(cafile=str(tls_registry.ca_file))
+    context.check_hostname = False  # its certificate names 127.0.0.1, not ::1; the CA is checked
+    before = len(squid.requests(settle=0.2))
+    pool = make_pool(ssl_context=context, proxy=wire.Proxy(squid.url(PROXY_USER, PROXY_PASSWORD)))
+    try:
+        for _ in range(3):
+            answer = get(pool, f"https://[::1]:{relay.port}/v2/")
+            assert answer.status_code == 200
+            assert answer.read() == b"{}"
+    finally:
+        pool.close()
+        relay.close()
+    (tunnel,) = squid.requests()[before:]
+    assert (tunnel.method, tunnel.url, tunnel.status) == ("CONNECT", f"[::1]:{relay.port}", 200)

@@ -202,7 +202,7 @@ class HTTPTransport:
                     "an HTTPS registry cannot be reached through an https:// proxy here; "
                     "give the proxy's http:// address (the tunnel is TLS end to end anyway)"
                 )
-            conn = http.client.HTTPSConnection(
+            conn = _TunnelConnection(
                 target.host, at, timeout=self._connect_timeout, context=self._ssl
             )
             conn.set_tunnel(host, port, headers=proxy.headers)
@@ -273,6 +273,23 @@ class HTTPTransport:
             headers=answer.getheaders(),
             body=_Body(self, key, conn, answer),
         )
+
+
+class _TunnelConnection(http.client.HTTPSConnection):
+    """HTTPS through a proxy's CONNECT tunnel, with an IPv6 target in brackets on the
+    CONNECT line (``CONNECT [2001:db8::1]:443``): Python 3.11's http.client writes it bare,
+    which no proxy can split into host and port (3.12 brackets it, ``_wrap_ipv6``)."""
+
+    _tunnel_host: str  # http.client's, absent from its stubs
+
+    def _tunnel(self) -> None:
+        host = self._tunnel_host
+        if ":" in host and not hasattr(http.client.HTTPConnection, "_wrap_ipv6"):
+            self._tunnel_host = f"[{host}]"
+        try:
+            super()._tunnel()  # type: ignore[misc]
+        finally:
+            self._tunnel_host = host  # the TLS handshake names the host without brackets
 
 
 class _Stale(Exception):
