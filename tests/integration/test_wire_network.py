@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import resource
 import select
 import shutil
 import socket
@@ -240,6 +241,35 @@ def test_tls_requests_reuse_one_connection(tls_registry: RegistryServer) -> None
     finally:
         pool.close()
     assert idle(pool) == []
+
+
+@pytest.fixture
+def high_descriptors() -> Iterator[int]:
+    """Hold the descriptors below 1100 open, so that sockets get numbers above FD_SETSIZE
+    (1024, the most ``select()`` watches) as in a process with many files open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        yield held[-1]
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_keepalive_with_descriptors_above_fd_setsize(
+    pool: wire.HTTPTransport, proxy: FaultProxy, high_descriptors: int
+) -> None:
+    for _ in range(4):
+        assert status_of(pool, f"{proxy.url}/v2/") == 200
+    (conn,) = idle(pool)
+    assert conn.sock.fileno() > high_descriptors
+    assert [q.connection for q in proxy.requests] == [1, 1, 1, 1]
 
 
 def test_concurrent_requests_never_share_a_connection(proxy: FaultProxy) -> None:
