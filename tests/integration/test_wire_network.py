@@ -503,6 +503,7 @@ def test_stale_connection_is_not_retried_with_a_one_shot_body(
         ("X-Token", f"{SECRET}\x00"),
         ("X-Token", f" {SECRET}"),
         ("X-Token", f"{SECRET}\t"),
+        ("X-Token", f"{SECRET}\u20ac"),  # not even Latin-1
         ("X Token", SECRET),
         ("X-Token:", SECRET),
         (f"{SECRET}\r\nX", "1"),

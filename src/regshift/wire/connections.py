@@ -39,9 +39,10 @@ CHUNK = 1024 * 1024  # the most one read of a response body returns
 Origin = tuple[str, str, int]
 _TUNNEL_FAILED = "Tunnel connection failed: "
 #: RFC 9110 field names are tokens; values are visible characters, spaces and tabs inside,
-#: never at either end (h11's rule, stricter than http.client, which lets a folded CR LF by).
+#: never at either end (h11's rule, stricter than http.client, which lets a folded CR LF by),
+#: and Latin-1 (what http.client encodes them in).
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]|^[ \t]|[ \t]$")
 
 
 class BaseTransport(Protocol):
