@@ -436,6 +436,24 @@ class _Server(ThreadingHTTPServer):
         with self._conn_lock:
             return [t for t in self._conn_threads if t.is_alive()]
 
+    def drop_connections(self, timeout: float) -> int:
+        """Close every client connection from this side (FIN), as a server whose keep-alive
+        timeout expired does, and wait for their threads; returns how many there were."""
+        with self._conn_lock:
+            states = list(self._conns.values())
+            threads = set(self._conn_threads)
+        for state in states:
+            with contextlib.suppress(OSError):
+                state.sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        with self._conn_lock:
+            while threads & self._conn_threads:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._conn_lock.wait(remaining)
+        return len(states)
+
     def close_everything(self, timeout: float) -> None:
         """Unblock every connection thread (client and upstream sockets) and wait for them."""
         self.stopping.set()
@@ -630,6 +648,14 @@ class _BaseServerOwner(Generic[_Record]):
         if self._thread is not None:
             self._thread.join(timeout)
         self._stopped_server = server
+
+    def drop_connections(self, timeout: float = 5.0) -> int:
+        """Close the open client connections (meant for idle keep-alive ones) with a FIN, the
+        way a server ends connections idle for longer than its keep-alive timeout; keep
+        serving new ones. Returns how many were closed."""
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        return self._server.drop_connections(timeout)
 
     @property
     def errors(self) -> list[str]:

@@ -40,9 +40,10 @@ Origin = tuple[str, str, int]
 _TUNNEL_FAILED = "Tunnel connection failed: "
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 #: RFC 9110 field names are tokens; values are visible characters, spaces and tabs inside,
-#: never at either end (h11's rule, stricter than http.client, which lets a folded CR LF by).
+#: never at either end (h11's rule, stricter than http.client, which lets a folded CR LF by),
+#: and Latin-1 (what http.client encodes them in).
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]|^[ \t]|[ \t]$")
 
 
 class BaseTransport(Protocol):
@@ -203,7 +204,7 @@ class HTTPTransport:
                     "an HTTPS registry cannot be reached through an https:// proxy here; "
                     "give the proxy's http:// address (the tunnel is TLS end to end anyway)"
                 )
-            conn = http.client.HTTPSConnection(
+            conn = _TunnelConnection(
                 target.host, at, timeout=self._connect_timeout, context=self._ssl
             )
             conn.set_tunnel(host, port, headers=proxy.headers)
@@ -221,8 +222,17 @@ class HTTPTransport:
         self, key: Origin, conn: http.client.HTTPConnection, request: Request
     ) -> Response:
         url = request.url
-        headers = dict(request.headers.multi_items())
-        headers["Host"] = url.netloc
+        # http.client takes a dict: a name given twice (Accept) is sent once, its values
+        # joined with ", " (RFC 9110 5.3), not reduced to the last one. Host is the URL's,
+        # whatever the request says (a second Host line is a 400). Framing is http.client's:
+        # given a Transfer-Encoding, it would send a streamed body without chunking it.
+        headers = {"Host": url.netloc}
+        first: dict[str, str] = {}
+        for name, value in request.headers.multi_items():
+            if name.lower() in ("host", "transfer-encoding"):
+                continue
+            name = first.setdefault(name.lower(), name)
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         target = url.raw_path
         if self._proxy is not None and url.scheme == "http":  # plain HTTP: the proxy forwards
             target = str(url.copy_with(fragment=None, username=None, password=None))
@@ -265,6 +275,23 @@ class HTTPTransport:
             headers=answer.getheaders(),
             body=_Body(self, key, conn, answer),
         )
+
+
+class _TunnelConnection(http.client.HTTPSConnection):
+    """HTTPS through a proxy's CONNECT tunnel, with an IPv6 target in brackets on the
+    CONNECT line (``CONNECT [2001:db8::1]:443``): Python 3.11's http.client writes it bare,
+    which no proxy can split into host and port (3.12 brackets it, ``_wrap_ipv6``)."""
+
+    _tunnel_host: str  # http.client's, absent from its stubs
+
+    def _tunnel(self) -> None:
+        host = self._tunnel_host
+        if ":" in host and not hasattr(http.client.HTTPConnection, "_wrap_ipv6"):
+            self._tunnel_host = f"[{host}]"
+        try:
+            super()._tunnel()  # type: ignore[misc]
+        finally:
+            self._tunnel_host = host  # the TLS handshake names the host without brackets
 
 
 class _Stale(Exception):
@@ -344,6 +371,10 @@ def _alive(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return False
     try:
+        if hasattr(select, "poll"):  # select() refuses descriptors above FD_SETSIZE (1024)
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return not poller.poll(0)
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return False

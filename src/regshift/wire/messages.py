@@ -207,7 +207,7 @@ class Response:
             if self._content:
                 yield self._content
             return
-        if self._consumed or self._body is None:
+        if self._consumed or self._closed or self._body is None:
             raise RuntimeError("the response body was already read or closed")
         self._consumed = True
         try:
