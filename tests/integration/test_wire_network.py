@@ -871,3 +871,17 @@ def test_tls_to_an_ipv6_registry_through_a_connect_tunnel(
         relay.close()
     (tunnel,) = squid.requests()[before:]
     assert (tunnel.method, tunnel.url, tunnel.status) == ("CONNECT", f"[::1]:{relay.port}", 200)
+
+
+def test_a_body_finished_after_the_pool_closed_does_not_go_back(
+    open_registry: RegistryServer,
+) -> None:
+    """Closing the pool closes idle connections; one still carrying an answer is closed when
+    that answer ends, never pooled again."""
+    transport = make_pool()
+    answer = get(transport, f"{open_registry.url}/v2/")
+    conn = answer._body._conn  # type: ignore[union-attr]
+    transport.close()
+    assert answer.read() is not None
+    assert transport._idle == {}
+    assert conn.sock is None, "the connection was closed, not kept"

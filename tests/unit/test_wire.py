@@ -856,3 +856,65 @@ def test_auth_flow_answers_pass_through_redirects() -> None:
     response = wire.Client(transport=transport).send(GET(), auth=RetryWithToken())
     assert response.read() == b"final"
     assert [s.url for s in transport.sent] == ["http://r.example/x", "http://cdn.example/y"]
+
+
+# --------------------------------------------------------------------------------------------
+# Fixes after review: cut-short and raw deflate bodies, non-ASCII targets, exact default
+# ports, hooks that raise
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_gzip_body_cut_short_is_a_decoding_error(request_: wire.Request) -> None:
+    encoded = gzip.compress(PAYLOAD)
+    response, body = streamed(200, request_, [("Content-Encoding", "gzip")], [encoded[:-12]])
+    with pytest.raises(DecodingError, match="ends before its end"):
+        response.read()
+    assert body.closed
+
+
+def test_raw_deflate_is_decoded_too(request_: wire.Request) -> None:
+    """Some servers send ``deflate`` without the zlib wrapper RFC 9110 asks for."""
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    raw_deflate = packer.compress(PAYLOAD) + packer.flush()
+    response, _ = streamed(200, request_, [("Content-Encoding", "deflate")], _split(raw_deflate))
+    assert response.read() == PAYLOAD
+
+
+def test_an_unknown_encoding_closes_the_body(request_: wire.Request) -> None:
+    response, body = streamed(200, request_, [("Content-Encoding", "zstd")], [b"x"])
+    with pytest.raises(DecodingError):
+        response.read()
+    assert body.closed and body.pulled == 0
+
+
+def test_non_ascii_in_path_and_query_is_percent_encoded() -> None:
+    url = wire.URL("https://r.example/v2/caf\u00e9/tags/list?last=\u00e9t\u00e9&n=1")
+    assert url.raw_path == "/v2/caf%C3%A9/tags/list?last=%C3%A9t%C3%A9&n=1"
+    assert url.raw_path.isascii()
+
+
+def test_a_mount_naming_the_default_port_is_that_port_only() -> None:
+    default = ScriptedTransport(_ok, "default")
+    tls443 = ScriptedTransport(_ok, "443")
+    client = wire.Client(transport=default, mounts={"https://lab.example:443": tls443})
+    for url, name in {
+        "https://lab.example/v2/": "443",
+        "https://lab.example:443/v2/": "443",
+        "https://lab.example:5000/v2/": "default",
+    }.items():
+        default.sent.clear()
+        tls443.sent.clear()
+        client.send(wire.Request("GET", url)).read()
+        assert [t.name for t in (default, tls443) if t.sent] == [name], url
+
+
+def test_a_response_hook_that_raises_leaves_the_response_closed() -> None:
+    transport = ScriptedTransport(_ok)
+
+    def broken(response: wire.Response) -> None:
+        raise RuntimeError("hook failed")
+
+    client = wire.Client(transport=transport, response_hooks=[broken])
+    with pytest.raises(RuntimeError, match="hook failed"):
+        client.send(GET())
+    assert transport.bodies[0].closed

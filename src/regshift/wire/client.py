@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from .connections import BaseTransport
 from .errors import TooManyRedirects
@@ -59,7 +60,9 @@ class Client:
         self._mounts: dict[MountKey, BaseTransport] = {}
         for pattern, mounted in (mounts or {}).items():
             url = URL(pattern)
-            self._mounts[(url.scheme, url.host, url.port)] = mounted
+            # A port given (even the default one) is that port only; none is every port.
+            explicit = urlsplit(pattern).port is not None
+            self._mounts[(url.scheme, url.host, url.effective_port if explicit else None)] = mounted
         self._headers = Headers(headers)
         self._max_redirects = max_redirects
         self._request_hooks = tuple(request_hooks)
@@ -131,13 +134,17 @@ class Client:
         for hook in self._request_hooks:
             hook(request)
         response = self._transport_for(request.url).handle_request(request)
-        for answered in self._response_hooks:
-            answered(response)
+        try:
+            for answered in self._response_hooks:
+                answered(response)
+        except BaseException:
+            response.close()
+            raise
         return response
 
     def _transport_for(self, url: URL) -> BaseTransport:
         mounts = self._mounts
-        for key in ((url.scheme, url.host, url.port), (url.scheme, url.host, None)):
+        for key in ((url.scheme, url.host, url.effective_port), (url.scheme, url.host, None)):
             if key in mounts:
                 return mounts[key]
         return mounts.get((url.scheme, "", None), self._transport)

@@ -119,6 +119,7 @@ class HTTPTransport:
         self._proxy = proxy
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def handle_request(self, request: Request) -> Response:
         url = request.url
@@ -141,7 +142,9 @@ class HTTPTransport:
                 # A keep-alive connection the server had closed: once more on a new one.
 
     def close(self) -> None:
+        """Close the idle connections; one still in use is closed when its body ends."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, {}
         for connections in idle.values():
             for conn in connections:
@@ -161,8 +164,8 @@ class HTTPTransport:
 
     def _checkin(self, key: Origin, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            idle = self._idle.setdefault(key, [])
-            if len(idle) < self._max_idle:
+            idle = self._idle.setdefault(key, []) if not self._closed else None
+            if idle is not None and len(idle) < self._max_idle:
                 idle.append(conn)
                 return
         conn.close()
@@ -256,9 +259,12 @@ class HTTPTransport:
         except OSError as exc:
             conn.close()
             raise WriteError(_reason(exc)) from exc
+        except BaseException:  # Ctrl-C while sending, a chunk that is not bytes
+            conn.close()
+            raise
         try:
             answer = conn.getresponse()
-        except http.client.RemoteDisconnected as exc:
+        except (http.client.RemoteDisconnected, ConnectionResetError) as exc:
             raise _Stale() from exc
         except TimeoutError as exc:
             conn.close()
@@ -269,6 +275,9 @@ class HTTPTransport:
         except OSError as exc:
             conn.close()
             raise ReadError(_reason(exc)) from exc
+        except BaseException:
+            conn.close()
+            raise
         return Response(
             answer.status,
             request=request,

@@ -151,12 +151,34 @@ class Body(Protocol):
     def close(self) -> None: ...
 
 
-def _decoder(encoding: str) -> Any:
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        return zlib.decompressobj()
-    raise DecodingError(f"the body is in an encoding regshift does not read: {encoding}")
+class _Decoder:
+    """gzip or deflate (zlib-wrapped, or raw as some servers send it), checked to its end."""
+
+    def __init__(self, encoding: str) -> None:
+        if encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._zlib = zlib.decompressobj()
+        else:
+            raise DecodingError(f"the body is in an encoding regshift does not read: {encoding}")
+        self._encoding = encoding
+        self._started = False
+
+    def decompress(self, chunk: bytes) -> bytes:
+        if not self._started and self._encoding == "deflate":
+            self._started = True
+            try:
+                return self._zlib.decompress(chunk)
+            except zlib.error:  # no zlib header: raw deflate
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._started = True
+        return self._zlib.decompress(chunk)
+
+    def finish(self) -> bytes:
+        data = self._zlib.flush()
+        if self._started and not self._zlib.eof:
+            raise DecodingError(f"the {self._encoding} body ends before its end")
+        return data
 
 
 class Response:
@@ -225,15 +247,17 @@ class Response:
         if encoding == "identity":
             yield from self.iter_raw()
             return
-        decoder = _decoder(encoding)
         try:
+            decoder = _Decoder(encoding)
             for chunk in self.iter_raw():
                 if data := decoder.decompress(chunk):
                     yield data
-            if data := decoder.flush():
+            if data := decoder.finish():
                 yield data
         except zlib.error as exc:
             raise DecodingError(f"the body is not valid {encoding} ({exc})") from None
+        finally:
+            self.close()
 
     def read(self) -> bytes:
         """The whole body, decoded (read once, then kept)."""

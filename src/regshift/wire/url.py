@@ -14,6 +14,7 @@ from .errors import InvalidURL
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # spaces and control characters
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 Param = tuple[str, str | int | float | bool | None]
 
 
@@ -30,6 +31,12 @@ def encode_params(params: Iterable[Param]) -> str:
     return "&".join(
         f"{quote(name, safe='')}={quote(_primitive(value), safe='')}" for name, value in params
     )
+
+
+def _ascii(part: str) -> str:
+    """``part`` with every non-ASCII character percent-encoded (UTF-8), the rest untouched:
+    a request target is ASCII on the wire."""
+    return part if part.isascii() else _NON_ASCII.sub(lambda m: quote(m.group()), part)
 
 
 class URL:
@@ -60,8 +67,8 @@ class URL:
         self.scheme = parts.scheme.lower()
         self.host = parts.hostname or ""
         self.port = None if port == DEFAULT_PORTS.get(self.scheme) else port
-        self.path = parts.path or ("/" if parts.netloc else "")
-        self.query = parts.query
+        self.path = _ascii(parts.path) or ("/" if parts.netloc else "")
+        self.query = _ascii(parts.query)
         self.fragment = parts.fragment
         self.username = unquote(parts.username) if parts.username else ""
         self.password = unquote(parts.password) if parts.password else ""
