@@ -375,6 +375,7 @@ def build_http_client(options: TransportOptions, stats: RequestStats) -> wire.Cl
             read_timeout=options.read_timeout,
             max_idle=options.max_connections,
             proxy=_proxy(proxy, options.ca_file) if proxy else None,
+            on_resent=stats.add,  # the first try went out too: the registry may have seen it
         )
 
     def routed(direct: wire.BaseTransport, verify: bool) -> wire.BaseTransport:

@@ -17,7 +17,7 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from .errors import (
@@ -101,6 +101,8 @@ class HTTPTransport:
         read_timeout: seconds to wait for the next bytes (or for the peer to take ours).
         max_idle: idle connections kept per origin.
         proxy: send everything through this proxy.
+        on_resent: called when a request that had gone out whole is sent again on a new
+            connection (the answer was lost with the old one), so request counts see both.
     """
 
     def __init__(
@@ -111,8 +113,10 @@ class HTTPTransport:
         read_timeout: float,
         max_idle: int = 16,
         proxy: Proxy | None = None,
+        on_resent: Callable[[], None] | None = None,
     ) -> None:
         self._ssl = ssl_context
+        self._on_resent = on_resent
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_idle = max_idle
@@ -133,13 +137,15 @@ class HTTPTransport:
             conn, reused = self._checkout(key)
             try:
                 return self._exchange(key, conn, request)
-            except _Stale:
+            except _Stale as stale:
                 conn.close()
                 if not reused or not _repeatable(request):
                     raise RemoteProtocolError(
                         "the server closed the connection without answering"
                     ) from None
                 # A keep-alive connection the server had closed: once more on a new one.
+                if stale.sent and self._on_resent is not None:
+                    self._on_resent()
 
     def close(self) -> None:
         """Close the idle connections; one still in use is closed when its body ends."""
@@ -249,7 +255,7 @@ class HTTPTransport:
             conn.close()
             raise exc.original from None
         except (BrokenPipeError, ConnectionResetError) as exc:
-            raise _Stale() from exc
+            raise _Stale(sent=False) from exc
         except TimeoutError as exc:
             conn.close()
             raise WriteTimeout("sending the request timed out") from exc
@@ -265,7 +271,7 @@ class HTTPTransport:
         try:
             answer = conn.getresponse()
         except (http.client.RemoteDisconnected, ConnectionResetError) as exc:
-            raise _Stale() from exc
+            raise _Stale(sent=True) from exc
         except TimeoutError as exc:
             conn.close()
             raise ReadTimeout("waiting for the answer timed out") from exc
@@ -304,7 +310,12 @@ class _TunnelConnection(http.client.HTTPSConnection):
 
 
 class _Stale(Exception):
-    """The connection was closed under the request before any answer."""
+    """The connection was closed under the request before any answer; ``sent``: the request
+    had gone out whole (the peer may have seen it)."""
+
+    def __init__(self, *, sent: bool) -> None:
+        super().__init__()
+        self.sent = sent
 
 
 class _Body:
