@@ -263,16 +263,23 @@ def _faster(
 
 def _against_floor(target: Target, ours: float, floor: float, limit: float) -> None:
     """Say where the case's Python floor sits: a failed target whose limit is below the floor
-    too is FLOOR (no Python program sending the same requests meets it on this machine);
-    otherwise the gap between regshift and the floor is regshift's own cost."""
+    too is FLOOR (no Python program sending the same requests meets it on this machine) --
+    provided the floor is one in this run, i.e. regshift was not faster than it; otherwise
+    the gap between regshift and the floor is regshift's own cost."""
     target.values["pythonFloorSeconds"] = round(floor, 4)
     target.values["limitSeconds"] = round(limit, 4)
-    if target.status == "FAIL" and floor > limit and "✗" not in target.detail:
+    below = floor > limit and ours >= floor
+    if target.status == "FAIL" and below and "✗" not in target.detail:
         target.status = "FLOOR"
         where = f"below the Python floor ({_secs(floor)} s > the limit {_secs(limit)} s)"
     else:
         where = f"Python floor {_secs(floor)} s"
-    own = f"regshift {ours / floor:.2f}x the floor (+{_secs(ours - floor)} s its own)"
+    gap = ours - floor
+    own = (
+        f"regshift {ours / floor:.2f}x the floor (+{_secs(gap)} s its own)"
+        if gap >= 0
+        else f"regshift {ours / floor:.2f}x the floor ({_secs(-gap)} s faster than it)"
+    )
     target.detail = "; ".join((where, own, target.detail))
 
 
