@@ -521,20 +521,28 @@ def test_invalid_header_is_refused_before_anything_is_sent(
     assert seen.connection == 1  # the first connection the proxy ever accepted
 
 
-def test_streamed_upload_without_length_is_sent_chunked(
-    pool: wire.HTTPTransport, proxy: FaultProxy, repo_name: str
-) -> None:
-    digest = digest_of(BLOB)
-    location = start_upload(pool, proxy.url, repo_name)
+def put_streamed(
+    pool: wire.HTTPTransport, base: str, repo: str, headers: dict[str, str]
+) -> wire.Response:
+    """Upload ``BLOB`` to ``repo`` as one PUT whose body is a generator; the 201, read."""
+    location = start_upload(pool, base, repo)
     answer = send(
         pool,
         "PUT",
-        location.copy_merge_params([("digest", digest)]),
-        headers={"Content-Type": "application/octet-stream"},
+        location.copy_merge_params([("digest", digest_of(BLOB))]),
+        headers=headers,
         content=in_chunks(BLOB),
     )
     assert answer.status_code == 201, answer.read()
     answer.read()
+    return answer
+
+
+def test_streamed_upload_without_length_is_sent_chunked(
+    pool: wire.HTTPTransport, proxy: FaultProxy, repo_name: str
+) -> None:
+    digest = digest_of(BLOB)
+    answer = put_streamed(pool, proxy.url, repo_name, {"Content-Type": "application/octet-stream"})
     assert answer.headers["docker-content-digest"] == digest
     upload = proxy.requests[-1]
     assert upload.headers.get("transfer-encoding") == "chunked"
@@ -668,16 +676,7 @@ def test_explicit_chunked_transfer_encoding_is_framed(proxy: FaultProxy, repo_na
     pool = make_pool(read_timeout=3.0)
     try:
         digest = digest_of(BLOB)
-        location = start_upload(pool, proxy.url, repo_name)
-        answer = send(
-            pool,
-            "PUT",
-            location.copy_merge_params([("digest", digest)]),
-            headers={"Transfer-Encoding": "chunked"},
-            content=in_chunks(BLOB),
-        )
-        assert answer.status_code == 201, answer.read()
-        answer.read()
+        put_streamed(pool, proxy.url, repo_name, {"Transfer-Encoding": "chunked"})
         assert proxy.requests[-1].bytes_in == len(BLOB)
         assert get(pool, f"{proxy.url}/v2/{repo_name}/blobs/{digest}").read() == BLOB
     finally:
