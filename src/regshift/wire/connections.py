@@ -16,6 +16,7 @@ import re
 import select
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
@@ -391,14 +392,14 @@ def _alive(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return False
     try:
-        if hasattr(select, "poll"):  # select() refuses descriptors above FD_SETSIZE (1024)
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return not poller.poll(0)
-        readable, _, _ = select.select([sock], [], [], 0)
+        if sys.platform == "win32":  # no poll(); Windows' select() takes any socket handle
+            readable, _, _ = select.select([sock], [], [], 0)
+            return not readable
+        poller = select.poll()  # select() refuses descriptors above FD_SETSIZE (1024)
+        poller.register(sock, select.POLLIN)
+        return not poller.poll(0)
     except (OSError, ValueError):
         return False
-    return not readable
 
 
 def _reason(exc: BaseException) -> str:
