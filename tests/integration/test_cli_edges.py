@@ -15,6 +15,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -63,6 +64,18 @@ def test_a_reader_that_goes_away_is_not_an_error(
         assert stderr == ""
 
 
+def _default_sigint() -> None:
+    """SIGINT as a terminal gives it. A suite started in the background by a shell without
+    job control inherits SIGINT ignored, and Python then installs no handler for it: the
+    Ctrl-C these tests send would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _terminal_and_default_sigint() -> None:
+    _default_sigint()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 @pytest.mark.parametrize("key", [b"\x03", b"\x04"], ids=["ctrl-c", "ctrl-d"])
 def test_ctrl_c_or_ctrl_d_at_the_password_prompt_is_an_interruption(key: bytes) -> None:
     master, slave = pty.openpty()
@@ -72,7 +85,7 @@ def test_ctrl_c_or_ctrl_d_at_the_password_prompt_is_an_interruption(key: bytes) 
         stdout=slave,
         stderr=slave,
         start_new_session=True,  # then the pty becomes its terminal: Ctrl-C sends SIGINT
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        preexec_fn=_terminal_and_default_sigint,
     )
     os.close(slave)
     screen = b""
@@ -93,6 +106,7 @@ def test_ctrl_c_while_the_from_file_list_is_read_is_an_interruption() -> None:
         stdin=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
     _wait_until_reading_a_pipe(proc.pid)  # the list is being read: start-up is over
     proc.send_signal(2)  # SIGINT, as Ctrl-C sends it
