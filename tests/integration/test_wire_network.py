@@ -461,6 +461,23 @@ def test_stale_connection_is_retried_for_a_replayable_request(
     assert [q.connection for q in log] == [1, 2, 3]  # each retry on a new connection
 
 
+def test_stale_connection_is_not_retried_for_a_patch(
+    pool: wire.HTTPTransport,
+    proxy: FaultProxy,
+    repo_name: str,
+    closes_after_check: Callable[[], list[bool]],
+) -> None:
+    """A PATCH (a chunk of an upload) is not idempotent: even with a bytes body the transport
+    does not send it again; the upload's resume logic knows where the registry stands."""
+    location = start_upload(pool, proxy.url, repo_name)
+    checked = closes_after_check()
+    headers = {"Content-Type": "application/octet-stream", "Content-Range": f"0-{len(BLOB) - 1}"}
+    with pytest.raises(wire.RemoteProtocolError):
+        send(pool, "PATCH", location, headers=headers, content=BLOB)
+    assert checked == [True]
+    assert [q.method for q in proxy.requests] == ["POST"]  # nothing sent on a new connection
+
+
 def test_stale_connection_is_not_retried_with_a_one_shot_body(
     pool: wire.HTTPTransport,
     proxy: FaultProxy,
