@@ -231,11 +231,25 @@ class HTTPTransport:
     def _exchange(
         self, key: Origin, conn: http.client.HTTPConnection, request: Request
     ) -> Response:
+        target, headers = self._wire_form(request)
+        _send(conn, request, target, headers)
+        answer = _receive(conn)
+        return Response(
+            answer.status,
+            request=request,
+            headers=answer.getheaders(),
+            body=_Body(self, key, conn, answer),
+        )
+
+    def _wire_form(self, request: Request) -> tuple[str, dict[str, str]]:
+        """The request target and the headers as http.client takes them.
+
+        http.client takes a dict: a name given twice (Accept) is sent once, its values
+        joined with ", " (RFC 9110 5.3), not reduced to the last one. Host is the URL's,
+        whatever the request says (a second Host line is a 400). Framing is http.client's:
+        given a Transfer-Encoding, it would send a streamed body without chunking it.
+        """
         url = request.url
-        # http.client takes a dict: a name given twice (Accept) is sent once, its values
-        # joined with ", " (RFC 9110 5.3), not reduced to the last one. Host is the URL's,
-        # whatever the request says (a second Host line is a 400). Framing is http.client's:
-        # given a Transfer-Encoding, it would send a streamed body without chunking it.
         headers = {"Host": url.netloc}
         first: dict[str, str] = {}
         for name, value in request.headers.multi_items():
@@ -247,50 +261,56 @@ class HTTPTransport:
         if self._proxy is not None and url.scheme == "http":  # plain HTTP: the proxy forwards
             target = str(url.copy_with(fragment=None, username=None, password=None))
             headers.update(self._proxy.headers)
-        body = request.content
-        if body is not None and not isinstance(body, bytes):
-            body = _pulled(body)
-        try:
-            conn.request(request.method, target, body=body, headers=headers)
-        except _SourceFailed as exc:
-            conn.close()
-            raise exc.original from None
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise _Stale(sent=False) from exc
-        except TimeoutError as exc:
-            conn.close()
-            raise WriteTimeout("sending the request timed out") from exc
-        except (ValueError, UnicodeEncodeError):  # http.client's header check; never echoed
-            conn.close()
-            raise LocalProtocolError("a request header is not valid HTTP") from None
-        except OSError as exc:
-            conn.close()
-            raise WriteError(_reason(exc)) from exc
-        except BaseException:  # Ctrl-C while sending, a chunk that is not bytes
-            conn.close()
-            raise
-        try:
-            answer = conn.getresponse()
-        except (http.client.RemoteDisconnected, ConnectionResetError) as exc:
-            raise _Stale(sent=True) from exc
-        except TimeoutError as exc:
-            conn.close()
-            raise ReadTimeout("waiting for the answer timed out") from exc
-        except http.client.HTTPException as exc:
-            conn.close()
-            raise RemoteProtocolError(f"not a valid HTTP answer ({type(exc).__name__})") from exc
-        except OSError as exc:
-            conn.close()
-            raise ReadError(_reason(exc)) from exc
-        except BaseException:
-            conn.close()
-            raise
-        return Response(
-            answer.status,
-            request=request,
-            headers=answer.getheaders(),
-            body=_Body(self, key, conn, answer),
-        )
+        return target, headers
+
+
+def _send(
+    conn: http.client.HTTPConnection, request: Request, target: str, headers: dict[str, str]
+) -> None:
+    """Write the request; a failure closes the connection (but for a stale one: the caller's)."""
+    body = request.content
+    if body is not None and not isinstance(body, bytes):
+        body = _pulled(body)
+    try:
+        conn.request(request.method, target, body=body, headers=headers)
+    except _SourceFailed as exc:
+        conn.close()
+        raise exc.original from None
+    except (BrokenPipeError, ConnectionResetError) as exc:
+        raise _Stale(sent=False) from exc
+    except TimeoutError as exc:
+        conn.close()
+        raise WriteTimeout("sending the request timed out") from exc
+    except (ValueError, UnicodeEncodeError):  # http.client's header check; never echoed
+        conn.close()
+        raise LocalProtocolError("a request header is not valid HTTP") from None
+    except OSError as exc:
+        conn.close()
+        raise WriteError(_reason(exc)) from exc
+    except BaseException:  # Ctrl-C while sending, a chunk that is not bytes
+        conn.close()
+        raise
+
+
+def _receive(conn: http.client.HTTPConnection) -> http.client.HTTPResponse:
+    """The answer's status line and headers; a failure closes the connection (but for a
+    stale one: the caller's)."""
+    try:
+        return conn.getresponse()
+    except (http.client.RemoteDisconnected, ConnectionResetError) as exc:
+        raise _Stale(sent=True) from exc
+    except TimeoutError as exc:
+        conn.close()
+        raise ReadTimeout("waiting for the answer timed out") from exc
+    except http.client.HTTPException as exc:
+        conn.close()
+        raise RemoteProtocolError(f"not a valid HTTP answer ({type(exc).__name__})") from exc
+    except OSError as exc:
+        conn.close()
+        raise ReadError(_reason(exc)) from exc
+    except BaseException:
+        conn.close()
+        raise
 
 
 class _TunnelConnection(http.client.HTTPSConnection):
