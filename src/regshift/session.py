@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 from . import wire
 from .auth.credentials import Keychain
-from .auth.flow import RegistryAuth, origin
+from .auth.flow import RegistryAuth
 from .auth.scopes import ScopeSet, merge_scopes
 from .capabilities import PLAIN_HTTP, Capabilities
 from .errors import HINT_LOGIN, RETRYABLE_STATUSES, RegistryError, TransportError, Unauthorized
@@ -330,7 +330,7 @@ class RegistrySession:
         registry's own origin (Artifactory's) gets the extra headers, one elsewhere does not.
         """
         if self.auth.owns(request.url):
-            request.extensions[REGISTRY_ORIGIN] = origin(request.url)
+            request.extensions[REGISTRY_ORIGIN] = request.url.origin
         return self._pool.http.send(request, follow_redirects=False)
 
     def _error_for(

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 from . import wire
 from ._version import __version__
-from .auth.flow import origin
 from .errors import APIError, Diagnostic, RegistryError, TransportError, api_error_class
 from .redaction import redact_secrets, remember_secret
 from .reference import is_loopback_host
@@ -69,9 +68,6 @@ RESERVED_HEADERS = frozenset(
         "user-agent",
     }
 )
-_TOKEN_CHARS = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
 
 
 def check_header(name: str, value: str) -> None:
@@ -84,7 +80,7 @@ def check_header(name: str, value: str) -> None:
     Raises:
         ValueError: the header cannot be sent.
     """
-    if not name or not set(name) <= _TOKEN_CHARS:
+    if not wire.is_token(name):
         # Not echoed: a mistyped flag may have put the secret where the name goes.
         raise ValueError("a header name must be a token (letters, digits, '-' and the like)")
     if name.lower() in RESERVED_HEADERS:
@@ -414,7 +410,7 @@ def _extra_headers(headers: tuple[tuple[str, str], ...]) -> Callable[[wire.Reque
     """
 
     def hook(request: wire.Request) -> None:
-        own = request.extensions.get(REGISTRY_ORIGIN) == origin(request.url)
+        own = request.extensions.get(REGISTRY_ORIGIN) == request.url.origin
         for name, value in headers:
             if own:
                 request.headers[name] = value

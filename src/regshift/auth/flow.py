@@ -45,6 +45,7 @@ from .. import wire
 from ..errors import HINT_INSECURE, RETRYABLE_STATUSES, AuthError, TransportError
 from ..reference import is_loopback_host
 from ..retries import RetryableAnswer, RetryPolicy, retry_after_seconds, translate
+from ..wire.url import DEFAULT_PORTS
 from .challenge import Challenge, parse_challenges, select_challenge
 from .credentials import Credential
 from .scopes import ScopeSet, covers, merge_scopes
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 _MAX_TOKEN_RESPONSE = 256 * 1024
 _DEFAULT_LIFETIME = 60.0
 _CLIENT_ID = "regshift"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class Token(NamedTuple):
@@ -134,7 +134,7 @@ class RegistryAuth:
         """Whether ``url`` is on this registry's origin: its host and port (the scheme's
         default port when the registry names none), over a scheme it may be reached by."""
         own = self.origin_for(url.scheme)
-        return own is not None and own == origin(url)
+        return own is not None and own == url.origin
 
     def origin_for(self, scheme: str) -> tuple[str, str, int | None] | None:
         """This registry's origin over ``scheme`` (``None`` for a scheme that is not HTTP or
@@ -143,9 +143,9 @@ class RegistryAuth:
         if scheme in self._origins:
             return self._origins[scheme]
         own = None
-        if scheme in _DEFAULT_PORTS:
+        if scheme in DEFAULT_PORTS:
             try:
-                own = origin(wire.URL(f"{scheme}://{self.registry}"))
+                own = wire.URL(f"{scheme}://{self.registry}").origin
             except wire.InvalidURL:
                 own = None
         self._origins[scheme] = own
@@ -490,11 +490,6 @@ def _host_of(authority: str) -> str:
         return authority.lower()
 
 
-def origin(url: wire.URL) -> tuple[str, str, int | None]:
-    """Scheme, host and port (the default port made explicit) of ``url``."""
-    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
-
-
 def _usable_lifetime(expires_in: object) -> float:
     """Seconds a token may be used: its lifetime minus a margin of a fifth (at most 10 s)."""
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or expires_in <= 0:
@@ -526,7 +521,7 @@ class ScopedAuth(wire.Auth):
         response = yield request
         if response.status_code != 401:
             return
-        if origin(response.request.url) != origin(request.url):
+        if response.request.url.origin != request.url.origin:
             # A redirect target (S3, a CDN) answered 401: its challenge is not the
             # registry's, and its realm must not get the registry's credentials.
             return

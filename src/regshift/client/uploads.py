@@ -11,7 +11,6 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 from .. import wire
-from ..auth.flow import origin
 from ..digests import compute_digest
 from ..errors import RegistryError
 from ..reference import Reference
@@ -202,7 +201,7 @@ def _upload_location(ref: Reference, response: wire.Response, scheme: str | None
         registry = wire.URL(f"{scheme or first.scheme}://{ref.endpoint}")
     except wire.InvalidURL:
         registry = first
-    if origin(url) != origin(registry):
+    if url.origin != registry.origin:
         where = "another host" if url.host != registry.host else "another port or scheme"
         text = f"refusing upload Location on {where}: {url.scheme}://{url.netloc}"
         raise answer_error(ref, response, text)

@@ -30,7 +30,7 @@ from .errors import (
     WriteError,
     WriteTimeout,
 )
-from .messages import Content, Headers, Request, Response
+from .messages import Content, Headers, Request, Response, is_token
 from .url import URL
 
 __all__ = [
@@ -61,4 +61,5 @@ __all__ = [
     "UnsupportedProtocol",
     "WriteError",
     "WriteTimeout",
+    "is_token",
 ]

@@ -169,10 +169,6 @@ def _redirected(request: Request, response: Response) -> Request:
             headers.pop(name)
     elif not request.replayable:
         raise RuntimeError("cannot follow a redirect with a request body that was streamed")
-    if (url.scheme, url.host, url.effective_port) != (
-        request.url.scheme,
-        request.url.host,
-        request.url.effective_port,
-    ):
+    if url.origin != request.url.origin:
         headers.pop("Authorization")  # credentials stay with the origin they were meant for
     return Request(method, url, headers=headers, content=content, extensions=request.extensions)

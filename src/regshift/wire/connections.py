@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import re
 import select
 import socket
 import ssl
@@ -33,18 +32,13 @@ from .errors import (
     WriteError,
     WriteTimeout,
 )
-from .messages import Request, Response
+from .messages import Request, Response, sendable
 from .url import URL
 
 CHUNK = 1024 * 1024  # the most one read of a response body returns
 Origin = tuple[str, str, int]
 _TUNNEL_FAILED = "Tunnel connection failed: "
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-#: RFC 9110 field names are tokens; values are visible characters, spaces and tabs inside,
-#: never at either end (h11's rule, stricter than http.client, which lets a folded CR LF by),
-#: and Latin-1 (what http.client encodes them in).
-_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]|^[ \t]|[ \t]$")
 
 
 class BaseTransport(Protocol):
@@ -131,7 +125,7 @@ class HTTPTransport:
         port = url.effective_port
         if url.scheme not in ("http", "https") or port is None or not url.host:
             raise UnsupportedProtocol(f"not an http:// or https:// URL: {url.scheme or '-'}:")
-        if any(not _NAME.fullmatch(k) or _BAD_VALUE.search(v) for k, v in request.headers.items()):
+        if not sendable(request.headers):
             raise LocalProtocolError("a request header is not valid HTTP")  # never echoed
         key = (url.scheme, url.host, port)
         while True:

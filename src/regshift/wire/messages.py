@@ -12,6 +12,7 @@ manifests are always read raw (digests are computed over the bytes as stored).
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol, overload
@@ -22,6 +23,21 @@ from .url import URL, encode_params
 Content = bytes | Iterable[bytes] | None
 HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]] | None
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: RFC 9110 field names are tokens; values are visible characters, spaces and tabs inside,
+#: never at either end (h11's rule, stricter than http.client, which lets a folded CR LF by),
+#: and Latin-1 (what http.client encodes them in).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]|^[ \t]|[ \t]$")
+
+
+def is_token(name: str) -> bool:
+    """Whether ``name`` can be a header name (an RFC 9110 token)."""
+    return _TOKEN.fullmatch(name) is not None
+
+
+def sendable(headers: Headers) -> bool:
+    """Whether every header is valid HTTP as it would go out (see :data:`_BAD_VALUE`)."""
+    return all(is_token(k) and not _BAD_VALUE.search(v) for k, v in headers.items())
 
 
 class Headers(Mapping[str, str]):

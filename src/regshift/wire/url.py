@@ -85,6 +85,11 @@ class URL:
         return self.port or DEFAULT_PORTS.get(self.scheme)
 
     @property
+    def origin(self) -> tuple[str, str, int | None]:
+        """Scheme, host and effective port: what credentials and extra headers are kept to."""
+        return self.scheme, self.host, self.effective_port
+
+    @property
     def raw_path(self) -> str:
         """The request target: path and query."""
         return f"{self.path}?{self.query}" if self.query else self.path
